@@ -1,0 +1,23 @@
+"""metabayes: Amortized Bayesian Meta-Learning (Ravi & Beatson, ICLR 2019) in JAX.
+
+The ELBO terms (``elbo``), the inner loop (``inner_loop``), the meta-learner and its train step
+(``algorithms``); see ../shared/docs/MATH.md for the mathematics each implements.
+"""
+from metabayes.algorithms import (MetaLearner, MetaParams, NonFiniteLossError, TrainState, abml,
+                                  maml)
+from metabayes.elbo import elbo, expected_log_likelihood, global_kl, local_kl, sample_outputs
+from metabayes.hyperprior import Hyperprior
+from metabayes.inner_loop import adapt, local_objective
+from metabayes.likelihoods import Categorical, Gaussian, GaussianPredictive
+from metabayes.models import MLP, Conv4
+from metabayes.posterior import MeanFieldGaussian
+from metabayes.tasks import Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Categorical", "Conv4", "Gaussian", "GaussianPredictive", "Hyperprior", "MLP",
+    "MeanFieldGaussian", "MetaLearner", "MetaParams", "NonFiniteLossError", "Task", "TrainState",
+    "abml", "adapt", "elbo", "expected_log_likelihood", "global_kl", "local_kl",
+    "local_objective", "maml", "sample_outputs",
+]

@@ -1,0 +1,216 @@
+"""ABML and MAML as one meta-learner (MATH.md §2-4): the outer loss, the train step, prediction.
+
+    loss(ψ) = (1/M) Σ_i [ −E_q(φ;λ_i^K)[log p(D_i^outer | φ)] + β KL(q(φ;λ_i^K) || p(φ|θ)) ]
+              + (1/N) KL(q(θ;ψ) || p(θ)),     θ ~ q(θ;ψ),  λ_i^K = adapt(θ, S_i)
+
+MAML is ``theta_family="deterministic"`` (σ_θ = 0, φ = μ), β = 0 and no hyperprior: the same
+code, built by ``maml(...)``.
+"""
+import dataclasses
+import functools
+import math
+from typing import Any, Dict, Optional
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from metabayes.elbo import check_estimator, expected_log_likelihood, global_kl, local_kl, sample_outputs
+from metabayes.hyperprior import Hyperprior
+from metabayes.inner_loop import adapt, check_num_steps
+from metabayes.likelihoods import Categorical, Likelihood
+from metabayes.posterior import MeanFieldGaussian, PyTree
+from metabayes.tasks import Task, check_task, concatenate
+
+THETA_FAMILIES = ("point", "gaussian", "deterministic")
+OUTER_DATA = ("support_query", "query")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The meta-loss or its gradient became NaN or infinite."""
+
+
+@flax.struct.dataclass
+class MetaParams:
+    """ψ: q(θ; ψ) (θ = (μ, log σ) of p(φ|θ)) and optional Meta-SGD step scales shaped like θ."""
+
+    q_theta: MeanFieldGaussian
+    step_scale: Optional[PyTree] = None
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: MetaParams
+    opt_state: optax.OptState
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaLearner:
+    """Everything static about a meta-learning run; ψ and optimiser state live in TrainState.
+
+    Attributes:
+      model: a Flax module whose params are φ (``metabayes.models``).
+      likelihood: ``Categorical()`` or ``Gaussian(noise_std)``.
+      inner_lr: the inner step size (the default inner optimiser is ``optax.sgd(inner_lr)``).
+      inner_steps: K.
+      outer_optimizer: optax transformation applied to ψ.
+      inner_optimizer: any optax transformation; None means SGD(inner_lr).
+      inner_samples, outer_samples: Monte-Carlo samples of the inner / outer likelihood.
+      kl_weight: β on the local KL (1 = the real ELBO).
+      first_order: drop second-order terms of the inner loop.
+      outer_data: "support_query" (the paper's eq. 5) or "query".
+      theta_family: q(θ): "point" (the paper's), "gaussian", or "deterministic" (MAML: σ_θ = 0).
+      hyperprior: p(θ); None drops the global term.
+      num_tasks: N, the number of tasks in the data, for the 1/N scaling of the global KL.
+      estimator: "weights", "local_reparam" or "flipout".
+      init_log_sigma: log σ_θ at initialisation.
+      init_theta_log_scale: initial log std of the Gaussian q(θ) over (μ, log σ).
+      scale_by_prior_variance: precondition the inner μ-gradient by σ_θ² (stable inner SGD).
+      meta_sgd: learn per-parameter inner step scales as part of ψ.
+    """
+
+    model: nn.Module
+    likelihood: Likelihood = Categorical()
+    inner_lr: float = 0.1
+    inner_steps: int = 5
+    outer_optimizer: optax.GradientTransformation = optax.adam(1e-3)
+    inner_optimizer: Optional[optax.GradientTransformation] = None
+    inner_samples: int = 1
+    outer_samples: int = 1
+    kl_weight: float = 1.0
+    first_order: bool = False
+    outer_data: str = "support_query"
+    theta_family: str = "point"
+    hyperprior: Optional[Hyperprior] = Hyperprior()
+    num_tasks: int = 1
+    estimator: str = "weights"
+    init_log_sigma: float = -3.0
+    init_theta_log_scale: float = -6.0
+    scale_by_prior_variance: bool = False
+    meta_sgd: bool = False
+
+    def __post_init__(self):
+        check_num_steps(self.inner_steps)
+        check_estimator(self.estimator)
+        if self.theta_family not in THETA_FAMILIES:
+            raise ValueError(f"theta_family must be one of {THETA_FAMILIES}, got {self.theta_family!r}")
+        if self.outer_data not in OUTER_DATA:
+            raise ValueError(f"outer_data must be one of {OUTER_DATA}, got {self.outer_data!r}")
+        for name in ("inner_samples", "outer_samples", "num_tasks"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not (self.inner_lr > 0 and math.isfinite(self.inner_lr)):
+            raise ValueError(f"inner_lr must be a positive number, got {self.inner_lr!r}")
+        if not (self.kl_weight >= 0 and math.isfinite(self.kl_weight)):
+            raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight!r}")
+        if self.theta_family == "deterministic" and (self.kl_weight or self.hyperprior is not None):
+            raise ValueError("theta_family='deterministic' (MAML, σ_θ = 0) needs kl_weight=0 and "
+                             "hyperprior=None: a KL to a point mass is undefined")
+
+    @property
+    def inner(self) -> optax.GradientTransformation:
+        return self.inner_optimizer or optax.sgd(self.inner_lr)
+
+    def init_params(self, key: jax.Array, example_inputs: jax.Array) -> MetaParams:
+        """ψ at initialisation; ``example_inputs`` is one task's inputs [N, ...]."""
+        params = self.model.init(key, example_inputs)["params"]
+        if self.theta_family == "deterministic":
+            theta = MeanFieldGaussian(params)
+        else:
+            theta = MeanFieldGaussian.from_params(params, self.init_log_sigma)
+        scale = self.init_theta_log_scale if self.theta_family == "gaussian" else None
+        q_theta = MeanFieldGaussian.from_params(theta, scale)
+        step_scale = jax.tree_util.tree_map(jnp.ones_like, theta) if self.meta_sgd else None
+        return MetaParams(q_theta, step_scale)
+
+    def init(self, key: jax.Array, example_inputs: jax.Array) -> TrainState:
+        params = self.init_params(key, example_inputs)
+        return TrainState(jnp.zeros((), jnp.int32), params, self.outer_optimizer.init(params))
+
+    def adapt(self, params: MetaParams, theta: MeanFieldGaussian, support, key) -> MeanFieldGaussian:
+        """q(φ; λ^K) for one task's support set, starting from θ."""
+        return adapt(self.model.apply, theta, support, key, inner_optimizer=self.inner,
+                     num_steps=self.inner_steps, num_samples=self.inner_samples,
+                     kl_weight=self.kl_weight, first_order=self.first_order,
+                     likelihood=self.likelihood, estimator=self.estimator,
+                     scale_by_prior_variance=self.scale_by_prior_variance,
+                     step_scale=params.step_scale)
+
+    def task_loss(self, params: MetaParams, task: Task, key: jax.Array):
+        """One task's outer loss −ELL(λ^K; D^outer) + β KL(λ^K || θ) and its two parts."""
+        theta_key, adapt_key, outer_key = jax.random.split(key, 3)
+        theta = params.q_theta.sample(theta_key)
+        local_posterior = self.adapt(params, theta, task.support, adapt_key)
+        outer = concatenate(task.support, task.query) if self.outer_data == "support_query" else task.query
+        nll = -expected_log_likelihood(self.model.apply, local_posterior, outer, outer_key,
+                                       self.outer_samples, likelihood=self.likelihood,
+                                       estimator=self.estimator)
+        kl = local_kl(local_posterior, theta) if self.kl_weight else jnp.zeros(())
+        return nll + self.kl_weight * kl, {"outer_nll": nll, "local_kl": kl}
+
+    def loss(self, params: MetaParams, batch: Task, key: jax.Array):
+        """The meta-batch loss (1/M) Σ_i task_loss_i + (1/N) KL(q(θ) || p(θ)), and metrics."""
+        check_task(batch, batched=True)
+        num_tasks_in_batch = batch.support[0].shape[0]
+        task_losses, metrics = jax.vmap(self.task_loss, in_axes=(None, 0, 0))(
+            params, batch, jax.random.split(key, num_tasks_in_batch))
+        global_term = (global_kl(params.q_theta, self.hyperprior) if self.hyperprior is not None
+                       else jnp.zeros(()))
+        loss = jnp.mean(task_losses) + global_term / self.num_tasks
+        metrics = jax.tree_util.tree_map(jnp.mean, metrics)
+        return loss, {**metrics, "global_kl": global_term, "loss": loss}
+
+    def _train_step(self, state: TrainState, batch: Task, key: jax.Array):
+        (loss, metrics), grads = jax.value_and_grad(self.loss, has_aux=True)(state.params, batch, key)
+        updates, opt_state = self.outer_optimizer.update(grads, state.opt_state, state.params)
+        new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state)
+        finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
+            [jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
+        new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old),
+                                           new_state, state)
+        return new_state, {**metrics, "finite": finite}
+
+    @functools.cached_property
+    def train_step(self):
+        """jit-compiled ``(state, batch, key) -> (state, metrics)``; a non-finite step leaves
+        the state unchanged and reports ``metrics["finite"] = False`` (see ``check_finite``)."""
+        return jax.jit(self._train_step)
+
+    def check_finite(self, metrics: Dict[str, Any], step: int) -> None:
+        """Raise NonFiniteLossError naming the likely causes if a step was not finite."""
+        if not bool(metrics["finite"]):
+            raise NonFiniteLossError(
+                f"the meta-loss or its gradient is not finite at step {step} (loss="
+                f"{float(metrics['loss'])}). Likely causes: inner_lr={self.inner_lr} too large "
+                f"for kl_weight={self.kl_weight} and the prior scale sigma_theta "
+                f"(init_log_sigma={self.init_log_sigma}): inner SGD diverges when "
+                "inner_lr * kl_weight / sigma_theta^2 > 2. Lower inner_lr or kl_weight, raise "
+                "init_log_sigma, or set scale_by_prior_variance=True.")
+
+    def predict(self, params: MetaParams, support, query_inputs: jax.Array, key: jax.Array,
+                num_samples: int = 10):
+        """Posterior predictive (1/T) Σ_t p(y | x, φ_t), φ_t ~ q(φ; λ(S)), for one task.
+
+        Adapts from θ = E_q(θ)[θ] (ψ itself for the point estimate). Returns class
+        probabilities [N_q, C] (Categorical) or a GaussianPredictive (Gaussian).
+        """
+        adapt_key, sample_key = jax.random.split(key)
+        local_posterior = self.adapt(params, params.q_theta.mean, support, adapt_key)
+        outputs = jax.vmap(lambda k: sample_outputs(self.model.apply, local_posterior, query_inputs,
+                                                    k, self.estimator))(
+            jax.random.split(sample_key, num_samples))
+        return self.likelihood.predictive(outputs)
+
+
+def abml(model: nn.Module, **options) -> MetaLearner:
+    """Amortized Bayesian Meta-Learning (Ravi & Beatson, 2019); options as ``MetaLearner``."""
+    return MetaLearner(model, **options)
+
+
+def maml(model: nn.Module, first_order: bool = False, **options) -> MetaLearner:
+    """MAML (Finn et al., 2017) as ABML with σ_θ = 0, β = 0 and no hyperprior."""
+    return MetaLearner(model, first_order=first_order, theta_family="deterministic",
+                       kl_weight=0.0, hyperprior=None, **options)

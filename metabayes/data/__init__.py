@@ -1,0 +1,1 @@
+"""Task distributions for meta-learning."""

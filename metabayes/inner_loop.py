@@ -1,0 +1,83 @@
+"""Amortised local inference (MATH.md §3): λ_i = K optax steps on the support set, from θ.
+
+    λ⁰ = θ,   λᵏ⁺¹ = λᵏ + update(∇_λ ℓ(λᵏ, θ)),   ℓ(λ, θ) = −E_q(φ;λ)[log p(S|φ)] + β KL(q(φ;λ) || p(φ|θ))
+"""
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metabayes.elbo import ApplyFn, expected_log_likelihood, local_kl
+from metabayes.likelihoods import Categorical, Likelihood
+from metabayes.posterior import MeanFieldGaussian, PyTree
+from metabayes.tasks import Data
+
+
+def check_num_steps(num_steps: int, flag: str = "inner_steps") -> int:
+    if not isinstance(num_steps, int) or num_steps < 0:
+        raise ValueError(f"{flag} (K, the number of inner-loop steps) must be an integer >= 0, "
+                         f"got {num_steps!r}")
+    return num_steps
+
+
+def local_objective(apply_fn: ApplyFn, local_posterior: MeanFieldGaussian,
+                    prior: MeanFieldGaussian, data: Data, key: jax.Array, *,
+                    num_samples: int = 1, kl_weight: float = 1.0,
+                    likelihood: Likelihood = Categorical(), estimator: str = "weights") -> jax.Array:
+    """ℓ(λ, θ) = −E_q(φ;λ)[log p(D|φ)] + β KL(q(φ;λ) || p(φ|θ)); the KL is skipped when β = 0."""
+    loss = -expected_log_likelihood(apply_fn, local_posterior, data, key, num_samples,
+                                    likelihood=likelihood, estimator=estimator)
+    if kl_weight:
+        loss = loss + kl_weight * local_kl(local_posterior, prior)
+    return loss
+
+
+def adapt(apply_fn: ApplyFn, prior: MeanFieldGaussian, support: Data, key: jax.Array, *,
+          inner_optimizer: optax.GradientTransformation, num_steps: int,
+          num_samples: int = 1, kl_weight: float = 1.0, first_order: bool = False,
+          likelihood: Likelihood = Categorical(), estimator: str = "weights",
+          scale_by_prior_variance: bool = False,
+          step_scale: Optional[PyTree] = None) -> MeanFieldGaussian:
+    """The local posterior q(φ; λ^K) of one task, from K inner steps inside ``lax.scan``.
+
+    Args:
+      apply_fn: ``module.apply`` of the network.
+      prior: p(φ | θ) = N(μ_θ, σ_θ²), also the starting point λ⁰ = θ (a point mass for MAML).
+      support: (inputs [N, ...], targets [N, ...]) of the task's support set.
+      key: PRNG key; each step gets a fresh one.
+      inner_optimizer: any optax GradientTransformation (the default elsewhere: SGD(inner_lr)).
+      num_steps: K >= 0; K = 0 returns θ.
+      num_samples: Monte-Carlo samples of the inner likelihood per step.
+      kl_weight: β on the local KL.
+      first_order: treat the inner gradients as constants (no second-order terms).
+      likelihood, estimator: as ``expected_log_likelihood``.
+      scale_by_prior_variance: multiply μ's gradient by σ_θ² (a natural-gradient-style
+        preconditioner): the KL's curvature in μ becomes β instead of β/σ_θ², so SGD is stable
+        for inner_lr·β < 2 whatever σ_θ (MATH.md §3, Stability).
+      step_scale: learned per-parameter multipliers of the updates (Meta-SGD), shaped like θ.
+    Returns:
+      λ^K as a MeanFieldGaussian shaped like ``prior``.
+    """
+    check_num_steps(num_steps)
+    loss_fn = lambda local, k: local_objective(
+        apply_fn, local, prior, support, k, num_samples=num_samples, kl_weight=kl_weight,
+        likelihood=likelihood, estimator=estimator)
+    prior_variance = jax.tree_util.tree_map(jnp.square, prior.std)
+
+    def step(carry, step_key):
+        local, opt_state = carry
+        grads = jax.grad(loss_fn)(local, step_key)
+        if first_order:
+            grads = jax.lax.stop_gradient(grads)
+        if scale_by_prior_variance and not prior.is_point_mass:
+            grads = grads.replace(
+                mean=jax.tree_util.tree_map(jnp.multiply, grads.mean, prior_variance))
+        updates, opt_state = inner_optimizer.update(grads, opt_state, local)
+        if step_scale is not None:
+            updates = jax.tree_util.tree_map(jnp.multiply, updates, step_scale)
+        return (optax.apply_updates(local, updates), opt_state), None
+
+    (local, _), _ = jax.lax.scan(step, (prior, inner_optimizer.init(prior)),
+                                 jax.random.split(key, num_steps))
+    return local
