@@ -167,11 +167,12 @@ class MetaLearner:
         (loss, metrics), grads = jax.value_and_grad(self.loss, has_aux=True)(state.params, batch, key)
         updates, opt_state = self.outer_optimizer.update(grads, state.opt_state, state.params)
         new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state)
-        finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
+        finite_gradient = jnp.all(jnp.stack(
             [jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
+        finite = jnp.isfinite(loss) & finite_gradient
         new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old),
                                            new_state, state)
-        return new_state, {**metrics, "finite": finite}
+        return new_state, {**metrics, "finite": finite, "finite_gradient": finite_gradient}
 
     @functools.cached_property
     def train_step(self):
@@ -183,8 +184,9 @@ class MetaLearner:
         """Raise NonFiniteLossError naming the likely causes if a step was not finite."""
         if not bool(metrics["finite"]):
             raise NonFiniteLossError(
-                f"the meta-loss or its gradient is not finite at step {step} (loss="
-                f"{float(metrics['loss'])}). Likely causes: inner_lr={self.inner_lr} too large "
+                f"the meta-loss or its gradient is not finite at step {step} (loss "
+                f"{float(metrics['loss'])}, gradient "
+                f"{'finite' if bool(metrics['finite_gradient']) else 'not finite'}). Likely causes: inner_lr={self.inner_lr} too large "
                 f"for kl_weight={self.kl_weight} and the prior scale sigma_theta "
                 f"(init_log_sigma={self.init_log_sigma}): inner SGD diverges when "
                 "inner_lr * kl_weight / sigma_theta^2 > 2. Lower inner_lr or kl_weight, raise "

@@ -21,6 +21,21 @@ def check_num_steps(num_steps: int, flag: str = "inner_steps") -> int:
     return num_steps
 
 
+def per_part_optimizer(mean: optax.GradientTransformation,
+                       log_sigma: optax.GradientTransformation) -> optax.GradientTransformation:
+    """One optimiser for λ's means and another for its log σ (e.g. separate step sizes).
+
+    The KL and the likelihood give μ and log σ very different curvatures: with a summed
+    likelihood, a step size that suits μ barely moves log σ. For a point mass (MAML) only
+    ``mean`` is used.
+    """
+    def labels(local: MeanFieldGaussian) -> MeanFieldGaussian:
+        name = lambda part: jax.tree_util.tree_map(lambda _: part, getattr(local, part))
+        return local.replace(mean=name("mean"),
+                             log_sigma=None if local.is_point_mass else name("log_sigma"))
+    return optax.multi_transform({"mean": mean, "log_sigma": log_sigma}, labels)
+
+
 def local_objective(apply_fn: ApplyFn, local_posterior: MeanFieldGaussian,
                     prior: MeanFieldGaussian, data: Data, key: jax.Array, *,
                     num_samples: int = 1, kl_weight: float = 1.0,

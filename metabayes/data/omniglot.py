@@ -1,0 +1,321 @@
+"""Omniglot (Lake, Salakhutdinov & Tenenbaum, Science 2015): sources, decoding, cache, splits.
+
+Decoding: each 105×105 one-bit PNG becomes a 28×28 uint8 image with ink 255 and background 0 — it
+is converted to 8-bit grey, shrunk with PIL's BOX filter (every output pixel is the mean of the
+3.75×3.75 input pixels it covers: anti-aliased, no ringing) and inverted. ``episodes`` divides by
+255, so strokes are 1.0 and background 0.0. Decoded archives are cached as .npz files in
+``cache_dir`` (default $METABAYES_CACHE, else ~/.cache/metabayes), keyed by the md5 of the archive
+and ``DECODE_VERSION``, so a second load only reads the cache.
+
+Sources, in order: ``data_dir`` (explicit; then the only place looked at), $OMNIGLOT_DIR, the two
+small archives shipped in ``omniglot_small/`` (the default, enough for split "small"); or
+``source="tfds"``, which reads a prepared TensorFlow Datasets ``omniglot`` (``data_dir`` is then
+the TFDS data directory; TensorFlow is imported only on this path).
+
+Splits (``seed`` is used by "vinyals" only):
+- "small": train = the 5 alphabets of images_background_small1 (136 characters); test = the
+  alphabets of images_background_small2 absent from small1 — Japanese_(katakana), Sanskrit and
+  Tagalog (106 characters). Greek and Latin are identical in both archives and stay in train only.
+- "vinyals": background + evaluation (1623 characters) pooled, shuffled with ``seed``; the first
+  ``train_characters`` (1200) train, the other 423 test. As in Vinyals et al. (2016) and Finn et
+  al. (2017) this split is by character, so one alphabet may appear on both sides.
+- "lake": train = images_background (30 alphabets, 964 characters), test = images_evaluation (20
+  alphabets, 659 characters), as in Lake et al. (2015).
+Rotations by 90, 180 and 270° make three more classes of every character (``rotate_train``, on by
+default; ``rotate_test``, off by default).
+"""
+import hashlib
+import io
+import os
+import re
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image
+
+PathLike = Union[str, os.PathLike]
+
+DRAWERS = 20
+SIZE = 28
+DECODE_VERSION = 1  # bump whenever decoding changes, so that stale caches are not read
+SHIPPED_DIR = Path(__file__).resolve().parent / "omniglot_small"
+ARCHIVES = {"background": "images_background", "evaluation": "images_evaluation",
+            "small1": "images_background_small1", "small2": "images_background_small2"}
+OFFICIAL_MD5 = {"images_background": "68d2efa1b9178cc56df9314c21c6e718",
+                "images_evaluation": "6b91aef0f799c5bb55b94e3f2daec811",
+                "images_background_small1": "e704a628b5459e08445c13499850abc4",
+                "images_background_small2": "b75a71a51d3b13f821f212756fe481fd"}
+SPLITS = {"small": ("small1", "small2"), "vinyals": ("background", "evaluation"),
+          "lake": ("background", "evaluation")}
+TFDS_SPLITS = {"background": "train", "evaluation": "test", "small1": "small1", "small2": "small2"}
+_PNG = re.compile(r"\d+_(\d+)\.png")
+
+WAYS_TO_GET_DATA = """Ways to provide Omniglot:
+  1. data_dir=DIR, a folder holding the official images_background.zip and images_evaluation.zip
+     (or their unzipped folders images_background/ and images_evaluation/) from
+     https://github.com/brendenlake/omniglot (folder python/);
+  2. the environment variable OMNIGLOT_DIR=DIR, for such a folder;
+  3. split="small" (the default), which reads the two small archives shipped with metabayes in
+     metabayes/data/omniglot_small/ — offline, no download;
+  4. source="tfds" with data_dir=a TensorFlow Datasets data directory in which `omniglot` has been
+     prepared (needs tensorflow and tensorflow-datasets)."""
+
+
+class Characters(NamedTuple):
+    """One class per row: images [C, 20, 28, 28] uint8 (ink 255); alphabets, characters (folder
+    names, e.g. "character07") and rotations (degrees, counter-clockwise) [C]."""
+
+    images: np.ndarray
+    alphabets: np.ndarray
+    characters: np.ndarray
+    rotations: np.ndarray
+
+
+class OmniglotSplit(NamedTuple):
+    """Meta-train and meta-test classes."""
+
+    train: Characters
+    test: Characters
+
+
+def load_omniglot(split: str = "small", *, data_dir: Optional[PathLike] = None,
+                  source: str = "files", cache_dir: Optional[PathLike] = None,
+                  verify_md5: bool = True, seed: int = 0, train_characters: int = 1200,
+                  rotate_train: bool = True, rotate_test: bool = False) -> OmniglotSplit:
+    """Meta-train and meta-test classes of ``split`` ("small", "vinyals" or "lake").
+
+    data_dir / source / cache_dir: where the data and the decoded cache are (module docstring).
+    verify_md5: check archives named like the official ones against their published md5 (turn
+    it off only for custom archives). seed, train_characters: the "vinyals" shuffle and train
+    size. rotate_train / rotate_test: add the 90/180/270° rotations as classes.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {sorted(SPLITS)}; got {split!r}")
+    if source not in ("files", "tfds"):
+        raise ValueError(f"source must be 'files' or 'tfds'; got {source!r}")
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    names = SPLITS[split]
+    if source == "tfds":
+        parts = load_tfds(names, data_dir, cache)
+    else:
+        folder = find_data_dir(names, data_dir)
+        parts = {n: load_archive(archive_path(folder, ARCHIVES[n]), cache, verify_md5)
+                 for n in names}
+    train, test = split_characters(split, parts[names[0]], parts[names[1]], seed,
+                                   train_characters)
+    return OmniglotSplit(with_rotations(train) if rotate_train else train,
+                         with_rotations(test) if rotate_test else test)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("METABAYES_CACHE") or Path.home() / ".cache" / "metabayes")
+
+
+def archive_path(folder: Path, stem: str) -> Optional[Path]:
+    """folder/stem.zip, else the unzipped folder/stem/, else None."""
+    zipped, unzipped = folder / f"{stem}.zip", folder / stem
+    if zipped.is_file():
+        return zipped
+    return unzipped if unzipped.is_dir() else None
+
+
+def find_data_dir(names: Sequence[str], data_dir: Optional[PathLike] = None) -> Path:
+    """The first of data_dir (alone, if given), $OMNIGLOT_DIR, SHIPPED_DIR holding all archives."""
+    if data_dir is not None:
+        candidates = [Path(data_dir).expanduser()]
+    else:
+        candidates = [Path(p).expanduser() for p in [os.environ.get("OMNIGLOT_DIR")] if p]
+        candidates.append(SHIPPED_DIR)
+    for folder in candidates:
+        if all(archive_path(folder, ARCHIVES[n]) for n in names):
+            return folder
+    wanted = " and ".join(f"{ARCHIVES[n]}.zip" for n in names)
+    looked = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"Omniglot: {wanted} (or their unzipped folders) not found in "
+                            f"{looked}.\n{WAYS_TO_GET_DATA}")
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_digest(path: Path) -> str:
+    """md5 of the relative names, sizes and modification times of every file under path."""
+    digest = hashlib.md5()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            stat = p.stat()
+            digest.update(f"{p.relative_to(path).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}\n"
+                          .encode())
+    return digest.hexdigest()
+
+
+def load_archive(path: Path, cache_dir: Path, verify_md5: bool = True) -> Characters:
+    """Decoded characters of a zip archive or unzipped folder, through the .npz cache."""
+    stem = path.name[:-len(".zip")] if path.is_file() else path.name
+    digest = file_md5(path) if path.is_file() else folder_digest(path)
+    if verify_md5 and path.is_file() and stem in OFFICIAL_MD5 and digest != OFFICIAL_MD5[stem]:
+        raise ValueError(f"{path}: md5 {digest} differs from the official {OFFICIAL_MD5[stem]}; "
+                         "the file is damaged or not the official release (download it again, "
+                         "or pass verify_md5=False for a custom archive)")
+    cache_file = cache_dir / f"omniglot-{stem}-{digest}-v{DECODE_VERSION}.npz"
+    return cached(cache_file, lambda: decode_archive(path))
+
+
+def cached(cache_file: Path, decode: Callable[[], Characters]) -> Characters:
+    """Characters read from cache_file, or decoded and written there (atomically)."""
+    try:
+        with np.load(cache_file, allow_pickle=False) as saved:
+            images, alphabets, characters = saved["images"], saved["alphabets"], saved["characters"]
+        return Characters(images, alphabets, characters, np.zeros(len(images), np.int32))
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):  # absent or damaged
+        pass
+    chars = decode()
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.part")
+        with open(partial, "wb") as f:
+            np.savez_compressed(f, images=chars.images, alphabets=chars.alphabets,
+                                characters=chars.characters)
+        os.replace(partial, cache_file)
+    except OSError as e:
+        warnings.warn(f"Omniglot: could not write the cache {cache_file} ({e}); decoding again "
+                      "at every load")
+    return chars
+
+
+def decode_archive(path: Path) -> Characters:
+    """Characters of a zip or folder: <stem>/<Alphabet>/<characterNN>/<id>_<drawer>.png."""
+    if path.is_dir():
+        files = [p.relative_to(path.parent).as_posix() for p in path.rglob("*") if p.is_file()]
+        read = lambda name: (path.parent / name).read_bytes()
+        return decode_entries(path, path.name, files, read)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            files = [info.filename for info in archive.infolist() if not info.is_dir()]
+            return decode_entries(path, path.name[:-len(".zip")], files, archive.read)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+            RuntimeError) as e:  # damaged, truncated, encrypted or unsupported compression
+        raise ValueError(f"{path}: not a readable zip archive ({type(e).__name__}: {e}); download "
+                         "it again") from e
+
+
+def decode_entries(path: Path, stem: str, files: Iterable[str],
+                   read: Callable[[str], bytes]) -> Characters:
+    """Characters from the PNG entries ``files`` of path, fetched by ``read``; sorted by name."""
+    groups: Dict[Tuple[str, str], Dict[int, str]] = {}
+    for name in files:
+        parts = name.split("/")
+        if parts[0] == "__MACOSX" or parts[-1].startswith("."):
+            continue
+        match = _PNG.fullmatch(parts[-1])
+        if len(parts) != 4 or parts[0] != stem or not match:
+            raise ValueError(f"{path}: unexpected entry {name!r}; the layout must be "
+                             f"{stem}/<Alphabet>/<characterNN>/<id>_<drawer>.png")
+        groups.setdefault((parts[1], parts[2]), {})[int(match.group(1))] = name
+    if not groups:
+        raise ValueError(f"{path}: holds no images; the layout must be "
+                         f"{stem}/<Alphabet>/<characterNN>/<id>_<drawer>.png")
+    keys = sorted(groups)
+    for alphabet, character in keys:
+        if sorted(groups[alphabet, character]) != list(range(1, DRAWERS + 1)):
+            raise ValueError(f"{path}: {alphabet}/{character} has drawers "
+                             f"{sorted(groups[alphabet, character])}; expected 1..{DRAWERS}")
+    images = np.empty((len(keys), DRAWERS, SIZE, SIZE), np.uint8)
+    for c, key in enumerate(keys):
+        for d in range(DRAWERS):
+            name = groups[key][d + 1]
+            images[c, d] = decode_png(read(name), f"{path}: {name}")
+    return Characters(images, np.array([k[0] for k in keys]), np.array([k[1] for k in keys]),
+                      np.zeros(len(keys), np.int32))
+
+
+def decode_png(data: bytes, where: str = "PNG") -> np.ndarray:
+    """[28, 28] uint8 with ink 255 from one PNG's bytes (see the module docstring)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return shrink(image)
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... on a bad file
+        raise ValueError(f"{where}: cannot decode the image ({type(e).__name__}: {e})") from e
+
+
+def shrink(image: Image.Image) -> np.ndarray:
+    """[28, 28] uint8: grey, BOX-resized, inverted so that ink (black) is 255."""
+    return 255 - np.asarray(image.convert("L").resize((SIZE, SIZE), Image.Resampling.BOX))
+
+
+def load_tfds(names: Sequence[str], data_dir: Optional[PathLike], cache: Path
+              ) -> Dict[str, Characters]:
+    """Characters of TFDS omniglot's splits for archives ``names``, from a prepared data_dir."""
+    try:
+        import tensorflow_datasets as tfds  # lazy: TensorFlow is needed on this path only
+    except ImportError as e:
+        raise ImportError("source='tfds' needs tensorflow and tensorflow-datasets installed; the "
+                          f"default source needs neither.\n{WAYS_TO_GET_DATA}") from e
+    builder = tfds.builder("omniglot", data_dir=None if data_dir is None else os.fspath(data_dir))
+    if not builder.data_path.exists():
+        raise FileNotFoundError(
+            f"TFDS omniglot is not prepared in {builder.data_dir}. Prepare it once, online, with "
+            "tfds.builder('omniglot', data_dir=DIR).download_and_prepare() (it downloads all four "
+            f"official archives), then pass that data_dir.\n{WAYS_TO_GET_DATA}")
+
+    def decode(name: str) -> Characters:
+        alphabet_names = builder.info.features["alphabet"].names
+        groups: Dict[Tuple[str, str], List[np.ndarray]] = {}
+        for example in tfds.as_numpy(builder.as_dataset(split=TFDS_SPLITS[name])):
+            key = (alphabet_names[example["alphabet"]],
+                   f"character{int(example['alphabet_char_id']) + 1:02d}")
+            groups.setdefault(key, []).append(shrink(Image.fromarray(example["image"][..., 0])))
+        keys = sorted(groups)
+        bad = [k for k in keys if len(groups[k]) != DRAWERS]
+        if bad or not keys:
+            raise ValueError(f"TFDS omniglot split {TFDS_SPLITS[name]!r} in {builder.data_dir}: "
+                             f"expected {DRAWERS} images per character; {bad[:3]} differ")
+        return Characters(np.stack([np.stack(groups[k]) for k in keys]),
+                          np.array([k[0] for k in keys]), np.array([k[1] for k in keys]),
+                          np.zeros(len(keys), np.int32))
+
+    key = hashlib.md5(os.fspath(builder.data_dir).encode()).hexdigest()
+    return {n: cached(cache / f"omniglot-tfds-{TFDS_SPLITS[n]}-{key}-v{DECODE_VERSION}.npz",
+                      lambda n=n: decode(n)) for n in names}
+
+
+def subset(chars: Characters, index: np.ndarray) -> Characters:
+    return Characters(*(field[index] for field in chars))
+
+
+def concatenate(first: Characters, second: Characters) -> Characters:
+    return Characters(*(np.concatenate(pair) for pair in zip(first, second)))
+
+
+def split_characters(split: str, first: Characters, second: Characters, seed: int = 0,
+                     train_characters: int = 1200) -> Tuple[Characters, Characters]:
+    """(train, test) of ``split`` from its two archives (see the module docstring)."""
+    if split == "small":
+        return first, subset(second, ~np.isin(second.alphabets, first.alphabets))
+    if split == "lake":
+        return first, second
+    pooled = concatenate(first, second)
+    total = len(pooled.images)
+    if not 0 < train_characters < total:
+        raise ValueError(f"train_characters must be in 1..{total - 1} (the pool holds {total} "
+                         f"characters); got {train_characters}")
+    order = np.random.default_rng(seed).permutation(total)
+    return (subset(pooled, np.sort(order[:train_characters])),
+            subset(pooled, np.sort(order[train_characters:])))
+
+
+def with_rotations(chars: Characters) -> Characters:
+    """[4C, ...]: every character at 0, 90, 180 and 270° (counter-clockwise), rotation-major."""
+    rotations = np.tile(chars.rotations, 4) + np.repeat(np.arange(4) * 90, len(chars.images))
+    return Characters(np.concatenate([np.rot90(chars.images, k, axes=(2, 3)) for k in range(4)]),
+                      np.tile(chars.alphabets, 4), np.tile(chars.characters, 4),
+                      (rotations % 360).astype(np.int32))
