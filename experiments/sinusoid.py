@@ -3,8 +3,7 @@ r"""Few-shot sine regression with ABML or MAML: ``python -m experiments.sinusoid
 Every hyperparameter is a flag (``--config.algorithm=maml``, ``--config.steps=2000``, ...);
 ``--workdir`` receives metrics.json and sinusoid.png.
 """
-import dataclasses
-import functools
+import itertools
 import json
 import os
 import time
@@ -13,25 +12,20 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 import metabayes as mb
+from metabayes.config import add_learner_defaults, make_learner
 from metabayes.data.sinusoid import SinusoidTasks, sine
 from metabayes.evaluation import predict_tasks, regression_metrics
 from metabayes.plotting import plot_regression_tasks
 from metabayes.training import fit
 
-# eps_root > 0 keeps Adam differentiable where a gradient is exactly zero (second order).
-INNER_OPTIMIZERS = {"sgd": optax.sgd, "adam": functools.partial(optax.adam, eps_root=1e-12)}
-
 
 def get_config() -> ml_collections.ConfigDict:
     """Defaults: MAML's sinusoid setting (M = 25, K = 10 points, 5 steps, 1-40-40-1 ReLU)."""
-    c = ml_collections.ConfigDict()
-    c.algorithm = "abml"            # abml | maml
-    c.first_order = False
+    c = add_learner_defaults(ml_collections.ConfigDict())
     c.seed = 0
     c.steps = 5000
     c.meta_batch = 25
@@ -40,27 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.hidden = (40, 40)
     c.activation = "relu"
     c.noise_std = 0.1               # known Gaussian noise of the likelihood
-    c.inner_steps = 5
-    c.eval_inner_steps = 5
-    c.inner_optimizer = "sgd"       # sgd | adam
     c.inner_lr = 2e-5               # on the summed log-likelihood: MAML's 0.01 on mean MSE at noise 0.1
-    c.inner_optimizer_log_sigma = ml_collections.config_dict.placeholder(str)  # None: as μ
-    c.inner_lr_log_sigma = ml_collections.config_dict.placeholder(float)  # None: inner_lr
-    c.outer_lr = 1e-3
-    c.inner_samples = 1
-    c.outer_samples = 1
-    c.eval_samples = 10
-    c.kl_weight = 1.0
-    c.theta_family = "point"        # point | gaussian
-    c.outer_data = "support_query"  # support_query | query
-    c.estimator = "weights"         # weights | local_reparam | flipout
-    c.s0 = 1.0
-    c.a0 = 1.0
-    c.b0 = 0.01
-    c.init_log_sigma = -3.0
-    c.scale_by_prior_variance = False
-    c.meta_sgd = False
-    c.num_tasks = 100_000           # N of the 1/N global-KL scaling
     c.eval_tasks = 600
     c.plot_tasks = 4
     c.log_every = 500
@@ -69,42 +43,6 @@ def get_config() -> ml_collections.ConfigDict:
 
 _CONFIG = config_flags.DEFINE_config_dict("config", get_config())
 _WORKDIR = flags.DEFINE_string("workdir", "runs/sinusoid", "Where metrics.json and sinusoid.png go.")
-
-
-def inner_optimizer(config: ml_collections.ConfigDict):
-    """μ: ``inner_optimizer`` at ``inner_lr``; log σ: ``inner_optimizer_log_sigma`` at
-    ``inner_lr_log_sigma`` (each defaulting to μ's)."""
-    log_sigma_name = config.inner_optimizer_log_sigma or config.inner_optimizer
-    for name in (config.inner_optimizer, log_sigma_name):
-        if name not in INNER_OPTIMIZERS:
-            raise ValueError(f"--config.inner_optimizer(_log_sigma) must be one of "
-                             f"{sorted(INNER_OPTIMIZERS)}, got {name!r}")
-    mean_optimizer = INNER_OPTIMIZERS[config.inner_optimizer](config.inner_lr)
-    if config.inner_lr_log_sigma is None and config.inner_optimizer_log_sigma is None:
-        return mean_optimizer
-    log_sigma_lr = config.inner_lr if config.inner_lr_log_sigma is None else config.inner_lr_log_sigma
-    return mb.per_part_optimizer(mean_optimizer, INNER_OPTIMIZERS[log_sigma_name](log_sigma_lr))
-
-
-def make_learner(config: ml_collections.ConfigDict) -> mb.MetaLearner:
-    """The MetaLearner that ``config`` describes."""
-    common = dict(
-        likelihood=mb.Gaussian(config.noise_std), inner_lr=config.inner_lr,
-        inner_steps=config.inner_steps, outer_optimizer=optax.adam(config.outer_lr),
-        inner_optimizer=inner_optimizer(config),
-        outer_data=config.outer_data, num_tasks=config.num_tasks, meta_sgd=config.meta_sgd)
-    model = mb.MLP(hidden=tuple(config.hidden), outputs=1, activation=config.activation)
-    if config.algorithm == "maml":
-        return mb.maml(model, first_order=config.first_order, **common)
-    if config.algorithm == "abml":
-        return mb.abml(
-            model, first_order=config.first_order, inner_samples=config.inner_samples,
-            outer_samples=config.outer_samples, kl_weight=config.kl_weight,
-            theta_family=config.theta_family, estimator=config.estimator,
-            hyperprior=mb.Hyperprior(config.s0, config.a0, config.b0),
-            init_log_sigma=config.init_log_sigma,
-            scale_by_prior_variance=config.scale_by_prior_variance, **common)
-    raise ValueError(f"--config.algorithm must be 'abml' or 'maml', got {config.algorithm!r}")
 
 
 def grid_predictive(learner, params, support, key, num_samples, grid):
@@ -122,18 +60,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     the seen half [−5, 0] against the unseen half [1, 5].
     """
     os.makedirs(workdir, exist_ok=True)
-    learner = make_learner(config)
+    model = mb.MLP(hidden=tuple(config.hidden), outputs=1, activation=config.activation)
+    learner = make_learner(config, model, mb.Gaussian(config.noise_std))
     tasks = SinusoidTasks(support=config.support, query=config.query)
     half_tasks = tasks._replace(input_range=(tasks.input_range[0], 0.0))
     key = jax.random.PRNGKey(config.seed)
     init_key, train_key, eval_key, half_key, predict_key = jax.random.split(key, 5)
     state = learner.init(init_key, jnp.zeros((config.support, 1)))
     start = time.perf_counter()
-    state, history = fit(learner, state, lambda k: tasks.sample(k, config.meta_batch)[0],
-                         train_key, config.steps, log_every=config.log_every)
+    batch_key, step_key = jax.random.split(train_key)
+    batches = (tasks.sample(jax.random.fold_in(batch_key, t), config.meta_batch)[0]
+               for t in itertools.count())
+    state, history = fit(learner, state, batches, step_key, config.steps,
+                         log_every=config.log_every)
     train_seconds = time.perf_counter() - start
 
-    evaluator = dataclasses.replace(learner, inner_steps=config.eval_inner_steps)
+    evaluator = learner.replace_inner_steps(config.eval_inner_steps)
     test_tasks, amplitudes, phases = tasks.sample(eval_key, config.eval_tasks)
     scores = regression_metrics(evaluator, state.params, test_tasks, predict_key,
                                 config.eval_samples)
@@ -167,6 +109,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax and jax log every step at INFO
     results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     logging.info("wrote %s", _WORKDIR.value)
     print(f"{results['algorithm']}: query MSE {results['mse']['mean']:.4f} ± {results['mse']['ci95']:.4f}, "

@@ -106,9 +106,15 @@ class MetaLearner:
             raise ValueError(f"inner_lr must be a positive number, got {self.inner_lr!r}")
         if not (self.kl_weight >= 0 and math.isfinite(self.kl_weight)):
             raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight!r}")
+        if self.hyperprior is not None and not isinstance(self.hyperprior, Hyperprior):
+            raise ValueError(f"hyperprior must be a metabayes.Hyperprior or None, got {self.hyperprior!r}")
         if self.theta_family == "deterministic" and (self.kl_weight or self.hyperprior is not None):
             raise ValueError("theta_family='deterministic' (MAML, σ_θ = 0) needs kl_weight=0 and "
                              "hyperprior=None: a KL to a point mass is undefined")
+
+    def replace_inner_steps(self, inner_steps: int) -> "MetaLearner":
+        """The same learner with K = ``inner_steps`` (e.g. more steps at test time)."""
+        return dataclasses.replace(self, inner_steps=inner_steps)
 
     @property
     def inner(self) -> optax.GradientTransformation:
@@ -205,6 +211,13 @@ class MetaLearner:
                                                     k, self.estimator))(
             jax.random.split(sample_key, num_samples))
         return self.likelihood.predictive(outputs)
+
+    @functools.cached_property
+    def predict_tasks(self):
+        """jit-compiled ``predict`` for M tasks: ``(params, support [M, ...], query_inputs
+        [M, N_q, ...], keys [M], num_samples)`` -> probabilities [M, N_q, C] (or a batched
+        GaussianPredictive)."""
+        return jax.jit(jax.vmap(self.predict, in_axes=(None, 0, 0, 0, None)), static_argnums=4)
 
 
 def abml(model: nn.Module, **options) -> MetaLearner:

@@ -3,9 +3,11 @@ from typing import Dict
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from metabayes.algorithms import MetaLearner, MetaParams
-from metabayes.metrics import mean_ci95
+from metabayes.metrics import (classification_report, mean_ci95, out_of_episode_auroc,
+                               predictive_entropy)
 from metabayes.tasks import Task, check_task
 
 
@@ -13,8 +15,7 @@ def predict_tasks(learner: MetaLearner, params: MetaParams, support, query_input
                   key: jax.Array, num_samples: int):
     """``learner.predict`` for M tasks at once: support [M, N_s, ...], query inputs [M, N_q, ...]."""
     keys = jax.random.split(key, query_inputs.shape[0])
-    return jax.jit(jax.vmap(lambda s, x, k: learner.predict(params, s, x, k, num_samples)))(
-        support, query_inputs, keys)
+    return learner.predict_tasks(params, support, query_inputs, keys, num_samples)
 
 
 def regression_metrics(learner: MetaLearner, params: MetaParams, tasks: Task, key: jax.Array,
@@ -26,3 +27,48 @@ def regression_metrics(learner: MetaLearner, params: MetaParams, tasks: Task, ke
     squared_error = jnp.mean((predictive.mean - targets) ** 2, axis=(1, 2))
     nll = -jnp.mean(jax.vmap(lambda p, y: p.log_prob(y))(predictive, targets), axis=1)
     return {"mse": mean_ci95(squared_error), "nll": mean_ci95(nll)}
+
+
+def split_out_of_episode(batch: Task, ways: int):
+    """Tasks of 2N classes -> (the tasks of classes 0..N-1, query inputs of classes N..2N-1).
+
+    The out-of-episode images come from classes the task never saw; they are scored by
+    predictive entropy to measure out-of-episode detection (MATH.md §5).
+    """
+    def by_label(data):
+        inputs, labels = (np.asarray(a) for a in data)
+        order = np.argsort(labels, axis=1, kind="stable")
+        rows = np.arange(labels.shape[0])[:, None]
+        return inputs[rows, order], labels[rows, order]
+
+    (s_in, s_lab), (q_in, q_lab) = by_label(batch.support), by_label(batch.query)
+    n_support, n_query = s_lab.shape[1] // 2, q_lab.shape[1] // 2
+    if not (np.all(s_lab[:, :n_support] < ways) and np.all(q_lab[:, :n_query] < ways)):
+        raise ValueError(f"split_out_of_episode needs tasks of exactly 2·{ways} balanced classes")
+    task = Task((s_in[:, :n_support], s_lab[:, :n_support]), (q_in[:, :n_query], q_lab[:, :n_query]))
+    return task, q_in[:, n_query:]
+
+
+def classification_evaluation(learner: MetaLearner, params: MetaParams, batches, key: jax.Array,
+                              ways: int, num_samples: int = 10, num_bins: int = 10):
+    """Accuracy ± CI, NLL, Brier, ECE, MCE and out-of-episode AUROC over test meta-batches.
+
+    ``batches`` yields meta-batches of 2·``ways``-way tasks (see ``split_out_of_episode``).
+    Returns (report dict, in-episode entropies, out-of-episode entropies).
+    """
+    probs, labels, entropy_in, entropy_out = [], [], [], []
+    for index, batch in enumerate(batches):
+        task, outside = split_out_of_episode(batch, ways)
+        keys = jax.random.split(jax.random.fold_in(key, index), task.query[0].shape[0])
+        inside = np.asarray(learner.predict_tasks(params, task.support, task.query[0], keys,
+                                                  num_samples))
+        out = np.asarray(learner.predict_tasks(params, task.support, outside, keys, num_samples))
+        probs.append(inside)
+        labels.append(task.query[1])
+        entropy_in.append(predictive_entropy(inside).ravel())
+        entropy_out.append(predictive_entropy(out).ravel())
+    probs, labels = np.concatenate(probs), np.concatenate(labels)
+    entropy_in, entropy_out = np.concatenate(entropy_in), np.concatenate(entropy_out)
+    report = classification_report(probs, labels, num_bins)
+    report["out_of_episode_auroc"] = out_of_episode_auroc(entropy_in, entropy_out)
+    return report, entropy_in, entropy_out

@@ -1,9 +1,11 @@
-"""Figures: few-shot regression tasks with their posterior predictive."""
+"""Figures: few-shot regression tasks, reliability diagrams, entropy CDFs (MATH.md §5)."""
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from metabayes.metrics import out_of_episode_auroc  # noqa: E402
 
 
 def plot_regression_tasks(path: str, grid, true_values, support, mean, std, title: str) -> None:
@@ -24,6 +26,75 @@ def plot_regression_tasks(path: str, grid, true_values, support, mean, std, titl
         ax.set_xlabel("x")
     axes[0][0].legend(loc="lower left", fontsize=7)
     fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_reliability_diagram(path: str, calibration_dict, title: str) -> None:
+    """Accuracy per confidence bin against the diagonal, gaps shaded, ECE/MCE in the legend; PNG.
+
+    calibration_dict: ``metrics.calibration(...)`` or ``classification_report(...)["calibration"]``
+    (bin_edges [B+1]; bin_accuracy, bin_confidence, bin_count [B]; empty bins NaN or None).
+    """
+    edges = np.asarray(calibration_dict["bin_edges"], dtype=np.float64)
+    accuracy = np.asarray(calibration_dict["bin_accuracy"], dtype=np.float64)
+    confidence = np.asarray(calibration_dict["bin_confidence"], dtype=np.float64)
+    count = np.asarray(calibration_dict["bin_count"], dtype=np.float64)
+    if not (edges.size == accuracy.size + 1 == confidence.size + 1 == count.size + 1):
+        raise ValueError(f"calibration_dict bins disagree: {edges.size} edges, {accuracy.size} "
+                         f"accuracies, {confidence.size} confidences, {count.size} counts")
+    left, width = edges[:-1], np.diff(edges)
+    nonempty = count > 0
+    fig, (ax, ax_count) = plt.subplots(2, 1, figsize=(4.6, 5.6), sharex=True,
+                                       gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1.2, label="perfect calibration")
+    ax.bar(left[nonempty], accuracy[nonempty], width=width[nonempty], align="edge",
+           color="tab:blue", edgecolor="black", lw=0.8, label="accuracy")
+    gap_low = np.minimum(accuracy, confidence)[nonempty]
+    gap_height = np.abs(confidence - accuracy)[nonempty]
+    ax.bar(left[nonempty], gap_height, bottom=gap_low, width=width[nonempty], align="edge",
+           color="tab:red", alpha=0.3, edgecolor="tab:red", hatch="//", lw=0.8,
+           label="gap to mean confidence")
+    ax.plot([], [], " ", label=f"ECE = {float(calibration_dict['ece']):.4f}")
+    ax.plot([], [], " ", label=f"MCE = {float(calibration_dict['mce']):.4f}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    ax_count.bar(left, count, width=width, align="edge", color="tab:gray", edgecolor="black",
+                 lw=0.6)
+    ax_count.set_xlabel("confidence (max predictive probability)")
+    ax_count.set_ylabel("count")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_entropy_cdf(path: str, entropies, title: str) -> None:
+    """Empirical CDF of predictive entropy: in-episode solid, out-of-episode dashed, a colour per method.
+
+    entropies: {method name: (entropy_in [...], entropy_out [...])}; the legend gives each
+    method's out-of-episode AUROC. A curve further right means higher entropy. Writes a PNG.
+    """
+    if not entropies:
+        raise ValueError("entropies is empty: give {method: (entropy_in, entropy_out)}")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    for i, (name, (entropy_in, entropy_out)) in enumerate(entropies.items()):
+        entropy_in = np.asarray(entropy_in, dtype=np.float64).reshape(-1)
+        entropy_out = np.asarray(entropy_out, dtype=np.float64).reshape(-1)
+        colour = colours[i % len(colours)]
+        score = out_of_episode_auroc(entropy_in, entropy_out)
+        ax.ecdf(entropy_in, color=colour, ls="-", lw=1.6, label=f"{name} in-episode")
+        ax.ecdf(entropy_out, color=colour, ls="--", lw=1.6,
+                label=f"{name} out-of-episode (AUROC {score:.3f})")
+    ax.set_xlabel("predictive entropy (nats)")
+    ax.set_ylabel("empirical CDF")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -14,14 +14,9 @@ import distrax
 import flax.struct
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 PyTree = Any
-
-
-def _split_like(key: jax.Array, tree: PyTree) -> PyTree:
-    """One PRNG key per leaf of ``tree``, in a pytree of the same structure."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return jax.tree_util.tree_unflatten(treedef, list(jax.random.split(key, len(leaves))))
 
 
 def tree_sum(tree: PyTree) -> jax.Array:
@@ -64,9 +59,9 @@ class MeanFieldGaussian:
         """Reparameterised sample mean + σ ⊙ ε, ε ~ N(0, I); the mean for a point mass."""
         if self.is_point_mass:
             return self.mean
-        return jax.tree_util.tree_map(
-            lambda m, s, k: m + s * jax.random.normal(k, jnp.shape(m), jnp.result_type(m)),
-            self.mean, self.std, _split_like(key, self.mean))
+        flat_mean, unravel = ravel_pytree(self.mean)
+        noise = unravel(jax.random.normal(key, flat_mean.shape, flat_mean.dtype))
+        return jax.tree_util.tree_map(lambda m, s, e: m + s * e, self.mean, self.std, noise)
 
     def log_prob(self, value: PyTree) -> jax.Array:
         """log q(value), summed over every weight."""

@@ -1,0 +1,123 @@
+r"""Few-shot Omniglot with ABML or MAML: ``python -m experiments.omniglot --flags``.
+
+    python -m experiments.omniglot                                   # cpu_demo, shipped data
+    python -m experiments.omniglot --config=experiments/configs/omniglot.py:5w1s \
+        --config.algorithm=maml --config.data_dir=/data/omniglot --config.split=vinyals
+
+Every hyperparameter is a flag (``--config.KEY=VALUE``). The workdir receives config.json,
+checkpoints/ (resumed automatically), metrics.jsonl, tb/ (TensorBoard), eval.json,
+reliability.png and entropy_cdf.png.
+"""
+import itertools
+import json
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from metabayes.checkpointing import Checkpointer
+from metabayes.data.episodes import EpisodeSampler, Prefetcher
+from metabayes.data.omniglot import load_omniglot
+from metabayes.evaluation import classification_evaluation
+from metabayes.plotting import plot_entropy_cdf, plot_reliability_diagram
+from metabayes.predictor import omniglot_learner
+from metabayes.training import MetricWriter, fit
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(__file__), "configs", "omniglot.py") + ":cpu_demo",
+    "Config file and name: experiments/configs/omniglot.py:{cpu_demo,5w1s,5w5s,20w1s,20w5s}.")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/omniglot", "Outputs and checkpoints go here.")
+
+
+def evaluate(evaluator, params, test_images, config, num_tasks, key):
+    """The evaluation of MATH.md §5 on ``num_tasks`` test tasks (the same tasks for every run
+    with this seed): (report, in-episode entropies, out-of-episode entropies)."""
+    sampler = EpisodeSampler(test_images, ways=2 * config.ways, shots=config.shots,
+                             query=config.query, meta_batch=config.eval_meta_batch,
+                             seed=config.seed + 1).check()
+    batches = (sampler.batch(t) for t in range(math.ceil(num_tasks / config.eval_meta_batch)))
+    return classification_evaluation(evaluator, params, batches, key, config.ways,
+                                      config.eval_samples, config.num_bins)
+
+
+def report_line(report) -> str:
+    accuracy = report["accuracy"]
+    return (f"accuracy {100 * accuracy['mean']:.2f} ± {100 * accuracy['ci95']:.2f}%  "
+            f"NLL {report['nll']:.4f}  Brier {report['brier']:.4f}  ECE {report['ece']:.4f}  "
+            f"MCE {report['mce']:.4f}  out-of-episode AUROC {report['out_of_episode_auroc']:.4f}")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress: bool = True):
+    """Meta-train (resuming from the workdir's last checkpoint), evaluate, write the outputs."""
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=1))
+    data = load_omniglot(config.split, data_dir=config.data_dir, source=config.data_source,
+                         seed=config.seed, rotate_train=config.rotate)
+    learner = omniglot_learner(config)
+    evaluator = learner.replace_inner_steps(config.eval_inner_steps)
+    sampler = EpisodeSampler(data.train.images, ways=config.ways, shots=config.shots,
+                             query=config.query, meta_batch=config.meta_batch,
+                             seed=config.seed).check()
+    init_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+    state = learner.init(init_key, jnp.zeros((config.ways * config.shots, 28, 28, 1)))
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
+                                config.keep_checkpoints)
+    restored = checkpointer.restore(state)
+    if restored is not None:
+        state = restored[0]
+        print(f"resumed from step {int(state.step)} in {workdir}")
+    writer = MetricWriter(workdir)
+    start = time.perf_counter()
+    try:
+        with Prefetcher(sampler, start=int(state.step), buffer=config.prefetch) as batches:
+            for stop in itertools.chain(range(config.eval_every, config.steps, config.eval_every),
+                                        [config.steps]):
+                if stop <= int(state.step):
+                    continue
+                state, _ = fit(learner, state, batches, train_key, stop, log_every=config.log_every,
+                               on_log=writer.write, checkpointer=checkpointer, progress=progress)
+                if stop < config.steps:
+                    interval, _, _ = evaluate(evaluator, state.params, data.test.images, config,
+                                              config.eval_meta_batch * 5, eval_key)
+                    writer.write(stop, {k: v for k, v in interval.items() if isinstance(v, float)},
+                                 prefix="eval")
+        train_seconds = time.perf_counter() - start
+        report, entropy_in, entropy_out = evaluate(evaluator, state.params, data.test.images,
+                                                   config, config.eval_tasks, eval_key)
+    finally:
+        checkpointer.close()
+    report.update(algorithm=config.algorithm, steps=config.steps, train_seconds=train_seconds,
+                  eval_tasks=config.eval_tasks)
+    writer.write(config.steps, {k: v for k, v in report.items() if isinstance(v, float)},
+                 prefix="test")
+    writer.close()
+    with open(os.path.join(workdir, "eval.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    title = f"{config.algorithm.upper()} Omniglot {config.ways}-way {config.shots}-shot"
+    plot_reliability_diagram(os.path.join(workdir, "reliability.png"), report["calibration"], title)
+    plot_entropy_cdf(os.path.join(workdir, "entropy_cdf.png"),
+                     {config.algorithm.upper(): (entropy_in, entropy_out)}, title)
+    with open(os.path.join(workdir, "entropies.json"), "w") as f:
+        json.dump({"in_episode": entropy_in.tolist(), "out_of_episode": entropy_out.tolist()}, f)
+    return report
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax and jax log every step at INFO
+    report = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    config = _CONFIG.value
+    print(f"{config.algorithm} {config.ways}-way {config.shots}-shot, {config.eval_tasks} test "
+          f"tasks: {report_line(report)}\ntraining {report['train_seconds']:.0f} s; wrote "
+          f"{_WORKDIR.value}/eval.json, reliability.png, entropy_cdf.png")
+
+
+if __name__ == "__main__":
+    app.run(main)

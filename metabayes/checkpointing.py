@@ -1,0 +1,43 @@
+"""Checkpoints of a training run with orbax: the TrainState plus JSON metadata (e.g. the
+sampler position), every N steps, keeping the last k, restored automatically on resume."""
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import jax
+import orbax.checkpoint as ocp
+
+from metabayes.algorithms import TrainState
+
+
+class Checkpointer:
+    """Saves and restores ``(TrainState, metadata)`` under ``directory``."""
+
+    def __init__(self, directory: str, every: int = 500, keep: int = 3):
+        if every < 1 or keep < 1:
+            raise ValueError(f"checkpoint every and keep must be >= 1, got {every} and {keep}")
+        self.manager = ocp.CheckpointManager(
+            os.path.abspath(directory),
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
+                                                 create=True))
+
+    def latest_step(self) -> Optional[int]:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: TrainState, metadata: Dict[str, Any], force: bool = False):
+        """Save at ``step`` if it is a multiple of ``every`` (or ``force``)."""
+        self.manager.save(step, force=force, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata)))
+
+    def restore(self, template: TrainState) -> Optional[Tuple[TrainState, Dict[str, Any]]]:
+        """The latest (state, metadata), shaped like ``template``; None if nothing is saved."""
+        step = self.latest_step()
+        if step is None:
+            return None
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()))
+        return restored.state, restored.metadata
+
+    def close(self):
+        self.manager.wait_until_finished()
+        self.manager.close()

@@ -1,0 +1,88 @@
+"""Building a MetaLearner from an ml_collections config (the experiments' flags).
+
+Shared config keys: algorithm (abml | maml), first_order, inner_steps, inner_optimizer,
+inner_lr, inner_optimizer_log_sigma, inner_lr_log_sigma, outer_lr, inner_samples,
+outer_samples, kl_weight, theta_family, outer_data, estimator, s0, a0, b0, init_log_sigma,
+scale_by_prior_variance, meta_sgd, num_tasks. Errors name the flag as ``--config.KEY``.
+"""
+import functools
+
+import flax.linen as nn
+import ml_collections
+import optax
+
+from metabayes.algorithms import MetaLearner, abml, maml
+from metabayes.hyperprior import Hyperprior
+from metabayes.inner_loop import per_part_optimizer
+from metabayes.likelihoods import Likelihood
+
+# eps_root > 0 keeps Adam differentiable where a gradient is exactly zero (second order).
+INNER_OPTIMIZERS = {"sgd": optax.sgd, "adam": functools.partial(optax.adam, eps_root=1e-12)}
+ALGORITHMS = ("abml", "maml")
+
+
+def inner_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """μ: ``inner_optimizer`` at ``inner_lr``; log σ: ``inner_optimizer_log_sigma`` at
+    ``inner_lr_log_sigma`` (each defaulting to μ's)."""
+    log_sigma_name = config.inner_optimizer_log_sigma or config.inner_optimizer
+    for name in (config.inner_optimizer, log_sigma_name):
+        if name not in INNER_OPTIMIZERS:
+            raise ValueError(f"--config.inner_optimizer(_log_sigma) must be one of "
+                             f"{sorted(INNER_OPTIMIZERS)}, got {name!r}")
+    mean_optimizer = INNER_OPTIMIZERS[config.inner_optimizer](config.inner_lr)
+    if config.inner_lr_log_sigma is None and config.inner_optimizer_log_sigma is None:
+        return mean_optimizer
+    log_sigma_lr = (config.inner_lr if config.inner_lr_log_sigma is None
+                    else config.inner_lr_log_sigma)
+    return per_part_optimizer(mean_optimizer, INNER_OPTIMIZERS[log_sigma_name](log_sigma_lr))
+
+
+def make_learner(config: ml_collections.ConfigDict, model: nn.Module,
+                 likelihood: Likelihood) -> MetaLearner:
+    """The MetaLearner that ``config`` describes, for ``model`` and ``likelihood``."""
+    if config.algorithm not in ALGORITHMS:
+        raise ValueError(f"--config.algorithm must be one of {ALGORITHMS}, got {config.algorithm!r}")
+    try:
+        common = dict(
+            likelihood=likelihood, inner_lr=config.inner_lr, inner_steps=config.inner_steps,
+            outer_optimizer=optax.adam(config.outer_lr), inner_optimizer=inner_optimizer(config),
+            first_order=config.first_order, outer_data=config.outer_data,
+            num_tasks=config.num_tasks, meta_sgd=config.meta_sgd)
+        if config.algorithm == "maml":
+            return maml(model, **common)
+        return abml(model, inner_samples=config.inner_samples,
+                    outer_samples=config.outer_samples, kl_weight=config.kl_weight,
+                    theta_family=config.theta_family, estimator=config.estimator,
+                    hyperprior=Hyperprior(config.s0, config.a0, config.b0),
+                    init_log_sigma=config.init_log_sigma,
+                    scale_by_prior_variance=config.scale_by_prior_variance, **common)
+    except ValueError as error:
+        raise ValueError(f"bad --config value: {error}") from None
+
+
+def add_learner_defaults(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The shared keys with the library's defaults (an experiment overrides what it needs)."""
+    c.algorithm = "abml"
+    c.first_order = False
+    c.inner_steps = 5
+    c.eval_inner_steps = 5
+    c.inner_optimizer = "sgd"
+    c.inner_lr = 0.1
+    c.inner_optimizer_log_sigma = ml_collections.config_dict.placeholder(str)   # None: as μ
+    c.inner_lr_log_sigma = ml_collections.config_dict.placeholder(float)        # None: inner_lr
+    c.outer_lr = 1e-3
+    c.inner_samples = 1
+    c.outer_samples = 1
+    c.eval_samples = 10
+    c.kl_weight = 1.0
+    c.theta_family = "point"        # point | gaussian
+    c.outer_data = "support_query"  # support_query | query
+    c.estimator = "weights"         # weights | local_reparam | flipout
+    c.s0 = 1.0
+    c.a0 = 1.0
+    c.b0 = 0.01
+    c.init_log_sigma = -3.0
+    c.scale_by_prior_variance = False
+    c.meta_sgd = False
+    c.num_tasks = 100_000           # N of the 1/N global-KL scaling
+    return c

@@ -1,0 +1,74 @@
+"""Use a trained Omniglot workdir on your own tasks.
+
+    from metabayes.predictor import load_predictor
+    predictor = load_predictor("runs/omniglot")
+    probs = predictor.predict(support_images, support_labels, query_images)   # [Q, ways]
+
+Images are shaped like Omniglot: [N, 28, 28, 1] floats with strokes 1 and background 0.
+"""
+import json
+import os
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from metabayes.algorithms import MetaLearner, MetaParams
+from metabayes.checkpointing import Checkpointer
+from metabayes.config import make_learner
+from metabayes.likelihoods import Categorical
+from metabayes.models import Conv4
+
+
+def omniglot_learner(config: ml_collections.ConfigDict) -> MetaLearner:
+    """The Conv4 classifier meta-learner of an Omniglot config (``experiments/configs``)."""
+    return make_learner(config, Conv4(num_classes=config.ways, filters=config.filters), Categorical())
+
+
+class Predictor(NamedTuple):
+    """A trained meta-learner: ``predict`` adapts to a support set and returns probabilities."""
+
+    learner: MetaLearner
+    params: MetaParams
+    config: ml_collections.ConfigDict
+
+    def predict(self, support_images, support_labels, query_images, key: Optional[jax.Array] = None,
+                num_samples: Optional[int] = None) -> np.ndarray:
+        """Posterior-predictive class probabilities [Q, ways] for query images [Q, 28, 28, 1],
+        after adapting on support images [N·K, 28, 28, 1] with labels [N·K] in 0..ways-1."""
+        support_images, query_images = (np.asarray(a, np.float32) for a in (support_images, query_images))
+        support_labels = np.asarray(support_labels)
+        for name, images in (("support_images", support_images), ("query_images", query_images)):
+            if images.ndim != 4 or images.shape[1:] != (28, 28, 1):
+                raise ValueError(f"{name} must be shaped [N, 28, 28, 1], got {images.shape}")
+        if support_labels.shape != support_images.shape[:1]:
+            raise ValueError(f"support_labels {support_labels.shape} must be shaped "
+                             f"[{support_images.shape[0]}] like support_images")
+        if support_labels.min() < 0 or support_labels.max() >= self.config.ways:
+            raise ValueError(f"support_labels must lie in 0..{self.config.ways - 1} (the model "
+                             f"was meta-trained for {self.config.ways} ways)")
+        evaluator = self.learner.replace_inner_steps(self.config.eval_inner_steps)
+        key = jax.random.PRNGKey(0) if key is None else key
+        probs = evaluator.predict(self.params, (support_images, jnp.asarray(support_labels)),
+                                  query_images, key, num_samples or self.config.eval_samples)
+        return np.asarray(probs)
+
+
+def load_predictor(workdir: str) -> Predictor:
+    """The latest checkpoint of an ``experiments.omniglot`` workdir, ready to ``predict``."""
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"{config_path} not found: is {workdir} an experiments.omniglot "
+                                "workdir?")
+    with open(config_path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    learner = omniglot_learner(config)
+    template = learner.init(jax.random.PRNGKey(0), jnp.zeros((config.ways * config.shots, 28, 28, 1)))
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+    restored = checkpointer.restore(template)
+    checkpointer.close()
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
+    return Predictor(learner, restored[0].params, config)

@@ -1,0 +1,99 @@
+"""The meta-gradient ∇_ψ loss(ψ) equals central finite differences (MATH.md §3, §6.5).
+
+With a fixed key the reparameterised noise is fixed, so the meta-loss is a smooth deterministic
+function of ψ (tanh network, float64); its exact gradient flows through all K inner steps.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import metabayes as mb
+from helpers import loss_and_grad, perturb, tiny_batch, tiny_learner, tree_axpy, tree_vdot
+
+pytestmark = pytest.mark.usefixtures("x64")
+
+STEP = 1e-5
+
+
+def random_params(learner, batch, seed):
+    """ψ at init, then every leaf moved randomly (so σ_θ, scales, step scales are all generic)."""
+    params = learner.init_params(jax.random.PRNGKey(seed), batch.support[0][0])
+    if learner.theta_family == "gaussian":   # a q(θ) scale large enough to matter
+        params = params.replace(q_theta=params.q_theta.replace(log_sigma=jax.tree_util.tree_map(
+            lambda l: jnp.full_like(l, -2.0), params.q_theta.log_sigma)))
+    return perturb(params, 0.1, jax.random.PRNGKey(seed + 100))
+
+
+def central_difference(learner, params, batch, key, direction):
+    value = lambda p: float(loss_and_grad(learner, p, batch, key)[0][0])
+    return (value(tree_axpy(STEP, direction, params))
+            - value(tree_axpy(-STEP, direction, params))) / (2 * STEP)
+
+
+def check_directions(learner, params, batch, key):
+    """Random directions over all of ψ, and over each leaf alone."""
+    _, grad = loss_and_grad(learner, params, batch, key)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    directions = [perturb(zeros, 1.0, jax.random.PRNGKey(i)) for i in range(2)]
+    leaves, treedef = jax.tree_util.tree_flatten(zeros)
+    for i in range(len(leaves)):
+        one = [jnp.zeros_like(l) for l in leaves]
+        one[i] = jax.random.normal(jax.random.PRNGKey(10 + i), leaves[i].shape, leaves[i].dtype)
+        directions.append(jax.tree_util.tree_unflatten(treedef, one))
+    for direction in directions:
+        analytic = float(tree_vdot(grad, direction))
+        numeric = central_difference(learner, params, batch, key, direction)
+        assert abs(analytic) > 1e-6
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("theta_family", ["point", "gaussian"])
+def test_meta_gradient_matches_finite_differences(theta_family):
+    """Second-order (first_order=False) meta-gradient of MetaLearner.loss, through K = 2 inner
+    SGD steps, the local KL and the global term, == central differences; q(θ) point and Gaussian."""
+    learner = tiny_learner(theta_family)
+    batch = tiny_batch()
+    check_directions(learner, random_params(learner, batch, 0), batch, jax.random.PRNGKey(5))
+
+
+def test_meta_gradient_first_order_drops_inner_hessian():
+    """first_order=True is the gradient of the loss with the inner updates Δ = λ^K − θ frozen,
+    λ^K = θ + Δ(ψ₀) (§3), which is not the loss's gradient (central differences)."""
+    learner = tiny_learner("point", first_order=True, model=mb.MLP(hidden=()))
+    batch = tiny_batch()
+    params = random_params(learner, batch, 1)
+    key = jax.random.PRNGKey(6)
+    task_keys = jax.random.split(key, batch.support[0].shape[0])
+
+    tasks, deltas, outer_keys = [], [], []
+    for i, task_key in enumerate(task_keys):
+        task = jax.tree_util.tree_map(lambda a: a[i], batch)
+        _, adapt_key, outer_key = jax.random.split(task_key, 3)
+        theta0 = params.q_theta.mean
+        deltas.append(jax.tree_util.tree_map(
+            jnp.subtract, learner.adapt(params, theta0, task.support, adapt_key), theta0))
+        tasks.append(jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), *task))
+        outer_keys.append(outer_key)
+
+    @jax.jit
+    def frozen_loss(p):
+        """(1/M) Σ_i [−ELL(θ + Δ_i; S_i ∪ Q_i) + β KL(θ + Δ_i || θ)] + (1/N) (−log p(θ))."""
+        theta = p.q_theta.mean
+        total = 0.0
+        for data, delta, outer_key in zip(tasks, deltas, outer_keys):
+            local = jax.tree_util.tree_map(jnp.add, theta, delta)
+            nll = -mb.expected_log_likelihood(learner.model.apply, local, data, outer_key,
+                                              learner.outer_samples, likelihood=learner.likelihood)
+            total = total + nll + learner.kl_weight * mb.local_kl(local, theta)
+        return total / len(tasks) - learner.hyperprior.log_prob(theta) / learner.num_tasks
+
+    (loss, _), grad = loss_and_grad(learner, params, batch, key)
+    np.testing.assert_allclose(float(loss), float(frozen_loss(params)), rtol=1e-12)
+    frozen_grad = jax.jit(jax.grad(frozen_loss))(params)
+    for a, b in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(frozen_grad)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+    # the loss value is the true loss; its derivative keeps the Hessian terms first order drops
+    direction = perturb(jax.tree_util.tree_map(jnp.zeros_like, params), 1.0, jax.random.PRNGKey(0))
+    numeric = central_difference(learner, params, batch, key, direction)
+    assert abs(float(tree_vdot(grad, direction)) - numeric) > 1e-3 * abs(numeric)

@@ -1,0 +1,76 @@
+"""End to end on the shipped Omniglot data: a short run learns, writes eval.json and its
+figures, resumes from a checkpoint to the same parameters, and serves predictions."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import omniglot
+from experiments.configs.omniglot import get_config
+from metabayes.predictor import load_predictor
+
+
+def tiny_config(**overrides):
+    config = get_config("cpu_demo")
+    config.update(filters=8, meta_batch=2, steps=4, eval_every=2, eval_tasks=4,
+                  eval_meta_batch=2, checkpoint_every=2, log_every=1, eval_samples=2,
+                  **overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("omniglot_cache")
+    os.environ["METABAYES_CACHE"] = str(path)
+    yield path
+    os.environ.pop("METABAYES_CACHE")
+
+
+def leaves(workdir):
+    return jax.tree_util.tree_leaves(load_predictor(str(workdir)).params)
+
+
+def test_resumed_run_ends_with_the_same_parameters(tmp_path, cache):
+    """MATH.md §6.8: stop at step 2, start the same command again, end bit-identical."""
+    omniglot.train_and_evaluate(tiny_config(), str(tmp_path / "straight"), progress=False)
+    omniglot.train_and_evaluate(tiny_config(steps=2), str(tmp_path / "resumed"), progress=False)
+    omniglot.train_and_evaluate(tiny_config(), str(tmp_path / "resumed"), progress=False)
+    for a, b in zip(leaves(tmp_path / "straight"), leaves(tmp_path / "resumed")):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    lines = [json.loads(line) for line in open(tmp_path / "resumed" / "metrics.jsonl")]
+    assert [r["step"] for r in lines if r["split"] == "train"] == [0, 1, 2, 3]
+
+
+def test_short_run_learns_and_writes_outputs(tmp_path, cache):
+    config = tiny_config(steps=40, eval_every=40, checkpoint_every=20, meta_batch=4, filters=16,
+                         log_every=1, eval_tasks=10)
+    report = omniglot.train_and_evaluate(config, str(tmp_path), progress=False)
+    history = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    losses = [row["outer_nll"] for row in history if row["split"] == "train"]
+    assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8])
+    written = json.load(open(tmp_path / "eval.json"))
+    for name in ("nll", "brier", "ece", "mce", "out_of_episode_auroc"):
+        assert np.isfinite(written[name]), name
+    assert written["accuracy"]["mean"] == pytest.approx(report["accuracy"]["mean"])
+    for figure in ("reliability.png", "entropy_cdf.png"):
+        assert os.path.getsize(tmp_path / figure) > 5_000
+    assert any(name.startswith("events") for name in os.listdir(tmp_path / "tb"))
+
+    predictor = load_predictor(str(tmp_path))
+    images = np.random.default_rng(0).random((5, 28, 28, 1), dtype=np.float32)
+    probs = predictor.predict(images, np.arange(5), images)
+    assert probs.shape == (5, 5)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="support_labels"):
+        predictor.predict(images, np.arange(5) + 3, images)
+    with pytest.raises(ValueError, match="query_images"):
+        predictor.predict(images, np.arange(5), images[..., 0])
+
+
+def test_bad_config_names_the_flag(tmp_path, cache):
+    with pytest.raises(ValueError, match="ways"):
+        omniglot.train_and_evaluate(tiny_config(ways=500), str(tmp_path))
+    with pytest.raises(ValueError, match="--config.algorithm"):
+        omniglot.train_and_evaluate(tiny_config(algorithm="reptile"), str(tmp_path))

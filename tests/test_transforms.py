@@ -1,0 +1,126 @@
+"""JAX transformations change nothing (MATH.md §6.4), in float64:
+vmap over tasks == a Python loop; the lax.scan inner loop == an unrolled loop; jit == no jit.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import metabayes as mb
+from helpers import (assert_trees_close, hyperprior_log_prob_np, loss_and_grad, perturb,
+                     task_slice, tiny_batch, tiny_learner, to_np)
+
+pytestmark = pytest.mark.usefixtures("x64")
+OUTER_ADAM = optax.adam(1e-2)
+
+
+def test_meta_batch_loss_vmap_equals_python_loop():
+    """MetaLearner.loss (vmap over tasks) == (1/M) Σ_i task_loss(ψ, task_i, key_i) with
+    key_i = split(key, M)[i], plus −log p(ψ)/N written with scipy (§2 scaling, §6.4)."""
+    learner = tiny_learner("point")
+    batch = tiny_batch(1)
+    params = perturb(learner.init_params(jax.random.PRNGKey(3), batch.support[0][0]), 0.1,
+                     jax.random.PRNGKey(4))
+    key = jax.random.PRNGKey(5)
+    (loss, metrics), _ = loss_and_grad(learner, params, batch, key)
+    task_loss = jax.jit(learner.task_loss)
+    num_tasks = batch.support[0].shape[0]
+    per_task = [task_loss(params, task_slice(batch, i), k)
+                for i, k in enumerate(jax.random.split(key, num_tasks))]
+    theta = to_np(params.q_theta.mean)
+    flat = lambda tree: np.concatenate([np.ravel(l) for l in jax.tree_util.tree_leaves(tree)])
+    hyper = learner.hyperprior
+    global_term = -hyperprior_log_prob_np(flat(theta.mean), flat(theta.log_sigma),
+                                          hyper.s0, hyper.a0, hyper.b0)
+    expected = np.mean([float(l) for l, _ in per_task]) + global_term / learner.num_tasks
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-12)
+    np.testing.assert_allclose(float(metrics["global_kl"]), global_term, rtol=1e-12)
+    for name in ("outer_nll", "local_kl"):
+        np.testing.assert_allclose(float(metrics[name]), np.mean([float(m[name]) for _, m in per_task]),
+                                   rtol=1e-12)
+    assert float(metrics["local_kl"]) > 0
+
+
+def unrolled_adapt(apply_fn, prior, support, key, optimizer, num_steps, **objective):
+    """The inner loop of §3 as a Python loop: one key per step from split(key, K), gradients by
+    jax.grad of local_objective, an optax update; λ⁰ = θ. (Each step is jitted: one compile.)"""
+    @jax.jit
+    def step(local, state, step_key):
+        grads = jax.grad(lambda lam: mb.local_objective(apply_fn, lam, prior, support, step_key,
+                                                        **objective))(local)
+        updates, state = optimizer.update(grads, state, local)
+        return optax.apply_updates(local, updates), state
+
+    local, state = prior, optimizer.init(prior)
+    for step_key in jax.random.split(key, num_steps):
+        local, state = step(local, state, step_key)
+    return local
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_adapt_scan_equals_unrolled_loop(optimizer):
+    """metabayes.adapt (lax.scan, fresh key per step) == the unrolled loop, for SGD and Adam."""
+    model = mb.MLP(hidden=())
+    task = task_slice(tiny_batch(2), 0)
+    params = model.init(jax.random.PRNGKey(0), task.support[0])["params"]
+    prior = mb.MeanFieldGaussian.from_params(params, -1.0)
+    inner = optax.sgd(0.05) if optimizer == "sgd" else optax.adam(0.05)
+    objective = dict(num_samples=3, kl_weight=0.7, likelihood=mb.Gaussian(0.5))
+    key = jax.random.PRNGKey(7)
+    scanned = jax.jit(lambda p, k: mb.adapt(model.apply, p, task.support, k, inner_optimizer=inner,
+                                            num_steps=4, **objective))(prior, key)
+    unrolled = unrolled_adapt(model.apply, prior, task.support, key, inner, 4, **objective)
+    assert_trees_close(scanned, unrolled, rtol=1e-12, atol=1e-14)
+    assert not np.allclose(np.asarray(scanned.mean["Dense_0"]["kernel"]),
+                           np.asarray(prior.mean["Dense_0"]["kernel"]))
+
+
+def test_adapt_preconditioned_sgd_by_hand():
+    """scale_by_prior_variance and Meta-SGD step scales, as plain SGD written out by hand:
+    μ ← μ − α s_μ σ_θ² ∂ℓ/∂μ,  log σ ← log σ − α s_σ ∂ℓ/∂log σ (§3 Stability)."""
+    model = mb.MLP(hidden=())
+    task = task_slice(tiny_batch(3), 1)
+    params = model.init(jax.random.PRNGKey(1), task.support[0])["params"]
+    prior = perturb(mb.MeanFieldGaussian.from_params(params, -1.5), 0.2, jax.random.PRNGKey(2))
+    step_scale = jax.tree_util.tree_map(lambda p: jnp.exp(0.3 * p), perturb(prior, 1.0, jax.random.PRNGKey(3)))
+    lr, key = 0.1, jax.random.PRNGKey(8)
+    objective = dict(num_samples=2, kl_weight=1.0, likelihood=mb.Gaussian(0.5))
+    got = jax.jit(lambda p, s, k: mb.adapt(
+        model.apply, p, task.support, k, inner_optimizer=optax.sgd(lr), num_steps=3,
+        scale_by_prior_variance=True, step_scale=s, **objective))(prior, step_scale, key)
+    variance = jax.tree_util.tree_map(lambda l: jnp.exp(2 * l), prior.log_sigma)
+
+    @jax.jit
+    def step(local, step_key):
+        g = jax.grad(lambda lam: mb.local_objective(model.apply, lam, prior, task.support, step_key,
+                                                    **objective))(local)
+        return mb.MeanFieldGaussian(
+            jax.tree_util.tree_map(lambda m, gm, v, s: m - lr * s * v * gm,
+                                   local.mean, g.mean, variance, step_scale.mean),
+            jax.tree_util.tree_map(lambda l, gl, s: l - lr * s * gl,
+                                   local.log_sigma, g.log_sigma, step_scale.log_sigma))
+
+    local = prior
+    for step_key in jax.random.split(key, 3):
+        local = step(local, step_key)
+    assert_trees_close(got, local, rtol=1e-12, atol=1e-14)
+
+
+def test_train_step_jit_equals_no_jit():
+    """train_step (jit) == _train_step run eagerly: loss, metrics and the updated ψ and optimiser
+    state, in float64 (§6.4); uses a linear model to keep the eager run short."""
+    learner = tiny_learner("point", model=mb.MLP(hidden=()), outer_optimizer=OUTER_ADAM,
+                           inner_steps=1, inner_samples=1, outer_samples=1)
+    batch = tiny_batch(4)
+    state = learner.init(jax.random.PRNGKey(0), batch.support[0][0])
+    key = jax.random.PRNGKey(9)
+    jit_state, jit_metrics = learner.train_step(state, batch, key)
+    eager_state, eager_metrics = learner._train_step(state, batch, key)
+    assert bool(jit_metrics["finite"]) and bool(eager_metrics["finite"])
+    learner.check_finite(jit_metrics, step=0)   # silent on a finite step
+    assert_trees_close(jit_state, eager_state, rtol=1e-12, atol=1e-14)
+    assert_trees_close(jit_metrics, eager_metrics, rtol=1e-12, atol=1e-14)
+    assert int(jit_state.step) == 1
+    assert not np.allclose(np.asarray(jit_state.params.q_theta.mean.mean["Dense_0"]["kernel"]),
+                           np.asarray(state.params.q_theta.mean.mean["Dense_0"]["kernel"]))
