@@ -28,12 +28,6 @@ from metabayes.plotting import plot_entropy_cdf, plot_reliability_diagram
 from metabayes.predictor import omniglot_learner
 from metabayes.training import MetricWriter, fit
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "omniglot.py") + ":cpu_demo",
-    "Config file and name: experiments/configs/omniglot.py:{cpu_demo,5w1s,5w5s,20w1s,20w5s}.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/omniglot", "Outputs and checkpoints go here.")
-
-
 def evaluate(evaluator, params, test_images, config, num_tasks, key):
     """The evaluation of MATH.md §5 on ``num_tasks`` test tasks (the same tasks for every run
     with this seed): (report, in-episode entropies, out-of-episode entropies)."""
@@ -119,5 +113,9 @@ def main(argv):
           f"{_WORKDIR.value}/eval.json, reliability.png, entropy_cdf.png")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags exist only when run as a program, so modules import freely
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", os.path.join(os.path.dirname(__file__), "configs", "omniglot.py") + ":cpu_demo",
+        "Config file and name: experiments/configs/omniglot.py:{cpu_demo,5w1s,5w5s,20w1s,20w5s}.")
+    _WORKDIR = flags.DEFINE_string("workdir", "runs/omniglot", "Outputs and checkpoints go here.")
     app.run(main)

@@ -41,10 +41,6 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
-_CONFIG = config_flags.DEFINE_config_dict("config", get_config())
-_WORKDIR = flags.DEFINE_string("workdir", "runs/sinusoid", "Where metrics.json and sinusoid.png go.")
-
-
 def grid_predictive(learner, params, support, key, num_samples, grid):
     """Predictive mean and sd [M, G] on ``grid`` [G] for M tasks' support sets."""
     grid_inputs = jnp.broadcast_to(grid[None, :, None], (support[0].shape[0], grid.size, 1))
@@ -120,5 +116,7 @@ def main(argv):
           f"training {results['train_seconds']:.0f} s; wrote {_WORKDIR.value}/metrics.json, sinusoid.png")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags exist only when run as a program, so modules import freely
+    _CONFIG = config_flags.DEFINE_config_dict("config", get_config())
+    _WORKDIR = flags.DEFINE_string("workdir", "runs/sinusoid", "Where metrics.json and sinusoid.png go.")
     app.run(main)

@@ -30,6 +30,11 @@ def to_np(tree):
     return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
 
 
+def flat_np(tree):
+    """Every leaf of a pytree, raveled and concatenated into one float64 numpy vector."""
+    return np.concatenate([np.ravel(l) for l in jax.tree_util.tree_leaves(to_np(tree))])
+
+
 def assert_trees_close(actual, expected, rtol=1e-10, atol=1e-12):
     """Same structure, and every leaf allclose."""
     a_leaves, a_def = jax.tree_util.tree_flatten(actual)
@@ -124,11 +129,18 @@ def linear_gaussian_ell(x, y, kernel_mean, bias_mean, kernel_std, bias_std, nois
 
 
 def hyperprior_log_prob_np(mu, log_sigma, s0, a0, b0):
-    """log N(μ; 0, s0²) + log Gamma(τ; a0, rate b0) + log |dτ/d log σ|, τ = σ⁻², summed (scipy)."""
+    """log N(μ; 0, s0²) + log Gamma(τ; a0, rate b0) + log |dτ/d log σ|, τ = σ⁻², summed
+    (scipy densities)."""
     mu, log_sigma = np.asarray(mu, np.float64), np.asarray(log_sigma, np.float64)
     tau = np.exp(-2.0 * log_sigma)
     return float(np.sum(stats.norm.logpdf(mu, 0.0, s0))
                  + np.sum(stats.gamma.logpdf(tau, a0, scale=1.0 / b0) + np.log(2.0 * tau)))
+
+
+def theta_log_hyperprior_np(theta, hyper):
+    """hyperprior_log_prob_np for θ = MeanFieldGaussian(μ tree, log σ tree) and a Hyperprior."""
+    return hyperprior_log_prob_np(flat_np(theta.mean), flat_np(theta.log_sigma),
+                                  hyper.s0, hyper.a0, hyper.b0)
 
 
 def mc_mean_and_se(samples):
@@ -191,9 +203,10 @@ TINY_HYPERPRIOR = mb.Hyperprior(s0=1.0, a0=2.0, b0=0.3)
 
 def tiny_learner(theta_family="point", **overrides):
     """The small ABML learner most meta-level tests share (one compile per distinct config):
-    a 1-3-1 tanh MLP, Gaussian likelihood, K = 2 inner steps, 2 inner and 2 outer samples."""
+    a 1-3-1 tanh MLP, Gaussian likelihood, K = 2 inner steps, 2 inner and 2 outer samples, β = 0.8."""
     options = dict(likelihood=mb.Gaussian(0.5), inner_lr=0.05, inner_steps=2, inner_samples=2,
                    outer_samples=2, num_tasks=7, hyperprior=TINY_HYPERPRIOR, init_log_sigma=-1.0,
+                   kl_weight=0.8,
                    init_theta_log_scale=-25.0, theta_family=theta_family)
     options.update(overrides)
     model = options.pop("model", mb.MLP(hidden=(3,), activation="tanh"))

@@ -10,9 +10,9 @@ from scipy import integrate, stats
 
 import metabayes as mb
 from metabayes import layers
-from helpers import (TREE_SHAPES, assert_trees_close, diag_gauss_kl, hyperprior_log_prob_np,
-                     linear_gaussian_ell, loss_and_grad, mc_batches, random_posterior, random_tree,
-                     tiny_batch, tiny_learner, to_np)
+from helpers import (TREE_SHAPES, assert_trees_close, diag_gauss_kl, flat_np, linear_gaussian_ell,
+                     loss_and_grad, mc_batches, random_posterior, random_tree,
+                     theta_log_hyperprior_np, tiny_batch, tiny_learner, to_np)
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -41,7 +41,8 @@ def _ell(q, data, key):
 
 @pytest.mark.parametrize("seed", range(2))
 def test_expected_log_likelihood_unbiased(seed):
-    """Mean of the reparameterised estimate over many seeds → E_q[log p(D|φ)] in closed form (§6.2)."""
+    """Mean of the reparameterised estimate over many seeds → E_q[log p(D|φ)] in closed form
+    (§6.2)."""
     x, y, q = linear_problem(seed)
     mean, se = mc_batches(lambda k: _ell(q, (x, y), k), jax.random.PRNGKey(seed))
     expected = closed_form_ell(x, y, q)[0]
@@ -83,10 +84,10 @@ def test_local_kl_matches_hand_formula_and_distrax(seed):
     params = random_tree(kq, TREE_SHAPES)
     q = random_posterior(kq, params, log_sigma_scale=0.5)
     p = random_posterior(kp, params, log_sigma_scale=0.5)
-    flat = lambda tree: np.concatenate([np.ravel(l) for l in jax.tree_util.tree_leaves(to_np(tree))])
-    expected = diag_gauss_kl(flat(q.mean), flat(q.std), flat(p.mean), flat(p.std))
+    expected = diag_gauss_kl(flat_np(q.mean), flat_np(q.std), flat_np(p.mean), flat_np(p.std))
     np.testing.assert_allclose(float(mb.local_kl(q, p)), expected, rtol=1e-12)
-    mvn = lambda d: distrax.MultivariateNormalDiag(jnp.asarray(flat(d.mean)), jnp.asarray(flat(d.std)))
+    mvn = lambda d: distrax.MultivariateNormalDiag(jnp.asarray(flat_np(d.mean)),
+                                                   jnp.asarray(flat_np(d.std)))
     np.testing.assert_allclose(float(mb.local_kl(q, p)), float(mvn(q).kl_divergence(mvn(p))),
                                rtol=1e-12)
 
@@ -108,7 +109,10 @@ def test_local_kl_zero_iff_equal():
             kl = float(kl_fn(jax.tree_util.tree_unflatten(treedef, moved), p))
             sigma = sigmas[i % len(sigmas)][j]
             # KL of a moved mean is δ²/(2σ²); of a moved log σ, (e^{2δ} − 1 − 2δ)/2.
-            expected = delta ** 2 / (2 * sigma ** 2) if is_mean else (math.expm1(2 * delta) - 2 * delta) / 2
+            if is_mean:
+                expected = delta ** 2 / (2 * sigma ** 2)
+            else:
+                expected = (math.expm1(2 * delta) - 2 * delta) / 2
             assert kl > 0
             np.testing.assert_allclose(kl, expected, rtol=1e-8)
 
@@ -121,13 +125,13 @@ HYPERS = [mb.Hyperprior(), mb.Hyperprior(s0=0.5, a0=2.0, b0=0.3), mb.Hyperprior(
 
 @pytest.mark.parametrize("hyper", HYPERS)
 def test_hyperprior_log_prob_matches_scipy(hyper):
-    """log p(θ) = log N(μ; 0, s0²) + log Gamma(σ⁻²; a0, rate b0) + log 2σ⁻² (the log σ Jacobian)."""
+    """log p(θ) = log N(μ; 0, s0²) + log Gamma(σ⁻²; a0, rate b0) + log 2σ⁻² (the Jacobian of
+    τ = σ⁻² w.r.t. log σ), vs scipy (§1)."""
     kmu, kls = jax.random.split(jax.random.PRNGKey(0))
     theta = mb.MeanFieldGaussian(random_tree(kmu, TREE_SHAPES),
                                  random_tree(kls, TREE_SHAPES, scale=1.0, offset=-1.0))
-    flat = lambda tree: np.concatenate([np.ravel(l) for l in jax.tree_util.tree_leaves(to_np(tree))])
-    expected = hyperprior_log_prob_np(flat(theta.mean), flat(theta.log_sigma), hyper.s0, hyper.a0, hyper.b0)
-    np.testing.assert_allclose(float(hyper.log_prob(theta)), expected, rtol=1e-12)
+    np.testing.assert_allclose(float(hyper.log_prob(theta)), theta_log_hyperprior_np(theta, hyper),
+                               rtol=1e-12)
 
 
 @pytest.mark.parametrize("hyper", HYPERS)
@@ -170,9 +174,7 @@ def test_global_kl_point_family_is_neg_log_hyperprior(hyper):
     """q(θ) = δ(θ − ψ): the global term is −log p(ψ) (a MAP penalty), §2."""
     theta = theta_tree()
     got = float(mb.global_kl(mb.MeanFieldGaussian(theta), hyper))
-    flat = lambda tree: np.concatenate([np.ravel(l) for l in jax.tree_util.tree_leaves(to_np(tree))])
-    np.testing.assert_allclose(got, -hyperprior_log_prob_np(flat(theta.mean), flat(theta.log_sigma),
-                                                            hyper.s0, hyper.a0, hyper.b0), rtol=1e-12)
+    np.testing.assert_allclose(got, -theta_log_hyperprior_np(theta, hyper), rtol=1e-12)
 
 
 def gaussian_q_theta(scale_offset, seed=0):
@@ -201,12 +203,13 @@ def test_global_kl_gaussian_family_matches_monte_carlo(hyper):
 
 
 def test_global_kl_gaussian_family_matches_numpy_closed_form():
-    """KL = Σ KL(N(m_μ, s_μ²) || N(0, s0²)) − H[N(m_l, s_l²)] − E[log p(l)], by quadrature (§2)."""
+    """KL = Σ KL(N(m_μ, s_μ²) || N(0, s0²)) − H[N(m_l, s_l²)] − E[log p(l)], the expectation
+    by Gauss-Hermite quadrature of scipy's Gamma density (§2)."""
     hyper = HYPERS[1]
     q_theta = gaussian_q_theta(-1.0)
-    loc, scale = to_np(q_theta.mean), to_np(q_theta.std)
-    flat = lambda tree: np.concatenate([np.ravel(l) for l in jax.tree_util.tree_leaves(tree)])
-    m_mu, s_mu, m_l, s_l = flat(loc.mean), flat(scale.mean), flat(loc.log_sigma), flat(scale.log_sigma)
+    loc, scale = q_theta.mean, q_theta.std
+    m_mu, s_mu = flat_np(loc.mean), flat_np(scale.mean)
+    m_l, s_l = flat_np(loc.log_sigma), flat_np(scale.log_sigma)
     kl_mu = diag_gauss_kl(m_mu, s_mu, 0.0, hyper.s0)
     nodes, weights = np.polynomial.hermite_e.hermegauss(80)
     l = m_l[:, None] + s_l[:, None] * nodes
@@ -251,3 +254,15 @@ def test_meta_loss_gaussian_family_reduces_to_point_family():
     neg_entropy = -float(params_g.q_theta.entropy())
     np.testing.assert_allclose(float(loss_g) - neg_entropy / gauss.num_tasks, float(loss_p), rtol=1e-10)
     assert_trees_close(grad_g.q_theta.mean, grad_p.q_theta.mean, rtol=1e-8, atol=1e-10)
+
+
+def test_defaults_are_the_real_elbo_and_the_papers_choices():
+    """β = 1 (the real ELBO), q(θ) a point estimate, λ⁰ = θ with second-order meta-gradients,
+    support ∪ query outer data, one inner sample, hyperprior s0 = 1, a0 = 1, b0 = 0.01 (§2-3)."""
+    learner = mb.abml(mb.MLP())
+    assert learner.kl_weight == 1.0 and learner.theta_family == "point"
+    assert learner.first_order is False and learner.outer_data == "support_query"
+    assert learner.inner_samples == 1 and learner.estimator == "weights"
+    assert learner.hyperprior == mb.Hyperprior(s0=1.0, a0=1.0, b0=0.01)
+    maml = mb.maml(mb.MLP())
+    assert maml.kl_weight == 0.0 and maml.hyperprior is None and maml.theta_family == "deterministic"

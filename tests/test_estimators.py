@@ -58,10 +58,11 @@ def test_dense_estimators_unbiased_with_unbiased_gradients(estimator):
         x, y, m["kernel"], m["bias"], s["kernel"], s["bias"], NOISE)
     (value_mean, grad_mean), (value_se, grad_se) = mean, se
     assert abs(value_mean - value) < 5 * value_se
-    for got, err, want in [(grad_mean.mean["kernel"], grad_se.mean["kernel"], d_kernel),
-                           (grad_mean.mean["bias"], grad_se.mean["bias"], d_bias),
-                           (grad_mean.log_sigma["kernel"], grad_se.log_sigma["kernel"], d_log_kernel_std),
-                           (grad_mean.log_sigma["bias"], grad_se.log_sigma["bias"], d_log_bias_std)]:
+    for got, err, want in [
+            (grad_mean.mean["kernel"], grad_se.mean["kernel"], d_kernel),
+            (grad_mean.mean["bias"], grad_se.mean["bias"], d_bias),
+            (grad_mean.log_sigma["kernel"], grad_se.log_sigma["kernel"], d_log_kernel_std),
+            (grad_mean.log_sigma["bias"], grad_se.log_sigma["bias"], d_log_bias_std)]:
         assert np.all(np.abs(got - want) < 5 * err + 1e-12), (estimator, got, want, err)
 
 

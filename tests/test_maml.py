@@ -35,7 +35,8 @@ def summed_nll(params, x, y, likelihood):
 
 
 def reference_maml_loss(params, batch, likelihood, first_order, outer_data, steps=INNER_STEPS):
-    """(1/M) Σ_i L_outer(φ_i^K), φ^{k+1} = φ^k − α ∇ L_support(φ^k), φ⁰ = θ (Finn et al., 2017)."""
+    """(1/M) Σ_i L_outer(φ_i^K), φ^{k+1} = φ^k − α ∇ L_support(φ^k), φ⁰ = θ (Finn et al.,
+    2017); L is the summed negative log-likelihood."""
     total = 0.0
     num_tasks = batch.support[0].shape[0]
     for i in range(num_tasks):
@@ -86,11 +87,12 @@ def test_maml_matches_independent_implementation(likelihood, first_order, outer_
 def test_first_order_maml_differs_from_second_order():
     """The first-order gradient drops the inner Hessian: a real difference, so the above can fail."""
     batch, _, _ = problem("gaussian")
-    theta = mb.MLP(hidden=(3,), activation="tanh").init(jax.random.PRNGKey(0), batch.support[0][0])["params"]
+    model = mb.MLP(hidden=(3,), activation="tanh")
+    theta = model.init(jax.random.PRNGKey(0), batch.support[0][0])["params"]
     _, second = reference_value_and_grad(theta, batch, "gaussian", False, "query", INNER_STEPS)
     _, first = reference_value_and_grad(theta, batch, "gaussian", True, "query", INNER_STEPS)
-    assert not np.allclose(np.asarray(first["Dense_0"]["kernel"]), np.asarray(second["Dense_0"]["kernel"]),
-                           rtol=1e-3)
+    assert not np.allclose(np.asarray(first["Dense_0"]["kernel"]),
+                           np.asarray(second["Dense_0"]["kernel"]), rtol=1e-3)
 
 
 def test_abml_with_vanishing_sigma_equals_maml():

@@ -54,7 +54,14 @@ def test_meta_gradient_matches_finite_differences(theta_family):
     SGD steps, the local KL and the global term, == central differences; q(θ) point and Gaussian."""
     learner = tiny_learner(theta_family)
     batch = tiny_batch()
-    check_directions(learner, random_params(learner, batch, 0), batch, jax.random.PRNGKey(5))
+    params = random_params(learner, batch, 0)
+    check_directions(learner, params, batch, jax.random.PRNGKey(5))
+    if theta_family == "gaussian":   # θ ~ q(θ; ψ) is sampled: the task losses depend on its scale
+        _, grad = loss_and_grad(learner, params, batch, jax.random.PRNGKey(5))
+        global_grad = jax.grad(lambda p: mb.global_kl(p.q_theta, learner.hyperprior))(params)
+        task_part = jax.tree_util.tree_map(lambda g, h: g - h / learner.num_tasks,
+                                           grad.q_theta.log_sigma, global_grad.q_theta.log_sigma)
+        assert max(float(jnp.max(jnp.abs(l))) for l in jax.tree_util.tree_leaves(task_part)) > 1e-3
 
 
 def test_meta_gradient_first_order_drops_inner_hessian():
@@ -78,7 +85,7 @@ def test_meta_gradient_first_order_drops_inner_hessian():
 
     @jax.jit
     def frozen_loss(p):
-        """(1/M) Σ_i [−ELL(θ + Δ_i; S_i ∪ Q_i) + β KL(θ + Δ_i || θ)] + (1/N) (−log p(θ))."""
+        """(1/M) Σ_i [−ELL(θ + Δ_i; S_i ∪ Q_i) + β KL(θ + Δ_i || θ)] − (1/N) log p(θ)."""
         theta = p.q_theta.mean
         total = 0.0
         for data, delta, outer_key in zip(tasks, deltas, outer_keys):

@@ -9,7 +9,7 @@ from scipy import integrate, special, stats
 
 import metabayes as mb
 from metabayes import layers
-from helpers import assert_trees_close, task_slice, tiny_batch, tiny_learner
+from helpers import assert_trees_close, flat_np, task_slice, tiny_batch, tiny_learner
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -32,8 +32,10 @@ def test_conv4_parameter_count_and_structure():
 def test_conv4_forward_shapes_under_every_estimator():
     """[B, 28, 28, 1] → finite logits [B, num_classes]; the same shape under each estimator."""
     model = mb.Conv4(num_classes=5, filters=4)
-    x = jax.random.normal(jax.random.PRNGKey(0), (3, 28, 28, 1))
-    params = model.init(jax.random.PRNGKey(1), x)["params"]
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(3, 28, 28, 1)))
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(1), x)["params"]   # no eager init
+    params = jax.tree_util.tree_map(lambda s: jnp.asarray(0.3 * rng.normal(size=s.shape)), shapes)
     logits = jax.jit(model.apply)({"params": params}, x)
     assert logits.shape == (3, 5) and bool(jnp.all(jnp.isfinite(logits)))
     q = mb.MeanFieldGaussian.from_params(params, -2.0)
@@ -65,9 +67,9 @@ def test_params_structure_is_q_phi_structure():
     shapes = lambda tree: jax.tree_util.tree_map(jnp.shape, tree)
     assert_trees_close(psi.q_theta.mean.mean, params, rtol=0, atol=0)
     assert shapes(psi.q_theta.mean.log_sigma) == shapes(params)
-    assert np.all(np.concatenate([np.ravel(l) for l in jax.tree_util.tree_leaves(psi.q_theta.mean.log_sigma)])
-                  == learner.init_log_sigma)
-    local = jax.eval_shape(lambda k: learner.adapt(psi, psi.q_theta.mean, task_slice(batch, 0).support, k),
+    assert np.all(flat_np(psi.q_theta.mean.log_sigma) == learner.init_log_sigma)
+    support = task_slice(batch, 0).support
+    local = jax.eval_shape(lambda k: learner.adapt(psi, psi.q_theta.mean, support, k),
                            jax.random.PRNGKey(1))
     assert jax.tree_util.tree_structure(local.mean) == jax.tree_util.tree_structure(params)
     assert shapes(local.mean) == shapes(params) == shapes(local.log_sigma)

@@ -14,9 +14,9 @@ from metabayes.predictor import load_predictor
 
 def tiny_config(**overrides):
     config = get_config("cpu_demo")
-    config.update(filters=8, meta_batch=2, steps=4, eval_every=2, eval_tasks=4,
-                  eval_meta_batch=2, checkpoint_every=2, log_every=1, eval_samples=2,
-                  **overrides)
+    config.update({**dict(filters=8, meta_batch=2, steps=4, eval_every=4, eval_tasks=2,
+                          eval_meta_batch=2, checkpoint_every=2, log_every=1, eval_samples=2),
+                   **overrides})
     return config
 
 

@@ -8,8 +8,8 @@ import optax
 import pytest
 
 import metabayes as mb
-from helpers import (assert_trees_close, hyperprior_log_prob_np, loss_and_grad, perturb,
-                     task_slice, tiny_batch, tiny_learner, to_np)
+from helpers import (assert_trees_close, loss_and_grad, perturb, task_slice,
+                     theta_log_hyperprior_np, tiny_batch, tiny_learner)
 
 pytestmark = pytest.mark.usefixtures("x64")
 OUTER_ADAM = optax.adam(1e-2)
@@ -28,11 +28,7 @@ def test_meta_batch_loss_vmap_equals_python_loop():
     num_tasks = batch.support[0].shape[0]
     per_task = [task_loss(params, task_slice(batch, i), k)
                 for i, k in enumerate(jax.random.split(key, num_tasks))]
-    theta = to_np(params.q_theta.mean)
-    flat = lambda tree: np.concatenate([np.ravel(l) for l in jax.tree_util.tree_leaves(tree)])
-    hyper = learner.hyperprior
-    global_term = -hyperprior_log_prob_np(flat(theta.mean), flat(theta.log_sigma),
-                                          hyper.s0, hyper.a0, hyper.b0)
+    global_term = -theta_log_hyperprior_np(params.q_theta.mean, learner.hyperprior)
     expected = np.mean([float(l) for l, _ in per_task]) + global_term / learner.num_tasks
     np.testing.assert_allclose(float(loss), expected, rtol=1e-12)
     np.testing.assert_allclose(float(metrics["global_kl"]), global_term, rtol=1e-12)
@@ -78,12 +74,13 @@ def test_adapt_scan_equals_unrolled_loop(optimizer):
 
 def test_adapt_preconditioned_sgd_by_hand():
     """scale_by_prior_variance and Meta-SGD step scales, as plain SGD written out by hand:
-    μ ← μ − α s_μ σ_θ² ∂ℓ/∂μ,  log σ ← log σ − α s_σ ∂ℓ/∂log σ (§3 Stability)."""
+    μ ← μ − α s_μ σ_θ² ∂ℓ/∂μ,  log σ ← log σ − α s_σ ∂ℓ/∂log σ (§3 Stability, Meta-SGD)."""
     model = mb.MLP(hidden=())
     task = task_slice(tiny_batch(3), 1)
     params = model.init(jax.random.PRNGKey(1), task.support[0])["params"]
     prior = perturb(mb.MeanFieldGaussian.from_params(params, -1.5), 0.2, jax.random.PRNGKey(2))
-    step_scale = jax.tree_util.tree_map(lambda p: jnp.exp(0.3 * p), perturb(prior, 1.0, jax.random.PRNGKey(3)))
+    step_scale = jax.tree_util.tree_map(lambda p: jnp.exp(0.3 * p),
+                                        perturb(prior, 1.0, jax.random.PRNGKey(3)))
     lr, key = 0.1, jax.random.PRNGKey(8)
     objective = dict(num_samples=2, kl_weight=1.0, likelihood=mb.Gaussian(0.5))
     got = jax.jit(lambda p, s, k: mb.adapt(

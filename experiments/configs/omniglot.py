@@ -6,7 +6,9 @@ step size 0.4, 1 step in training and 3 at test, meta-batch 32; 20-way 0.1, 5 st
 16; Adam 1e-3; 60,000 steps. MAML's step size is for the *mean* cross-entropy over the N·K
 support examples; our likelihood is summed (MATH.md §1), so ``inner_lr`` = MAML's / (N·K).
 ABML down-weights the inner KL (β = 0.1, as the paper found necessary and re-implementations use)
-and starts at log σ_θ = −2.5, inside the stable region inner_lr·β/σ_θ² < 2 (MATH.md §3).
+and starts at log σ_θ = −2.5, inside the stable region inner_lr·β/σ_θ² < 2 (MATH.md §3); log σ
+takes inner steps 20× smaller than μ (with one step size for both, the reparameterised log σ
+gradient of the summed likelihood overflowed within the first steps).
 """
 import ml_collections
 
@@ -33,6 +35,7 @@ def get_config(name: str = "cpu_demo") -> ml_collections.ConfigDict:
     c.inner_steps, c.eval_inner_steps = inner_steps, eval_inner_steps
     c.kl_weight = 0.1
     c.init_log_sigma = -2.5
+    c.inner_lr_log_sigma = c.inner_lr / 20   # log σ's summed-likelihood gradient is ~σ·|∂ℓ/∂φ|
     c.filters = 64
     c.steps = 60_000
     c.num_tasks = c.steps * c.meta_batch   # N: the tasks seen in training, for the 1/N global KL
