@@ -107,7 +107,6 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax and jax log every step at INFO
     results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    logging.info("wrote %s", _WORKDIR.value)
     print(f"{results['algorithm']}: query MSE {results['mse']['mean']:.4f} ± {results['mse']['ci95']:.4f}, "
           f"NLL {results['nll']['mean']:.4f} ± {results['nll']['ci95']:.4f} "
           f"({_CONFIG.value.eval_tasks} tasks); support in [-5, 0]: predictive sd "
