@@ -7,8 +7,8 @@ step size 0.4, 1 step in training and 3 at test, meta-batch 32; 20-way 0.1, 5 st
 support examples; our likelihood is summed (MATH.md §1), so ``inner_lr`` = MAML's / (N·K).
 ABML down-weights the inner KL (β = 0.1, as the paper found necessary and re-implementations use)
 and starts at log σ_θ = −2.5, inside the stable region inner_lr·β/σ_θ² < 2 (MATH.md §3); log σ
-takes inner steps 20× smaller than μ (with one step size for both, the reparameterised log σ
-gradient of the summed likelihood overflowed within the first steps).
+takes inner steps 20× smaller than μ, whose reparameterised summed-likelihood gradient is of
+order σ·|∂ℓ/∂φ| (a cautious choice, not yet tuned).
 """
 import ml_collections
 
