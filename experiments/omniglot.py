@@ -17,9 +17,10 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
+from experiments.cli import start
 from metabayes.checkpointing import Checkpointer
 from metabayes.data.episodes import EpisodeSampler, Prefetcher
 from metabayes.data.omniglot import load_omniglot
@@ -103,9 +104,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)  # orbax and jax log every step at INFO
+    start(argv)
     report = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     config = _CONFIG.value
     print(f"{config.algorithm} {config.ways}-way {config.shots}-shot, {config.eval_tasks} test "

@@ -12,9 +12,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
+from experiments.cli import start
 import metabayes as mb
 from metabayes.config import add_learner_defaults, make_learner
 from metabayes.data.sinusoid import SinusoidTasks, sine
@@ -53,7 +54,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     Besides query MSE and NLL, it measures how the predictive sd depends on the data: on
     held-out tasks whose support points all lie in [−5, 0] (``half`` tasks), the mean sd on
-    the seen half [−5, 0] against the unseen half [1, 5].
+    the seen half [−5, 0] against the unseen half [1, 5], for the learner and for the exact
+    Bayes predictive of the task family (the yardstick: how much widening is warranted).
     """
     os.makedirs(workdir, exist_ok=True)
     model = mb.MLP(hidden=tuple(config.hidden), outputs=1, activation=config.activation)
@@ -81,7 +83,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                 config.eval_samples, grid)
     half_mean, half_std = grid_predictive(evaluator, state.params, half.support, predict_key,
                                           config.eval_samples, grid)
-    seen, unseen = float(half_std[:, grid <= 0].mean()), float(half_std[:, grid >= 1].mean())
+    bayes = jax.jit(lambda support: jax.lax.map(
+        lambda one: tasks.exact_predictive(one, grid, config.noise_std, grid=128), support))
+    _, bayes_std = bayes(half.support)
+    seen_unseen = lambda sd: (float(np.mean(sd[:, grid <= 0])), float(np.mean(sd[:, grid >= 1])))
+    (seen, unseen), (bayes_seen, bayes_unseen) = seen_unseen(half_std), seen_unseen(bayes_std)
 
     shown = config.plot_tasks // 2
     pick = lambda full, halves: np.concatenate([np.asarray(full)[:shown],
@@ -96,6 +102,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "(right: support only in [-5, 0])")
     results = {"algorithm": config.algorithm, "steps": config.steps, **scores,
                "predictive_sd_seen_half": seen, "predictive_sd_unseen_half": unseen,
+               "bayes_sd_seen_half": bayes_seen, "bayes_sd_unseen_half": bayes_unseen,
                "train_seconds": train_seconds, "history": history, "config": config.to_dict()}
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
         json.dump(results, f, indent=1)
@@ -103,15 +110,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)  # orbax and jax log every step at INFO
+    start(argv)
     results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     print(f"{results['algorithm']}: query MSE {results['mse']['mean']:.4f} ± {results['mse']['ci95']:.4f}, "
           f"NLL {results['nll']['mean']:.4f} ± {results['nll']['ci95']:.4f} "
           f"({_CONFIG.value.eval_tasks} tasks); support in [-5, 0]: predictive sd "
           f"{results['predictive_sd_seen_half']:.3f} on [-5, 0], "
-          f"{results['predictive_sd_unseen_half']:.3f} on [1, 5]; "
+          f"{results['predictive_sd_unseen_half']:.3f} on [1, 5] (exact Bayes "
+          f"{results['bayes_sd_seen_half']:.3f}, {results['bayes_sd_unseen_half']:.3f}); "
           f"training {results['train_seconds']:.0f} s; wrote {_WORKDIR.value}/metrics.json, sinusoid.png")
 
 

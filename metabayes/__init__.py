@@ -7,7 +7,8 @@ from metabayes.algorithms import (MetaLearner, MetaParams, NonFiniteLossError, T
                                   maml)
 from metabayes.elbo import elbo, expected_log_likelihood, global_kl, local_kl, sample_outputs
 from metabayes.hyperprior import Hyperprior
-from metabayes.inner_loop import adapt, local_objective, per_part_optimizer
+from metabayes.inner_loop import (adapt, fisher_diagonal, fisher_precision_update, local_objective,
+                                  per_part_optimizer)
 from metabayes.likelihoods import Categorical, Gaussian, GaussianPredictive
 from metabayes.models import MLP, Conv4
 from metabayes.posterior import MeanFieldGaussian
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Categorical", "Conv4", "Gaussian", "GaussianPredictive", "Hyperprior", "MLP",
     "MeanFieldGaussian", "MetaLearner", "MetaParams", "NonFiniteLossError", "Task", "TrainState",
-    "abml", "adapt", "elbo", "expected_log_likelihood", "global_kl", "local_kl",
-    "local_objective", "maml", "per_part_optimizer", "sample_outputs",
+    "abml", "adapt", "elbo", "expected_log_likelihood", "fisher_diagonal",
+    "fisher_precision_update", "global_kl", "local_kl", "local_objective", "maml",
+    "per_part_optimizer", "sample_outputs",
 ]

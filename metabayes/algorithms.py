@@ -19,7 +19,7 @@ import optax
 
 from metabayes.elbo import check_estimator, expected_log_likelihood, global_kl, local_kl, sample_outputs
 from metabayes.hyperprior import Hyperprior
-from metabayes.inner_loop import adapt, check_num_steps
+from metabayes.inner_loop import adapt, check_num_steps, check_local_variance
 from metabayes.likelihoods import Categorical, Likelihood
 from metabayes.posterior import MeanFieldGaussian, PyTree
 from metabayes.tasks import Task, check_task, concatenate
@@ -70,6 +70,8 @@ class MetaLearner:
       init_theta_log_scale: initial log std of the Gaussian q(θ) over (μ, log σ).
       scale_by_prior_variance: precondition the inner μ-gradient by σ_θ² (stable inner SGD).
       meta_sgd: learn per-parameter inner step scales as part of ψ.
+      local_variance, precision_damping: how σ_λ moves in the inner loop, "gradient" or
+        "fisher" (see ``metabayes.adapt``).
     """
 
     model: nn.Module
@@ -91,9 +93,13 @@ class MetaLearner:
     init_theta_log_scale: float = -6.0
     scale_by_prior_variance: bool = False
     meta_sgd: bool = False
+    local_variance: str = "gradient"
+    precision_damping: float = 0.5
 
     def __post_init__(self):
         check_num_steps(self.inner_steps)
+        if self.theta_family != "deterministic":
+            check_local_variance(self.local_variance, self.precision_damping, self.kl_weight)
         check_estimator(self.estimator)
         if self.theta_family not in THETA_FAMILIES:
             raise ValueError(f"theta_family must be one of {THETA_FAMILIES}, got {self.theta_family!r}")
@@ -143,7 +149,8 @@ class MetaLearner:
                      kl_weight=self.kl_weight, first_order=self.first_order,
                      likelihood=self.likelihood, estimator=self.estimator,
                      scale_by_prior_variance=self.scale_by_prior_variance,
-                     step_scale=params.step_scale)
+                     step_scale=params.step_scale, local_variance=self.local_variance,
+                     precision_damping=self.precision_damping)
 
     def task_loss(self, params: MetaParams, task: Task, key: jax.Array):
         """One task's outer loss −ELL(λ^K; D^outer) + β KL(λ^K || θ) and its two parts."""

@@ -3,7 +3,8 @@
 Shared config keys: algorithm (abml | maml), first_order, inner_steps, inner_optimizer,
 inner_lr, inner_optimizer_log_sigma, inner_lr_log_sigma, outer_lr, inner_samples,
 outer_samples, kl_weight, theta_family, outer_data, estimator, s0, a0, b0, init_log_sigma,
-scale_by_prior_variance, meta_sgd, num_tasks. Errors name the flag as ``--config.KEY``.
+scale_by_prior_variance, meta_sgd, local_variance, precision_damping, num_tasks. Errors name
+the flag as ``--config.KEY``.
 """
 import functools
 
@@ -55,7 +56,9 @@ def make_learner(config: ml_collections.ConfigDict, model: nn.Module,
                     theta_family=config.theta_family, estimator=config.estimator,
                     hyperprior=Hyperprior(config.s0, config.a0, config.b0),
                     init_log_sigma=config.init_log_sigma,
-                    scale_by_prior_variance=config.scale_by_prior_variance, **common)
+                    scale_by_prior_variance=config.scale_by_prior_variance,
+                    local_variance=config.local_variance,
+                    precision_damping=config.precision_damping, **common)
     except ValueError as error:
         raise ValueError(f"bad --config value: {error}") from None
 
@@ -84,5 +87,7 @@ def add_learner_defaults(c: ml_collections.ConfigDict) -> ml_collections.ConfigD
     c.init_log_sigma = -3.0
     c.scale_by_prior_variance = False
     c.meta_sgd = False
+    c.local_variance = "gradient"   # gradient | fisher (σ_λ⁻² ← F/β + σ_θ⁻², damped)
+    c.precision_damping = 0.5
     c.num_tasks = 100_000           # N of the 1/N global-KL scaling
     return c

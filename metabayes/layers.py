@@ -63,7 +63,10 @@ def _sampled_param(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
     std = module.get_variable("posterior_std", name)
     if std is None:
         return value
-    stream = next(s for s in LAYER_ESTIMATORS if module.has_rng(s))
+    stream = next((s for s in LAYER_ESTIMATORS if module.has_rng(s)), None)
+    if stream is None:
+        raise ValueError(f"a 'posterior_std' collection needs a PRNG stream named one of "
+                         f"{LAYER_ESTIMATORS} (rngs={{estimator: key}}) to sample {name!r}")
     return value + std * jax.random.normal(module.make_rng(stream), value.shape, value.dtype)
 
 

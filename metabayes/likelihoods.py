@@ -42,6 +42,10 @@ class Categorical:
         """Σ_n log p(y_n | x_n, φ) for logits [N, C] and labels [N]."""
         return -jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
 
+    def sample(self, key: jax.Array, logits: jax.Array) -> jax.Array:
+        """Labels y ~ p(y | x, φ): [N]."""
+        return jax.random.categorical(key, logits)
+
     def predictive(self, logits: jax.Array) -> jax.Array:
         """Class probabilities averaged over samples (not logits): [T, N, C] -> [N, C]."""
         return jnp.mean(jax.nn.softmax(logits, axis=-1), axis=0)
@@ -56,6 +60,10 @@ class Gaussian:
     def log_prob(self, outputs: jax.Array, targets: jax.Array) -> jax.Array:
         """Σ_n log N(y_n; f(x_n; φ), noise_std²)."""
         return jnp.sum(_gaussian_log_prob(outputs, targets, self.noise_std))
+
+    def sample(self, key: jax.Array, outputs: jax.Array) -> jax.Array:
+        """Targets y ~ N(f(x; φ), noise_std²), shaped like the outputs."""
+        return outputs + self.noise_std * jax.random.normal(key, outputs.shape, outputs.dtype)
 
     def predictive(self, outputs: jax.Array) -> GaussianPredictive:
         """The mixture (1/T) Σ_t N(f_t, s²) for outputs [T, N, D]: mean, std, components."""

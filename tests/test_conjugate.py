@@ -16,7 +16,8 @@ from scipy import stats
 
 import metabayes as mb
 from metabayes import layers
-from helpers import Constant, diag_gauss_kl, gauss_kl_full, hyperprior_log_prob_np, mc_batches
+from helpers import (Constant, diag_gauss_kl, fast_jit, gauss_kl_full, hyperprior_log_prob_np,
+                     mc_batches)
 
 pytestmark = pytest.mark.usefixtures("x64")
 CONSTANT, DENSE = Constant(), layers.Dense(1)
@@ -60,7 +61,7 @@ def exact_elbo(apply_fn, q, prior, data, variance_term):
     return float(ell_at_mean) - variance_term - float(mb.local_kl(q, prior))
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(fast_jit, static_argnums=0)
 def _mc_ell(apply_fn, q, data, key):
     return mb.expected_log_likelihood(apply_fn, q, data, key, 1000, likelihood=mb.Gaussian(NOISE))
 
@@ -119,7 +120,7 @@ def test_composed_elbo_matches_closed_form_over_tasks():
     locals_ = mb.MeanFieldGaussian({"phi": jnp.array([0.9, -0.6])},
                                    {"phi": jnp.log(jnp.array([0.5, 0.8]))})
     tasks = (jnp.zeros((2, len(Y), 1)), jnp.asarray(ys)[..., None])
-    elbo = jax.jit(lambda k: mb.elbo(CONSTANT.apply, q_theta, locals_, tasks, hyper, k,
+    elbo = fast_jit(lambda k: mb.elbo(CONSTANT.apply, q_theta, locals_, tasks, hyper, k,
                                       num_samples=1000, likelihood=mb.Gaussian(NOISE)))
     mean, se = mc_batches(elbo, jax.random.PRNGKey(2))
     expected = hyperprior_log_prob_np(MU, math.log(SIGMA), 1.5, 2.0, 0.5)
@@ -137,7 +138,7 @@ def test_conjugate_adapt_reaches_exact_posterior(optimizer):
         inner, steps = optax.sgd(0.25), 300   # curvatures: 3 in μ_λ, 2 in log σ_λ
     else:
         inner, steps = optax.adam(optax.exponential_decay(0.1, 100, 0.3)), 600
-    local = jax.jit(lambda k: mb.adapt(CONSTANT.apply, conj_prior(), conj_data(), k,
+    local = fast_jit(lambda k: mb.adapt(CONSTANT.apply, conj_prior(), conj_data(), k,
                                        inner_optimizer=inner, num_steps=steps, num_samples=1000,
                                        likelihood=mb.Gaussian(NOISE)))(jax.random.PRNGKey(3))
     assert abs(float(local.mean["phi"]) - m_star) < 0.1 * v_star
@@ -240,7 +241,7 @@ def test_linear_regression_adapt_reaches_optimum(design):
     m_post, _, precision = lin_posterior(phi, y, prior_mean)
     v_opt = np.diag(precision) ** -0.5
     lr = 1.0 / max(np.linalg.eigvalsh(precision).max(), 2.0)
-    local = jax.jit(lambda k: mb.adapt(DENSE.apply, prior, data, k,
+    local = fast_jit(lambda k: mb.adapt(DENSE.apply, prior, data, k,
                                        inner_optimizer=optax.sgd(lr), num_steps=400,
                                        num_samples=2000, likelihood=mb.Gaussian(LIN_NOISE)))(
         jax.random.PRNGKey(5))
@@ -249,3 +250,50 @@ def test_linear_regression_adapt_reaches_optimum(design):
     if design == "correlated":   # the best mean-field q still has a gap: its KL to the posterior
         best = lin_exact_elbo(m_post, v_opt, phi, prior, data)
         assert best < lin_evidence(phi, y, prior_mean) - 1e-3
+
+
+@pytest.mark.parametrize("kl_weight", [1.0, 0.25])
+def test_fisher_local_variance_reaches_optimum(kl_weight):
+    """local_variance="fisher" moves σ_λ to the optimum of ℓ, 1/√(N/s²/β + 1/σ_θ²) (the exact
+    posterior sd at β = 1), whatever the likelihood's scale; μ_λ by SGD to its optimum."""
+    curvature = len(Y) / NOISE ** 2
+    v_star = (curvature / kl_weight + 1 / SIGMA ** 2) ** -0.5
+    m_star = (kl_weight * MU / SIGMA ** 2 + np.sum(Y) / NOISE ** 2) / (kl_weight / SIGMA ** 2
+                                                                      + curvature)
+    inner = optax.sgd(1 / (curvature + kl_weight / SIGMA ** 2))
+    local = fast_jit(lambda k: mb.adapt(CONSTANT.apply, conj_prior(), conj_data(), k,
+                                        inner_optimizer=inner, num_steps=3, num_samples=4000,
+                                        kl_weight=kl_weight, likelihood=mb.Gaussian(NOISE),
+                                        local_variance="fisher", precision_damping=1.0))(
+        jax.random.PRNGKey(3))
+    np.testing.assert_allclose(float(local.mean["phi"]), m_star, atol=0.05 * v_star)
+    np.testing.assert_allclose(float(local.std["phi"]), v_star, rtol=0.02)
+
+
+def test_fisher_diagonal_of_linear_regression():
+    """fisher_diagonal of y = w·x + b + ε is Σ_n [x_n², 1] / s², for any q."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 1))
+    data = (jnp.asarray(x), jnp.zeros((6, 1)))
+    params = DENSE.init(jax.random.PRNGKey(0), data[0])["params"]
+    q = mb.MeanFieldGaussian.from_params(params, -1.0)
+    fisher = fast_jit(lambda k: mb.fisher_diagonal(DENSE.apply, q, data, k, num_samples=20000,
+                                                   likelihood=mb.Gaussian(NOISE)))(
+        jax.random.PRNGKey(1))
+    np.testing.assert_allclose(np.asarray(fisher["kernel"]).ravel(),
+                               np.sum(x ** 2) / NOISE ** 2, rtol=0.05)
+    np.testing.assert_allclose(np.asarray(fisher["bias"]), 6 / NOISE ** 2, rtol=0.05)
+
+
+def test_fisher_local_variance_contracts_only_where_the_data_inform():
+    """Through MetaLearner.adapt: σ_λ shrinks for weights the support data move (x₀'s kernel
+    row, the bias) and stays exactly σ_θ for a weight they cannot (x₁ ≡ 0 in the support)."""
+    learner = mb.abml(DENSE, likelihood=mb.Gaussian(0.1), inner_lr=1e-3, inner_steps=3,
+                      local_variance="fisher", init_log_sigma=-1.0)
+    x = jnp.stack([jnp.linspace(-1.0, 1.0, 8), jnp.zeros(8)], axis=1)
+    params = learner.init_params(jax.random.PRNGKey(0), x)
+    theta = params.q_theta.mean
+    local = learner.adapt(params, theta, (x, 2 * x[:, :1]), jax.random.PRNGKey(1))
+    kernel_sigma = np.asarray(local.log_sigma["kernel"])[:, 0]
+    assert kernel_sigma[1] == np.asarray(theta.log_sigma["kernel"])[1, 0]
+    assert kernel_sigma[0] < -2.0 and float(local.log_sigma["bias"][0]) < -2.0

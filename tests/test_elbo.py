@@ -10,8 +10,8 @@ from scipy import integrate, stats
 
 import metabayes as mb
 from metabayes import layers
-from helpers import (TREE_SHAPES, assert_trees_close, diag_gauss_kl, flat_np, linear_gaussian_ell,
-                     loss_and_grad, mc_batches, random_posterior, random_tree,
+from helpers import (TREE_SHAPES, assert_trees_close, diag_gauss_kl, fast_jit, flat_np,
+                     linear_gaussian_ell, loss_and_grad, mc_batches, random_posterior, random_tree,
                      theta_log_hyperprior_np, tiny_batch, tiny_learner, to_np)
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -25,7 +25,7 @@ def linear_problem(seed=0):
     rng = np.random.default_rng(seed)
     x, y = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
     params = DENSE.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)))["params"]
-    q = random_posterior(jax.random.PRNGKey(seed), params, log_sigma_mean=-0.7)
+    q = random_posterior(seed, params, log_sigma_mean=-0.7)
     return jnp.asarray(x), jnp.asarray(y), q
 
 
@@ -34,9 +34,11 @@ def closed_form_ell(x, y, q):
     return linear_gaussian_ell(x, y, m["kernel"], m["bias"], s["kernel"], s["bias"], NOISE)
 
 
-@jax.jit
-def _ell(q, data, key):
+def ell_2000(q, data, key):
     return mb.expected_log_likelihood(DENSE.apply, q, data, key, 2000, likelihood=mb.Gaussian(NOISE))
+
+
+_ell = fast_jit(ell_2000)
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -62,7 +64,7 @@ def test_expected_log_likelihood_point_mass_is_exact():
 def test_expected_log_likelihood_gradient_unbiased():
     """The reparameterisation gradient w.r.t. (mean, log σ) → the closed-form gradient (§6.2)."""
     x, y, q = linear_problem(3)
-    grad = jax.jit(jax.grad(_ell))
+    grad = fast_jit(jax.grad(ell_2000))
     mean, se = mc_batches(lambda k: grad(q, (x, y), k), jax.random.PRNGKey(7))
     _, d_kernel, d_bias, d_log_kernel_std, d_log_bias_std = closed_form_ell(x, y, q)
     for got, err, want in [(mean.mean["kernel"], se.mean["kernel"], d_kernel),
@@ -80,10 +82,9 @@ def test_expected_log_likelihood_gradient_unbiased():
 def test_local_kl_matches_hand_formula_and_distrax(seed):
     """local_kl = Σ_w [log σ_p/σ_q + (σ_q² + (μ_q − μ_p)²)/(2σ_p²) − ½] on a random pytree,
     and = distrax's MultivariateNormalDiag KL on the flattened vectors."""
-    kq, kp = jax.random.split(jax.random.PRNGKey(seed))
-    params = random_tree(kq, TREE_SHAPES)
-    q = random_posterior(kq, params, log_sigma_scale=0.5)
-    p = random_posterior(kp, params, log_sigma_scale=0.5)
+    params = random_tree(seed, TREE_SHAPES)
+    q = random_posterior(seed + 10, params, log_sigma_scale=0.5)
+    p = random_posterior(seed + 20, params, log_sigma_scale=0.5)
     expected = diag_gauss_kl(flat_np(q.mean), flat_np(q.std), flat_np(p.mean), flat_np(p.std))
     np.testing.assert_allclose(float(mb.local_kl(q, p)), expected, rtol=1e-12)
     mvn = lambda d: distrax.MultivariateNormalDiag(jnp.asarray(flat_np(d.mean)),
@@ -94,12 +95,12 @@ def test_local_kl_matches_hand_formula_and_distrax(seed):
 
 def test_local_kl_zero_iff_equal():
     """KL(q || p) = 0 at q = p and > 0 when any single mean or log σ differs (§6.3)."""
-    params = random_tree(jax.random.PRNGKey(0), TREE_SHAPES)
-    p = random_posterior(jax.random.PRNGKey(1), params)
+    params = random_tree(0, TREE_SHAPES)
+    p = random_posterior(1, params)
     assert abs(float(mb.local_kl(p, p))) < 1e-14
     leaves, treedef = jax.tree_util.tree_flatten(p)   # the mean leaves, then the log σ leaves
     sigmas = [np.ravel(s) for s in jax.tree_util.tree_leaves(to_np(p.std))]
-    kl_fn = jax.jit(mb.local_kl)
+    kl_fn = fast_jit(mb.local_kl)
     delta = 1e-2
     for i, leaf in enumerate(leaves):
         is_mean = i < len(sigmas)
@@ -127,9 +128,8 @@ HYPERS = [mb.Hyperprior(), mb.Hyperprior(s0=0.5, a0=2.0, b0=0.3), mb.Hyperprior(
 def test_hyperprior_log_prob_matches_scipy(hyper):
     """log p(θ) = log N(μ; 0, s0²) + log Gamma(σ⁻²; a0, rate b0) + log 2σ⁻² (the Jacobian of
     τ = σ⁻² w.r.t. log σ), vs scipy (§1)."""
-    kmu, kls = jax.random.split(jax.random.PRNGKey(0))
-    theta = mb.MeanFieldGaussian(random_tree(kmu, TREE_SHAPES),
-                                 random_tree(kls, TREE_SHAPES, scale=1.0, offset=-1.0))
+    theta = mb.MeanFieldGaussian(random_tree(0, TREE_SHAPES),
+                                 random_tree(1, TREE_SHAPES, scale=1.0, offset=-1.0))
     np.testing.assert_allclose(float(hyper.log_prob(theta)), theta_log_hyperprior_np(theta, hyper),
                                rtol=1e-12)
 
@@ -164,9 +164,8 @@ def test_expected_log_prob_log_sigma_matches_quadrature(hyper):
 
 
 def theta_tree(seed=0):
-    kmu, kls = jax.random.split(jax.random.PRNGKey(seed))
-    return mb.MeanFieldGaussian(random_tree(kmu, TREE_SHAPES, scale=0.5),
-                                random_tree(kls, TREE_SHAPES, scale=0.5, offset=-1.0))
+    return mb.MeanFieldGaussian(random_tree(seed, TREE_SHAPES, scale=0.5),
+                                random_tree(seed + 1, TREE_SHAPES, scale=0.5, offset=-1.0))
 
 
 @pytest.mark.parametrize("hyper", HYPERS[:2])
@@ -180,9 +179,8 @@ def test_global_kl_point_family_is_neg_log_hyperprior(hyper):
 def gaussian_q_theta(scale_offset, seed=0):
     """A Gaussian q(θ) over (μ, log σ): location theta_tree, log-scales around scale_offset."""
     loc = theta_tree(seed)
-    k1, k2 = jax.random.split(jax.random.PRNGKey(seed + 10))
-    scale = mb.MeanFieldGaussian(random_tree(k1, TREE_SHAPES, 0.2, scale_offset),
-                                 random_tree(k2, TREE_SHAPES, 0.2, scale_offset))
+    scale = mb.MeanFieldGaussian(random_tree(seed + 10, TREE_SHAPES, 0.2, scale_offset),
+                                 random_tree(seed + 11, TREE_SHAPES, 0.2, scale_offset))
     return mb.MeanFieldGaussian(loc, scale)
 
 
@@ -193,7 +191,7 @@ def test_global_kl_gaussian_family_matches_monte_carlo(hyper):
     q_theta = gaussian_q_theta(-1.2)
     closed = float(mb.global_kl(q_theta, hyper))
 
-    @jax.jit
+    @fast_jit
     def estimate(key):
         thetas = jax.vmap(q_theta.sample)(jax.random.split(key, 2000))
         return jnp.mean(jax.vmap(lambda t: q_theta.log_prob(t) - hyper.log_prob(t))(thetas))
@@ -227,7 +225,8 @@ def test_global_kl_gaussian_reduces_to_point_estimate():
     hyper = HYPERS[1]
     point_grad = jax.grad(lambda loc: mb.global_kl(mb.MeanFieldGaussian(loc), hyper))(theta_tree())
     point_value = float(mb.global_kl(mb.MeanFieldGaussian(theta_tree()), hyper))
-    gauss_grad = jax.grad(lambda loc, scale: mb.global_kl(mb.MeanFieldGaussian(loc, scale), hyper))
+    gauss_grad = fast_jit(jax.grad(lambda loc, scale: mb.global_kl(mb.MeanFieldGaussian(loc, scale),
+                                                                  hyper)))
     errors = []
     for log_scale in [-1.0, -3.0, -6.0, -20.0]:
         q_theta = gaussian_q_theta(log_scale)
@@ -247,7 +246,7 @@ def test_meta_loss_gaussian_family_reduces_to_point_family():
     batch = tiny_batch()
     gauss, point = tiny_learner("gaussian"), tiny_learner("point")
     params_g = gauss.init_params(jax.random.PRNGKey(1), batch.support[0][0])
-    params_p = mb.MetaParams(mb.MeanFieldGaussian(params_g.q_theta.mean))
+    params_p = mb.MetaParams(mb.MeanFieldGaussian(params_g.q_theta.mean), params_g.step_scale)
     key = jax.random.PRNGKey(2)
     (loss_g, _), grad_g = loss_and_grad(gauss, params_g, batch, key)
     (loss_p, _), grad_p = loss_and_grad(point, params_p, batch, key)

@@ -87,6 +87,16 @@ def test_bad_options_raise_value_error(option, value, message):
         mb.abml(mb.MLP(hidden=()), **{option: value})
 
 
+@pytest.mark.parametrize("options,message", [
+    (dict(local_variance="laplace"), "local_variance must be one of"),
+    (dict(local_variance="fisher", precision_damping=0.0), "precision_damping must be in"),
+    (dict(local_variance="fisher", kl_weight=0.0), "local_variance='fisher' needs kl_weight > 0"),
+])
+def test_bad_local_variance_options_raise_value_error(options, message):
+    with pytest.raises(ValueError, match=message):
+        mb.abml(mb.MLP(hidden=()), **options)
+
+
 def test_deterministic_family_needs_no_kl_and_no_hyperprior():
     with pytest.raises(ValueError, match="kl_weight=0 and hyperprior=None"):
         mb.abml(mb.MLP(hidden=()), theta_family="deterministic")

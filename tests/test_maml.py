@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import metabayes as mb
-from helpers import (assert_trees_close, classification_batch, loss_and_grad, perturb, task_slice,
-                     tiny_batch, tiny_learner)
+from helpers import (assert_trees_close, classification_batch, fast_jit, loss_and_grad, perturb,
+                     task_slice, tiny_batch, tiny_learner)
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -53,18 +53,18 @@ def reference_maml_loss(params, batch, likelihood, first_order, outer_data, step
     return total / num_tasks
 
 
-reference_value_and_grad = jax.jit(jax.value_and_grad(reference_maml_loss), static_argnums=(2, 3, 4, 5))
+reference_value_and_grad = fast_jit(jax.value_and_grad(reference_maml_loss), static_argnums=(2, 3, 4, 5))
 
 
 def problem(likelihood):
     if likelihood == "gaussian":
         return tiny_batch(5), mb.MLP(hidden=(3,), activation="tanh"), mb.Gaussian(NOISE)
-    return (classification_batch(jax.random.PRNGKey(5), num_tasks=2, ways=3, dim=2),
+    return (classification_batch(5, num_tasks=2, ways=3, dim=2),
             mb.MLP(hidden=(3,), outputs=3, activation="tanh"), mb.Categorical())
 
 
 CASES = [("gaussian", False, "support_query"), ("gaussian", True, "query"),
-         ("categorical", False, "query"), ("categorical", True, "support_query")]
+         ("categorical", False, "query")]
 
 
 @pytest.mark.parametrize("likelihood,first_order,outer_data", CASES)
@@ -103,8 +103,7 @@ def test_abml_with_vanishing_sigma_equals_maml():
     options = dict(first_order=first_order, inner_lr=INNER_LR, inner_steps=INNER_STEPS,
                    likelihood=lik, outer_data="support_query")
     abml = mb.abml(model, init_log_sigma=-40.0, kl_weight=0.0, hyperprior=None, **options)
-    params = perturb(abml.init_params(jax.random.PRNGKey(0), batch.support[0][0]), 0.1,
-                     jax.random.PRNGKey(3))
+    params = perturb(abml.init_params(jax.random.PRNGKey(0), batch.support[0][0]), 0.1, 3)
     key = jax.random.PRNGKey(4)
     (loss, _), grad = loss_and_grad(abml, params, batch, key)
     maml = mb.maml(model, **options)
@@ -131,7 +130,7 @@ def test_zero_inner_steps_is_bnn_across_tasks():
     (loss, metrics), _ = loss_and_grad(learner, params, batch, key)
     assert float(metrics["local_kl"]) == 0.0
 
-    @jax.jit
+    @fast_jit
     def bnn_loss(theta, batch, key):
         total = 0.0
         for i, task_key in enumerate(jax.random.split(key, 2)):

@@ -9,7 +9,7 @@ from scipy import integrate, special, stats
 
 import metabayes as mb
 from metabayes import layers
-from helpers import assert_trees_close, flat_np, task_slice, tiny_batch, tiny_learner
+from helpers import assert_trees_close, fast_jit, flat_np, task_slice, tiny_batch, tiny_learner
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -36,7 +36,7 @@ def test_conv4_forward_shapes_under_every_estimator():
     x = jnp.asarray(rng.normal(size=(3, 28, 28, 1)))
     shapes = jax.eval_shape(model.init, jax.random.PRNGKey(1), x)["params"]   # no eager init
     params = jax.tree_util.tree_map(lambda s: jnp.asarray(0.3 * rng.normal(size=s.shape)), shapes)
-    logits = jax.jit(model.apply)({"params": params}, x)
+    logits = fast_jit(model.apply)({"params": params}, x)
     assert logits.shape == (3, 5) and bool(jnp.all(jnp.isfinite(logits)))
     q = mb.MeanFieldGaussian.from_params(params, -2.0)
     for estimator in ("weights", "local_reparam", "flipout"):
@@ -109,7 +109,7 @@ def test_gaussian_predictive_log_prob():
     np.testing.assert_allclose(np.asarray(pred.log_prob(jnp.asarray(y))), expected, rtol=1e-12)
 
     one = mb.Gaussian(noise_std=0.4).predictive(jnp.asarray(f[:, :1, :1]))   # N = 1, D = 1
-    log_density = jax.jit(lambda v: one.log_prob(jnp.full((1, 1), v))[0])
+    log_density = fast_jit(lambda v: one.log_prob(jnp.full((1, 1), v))[0])
     density = lambda v: math.exp(float(log_density(v)))
     mass = integrate.quad(density, -20, 20, points=list(f[:, 0, 0]))[0]
     mean = integrate.quad(lambda v: v * density(v), -20, 20, points=list(f[:, 0, 0]))[0]

@@ -8,7 +8,7 @@ import optax
 import pytest
 
 import metabayes as mb
-from helpers import (assert_trees_close, loss_and_grad, perturb, task_slice,
+from helpers import (assert_trees_close, fast_jit, loss_and_grad, perturb, task_slice,
                      theta_log_hyperprior_np, tiny_batch, tiny_learner)
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -20,11 +20,10 @@ def test_meta_batch_loss_vmap_equals_python_loop():
     key_i = split(key, M)[i], plus −log p(ψ)/N written with scipy (§2 scaling, §6.4)."""
     learner = tiny_learner("point")
     batch = tiny_batch(1)
-    params = perturb(learner.init_params(jax.random.PRNGKey(3), batch.support[0][0]), 0.1,
-                     jax.random.PRNGKey(4))
+    params = perturb(learner.init_params(jax.random.PRNGKey(3), batch.support[0][0]), 0.1, 4)
     key = jax.random.PRNGKey(5)
     (loss, metrics), _ = loss_and_grad(learner, params, batch, key)
-    task_loss = jax.jit(learner.task_loss)
+    task_loss = fast_jit(learner.task_loss)
     num_tasks = batch.support[0].shape[0]
     per_task = [task_loss(params, task_slice(batch, i), k)
                 for i, k in enumerate(jax.random.split(key, num_tasks))]
@@ -41,7 +40,7 @@ def test_meta_batch_loss_vmap_equals_python_loop():
 def unrolled_adapt(apply_fn, prior, support, key, optimizer, num_steps, **objective):
     """The inner loop of §3 as a Python loop: one key per step from split(key, K), gradients by
     jax.grad of local_objective, an optax update; λ⁰ = θ. (Each step is jitted: one compile.)"""
-    @jax.jit
+    @fast_jit
     def step(local, state, step_key):
         grads = jax.grad(lambda lam: mb.local_objective(apply_fn, lam, prior, support, step_key,
                                                         **objective))(local)
@@ -54,17 +53,17 @@ def unrolled_adapt(apply_fn, prior, support, key, optimizer, num_steps, **object
     return local
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_adapt_scan_equals_unrolled_loop(optimizer):
-    """metabayes.adapt (lax.scan, fresh key per step) == the unrolled loop, for SGD and Adam."""
+def test_adapt_scan_equals_unrolled_loop():
+    """metabayes.adapt (lax.scan, fresh key per step) == the unrolled loop, with Adam (whose
+    state must be threaded through the scan); SGD is written out by hand below."""
     model = mb.MLP(hidden=())
     task = task_slice(tiny_batch(2), 0)
     params = model.init(jax.random.PRNGKey(0), task.support[0])["params"]
     prior = mb.MeanFieldGaussian.from_params(params, -1.0)
-    inner = optax.sgd(0.05) if optimizer == "sgd" else optax.adam(0.05)
+    inner = optax.adam(0.05)
     objective = dict(num_samples=3, kl_weight=0.7, likelihood=mb.Gaussian(0.5))
     key = jax.random.PRNGKey(7)
-    scanned = jax.jit(lambda p, k: mb.adapt(model.apply, p, task.support, k, inner_optimizer=inner,
+    scanned = fast_jit(lambda p, k: mb.adapt(model.apply, p, task.support, k, inner_optimizer=inner,
                                             num_steps=4, **objective))(prior, key)
     unrolled = unrolled_adapt(model.apply, prior, task.support, key, inner, 4, **objective)
     assert_trees_close(scanned, unrolled, rtol=1e-12, atol=1e-14)
@@ -78,17 +77,17 @@ def test_adapt_preconditioned_sgd_by_hand():
     model = mb.MLP(hidden=())
     task = task_slice(tiny_batch(3), 1)
     params = model.init(jax.random.PRNGKey(1), task.support[0])["params"]
-    prior = perturb(mb.MeanFieldGaussian.from_params(params, -1.5), 0.2, jax.random.PRNGKey(2))
+    prior = perturb(mb.MeanFieldGaussian.from_params(params, -1.5), 0.2, 2)
     step_scale = jax.tree_util.tree_map(lambda p: jnp.exp(0.3 * p),
-                                        perturb(prior, 1.0, jax.random.PRNGKey(3)))
+                                        perturb(prior, 1.0, 3))
     lr, key = 0.1, jax.random.PRNGKey(8)
     objective = dict(num_samples=2, kl_weight=1.0, likelihood=mb.Gaussian(0.5))
-    got = jax.jit(lambda p, s, k: mb.adapt(
+    got = fast_jit(lambda p, s, k: mb.adapt(
         model.apply, p, task.support, k, inner_optimizer=optax.sgd(lr), num_steps=3,
         scale_by_prior_variance=True, step_scale=s, **objective))(prior, step_scale, key)
     variance = jax.tree_util.tree_map(lambda l: jnp.exp(2 * l), prior.log_sigma)
 
-    @jax.jit
+    @fast_jit
     def step(local, step_key):
         g = jax.grad(lambda lam: mb.local_objective(model.apply, lam, prior, task.support, step_key,
                                                     **objective))(local)

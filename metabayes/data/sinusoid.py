@@ -31,6 +31,23 @@ class SinusoidTasks(NamedTuple):
         (s_in, q_in), (s_out, q_out) = split(inputs), split(targets)
         return Task((s_in, s_out), (q_in, q_out)), amplitudes, phases
 
+    def exact_predictive(self, support: Tuple[jax.Array, jax.Array], inputs: jax.Array,
+                         noise_std: float, grid: int = 256) -> Tuple[jax.Array, jax.Array]:
+        """Bayes-optimal predictive mean and sd of y at ``inputs`` [G] given one task's
+        ``support`` ([K, 1], [K, 1]): the posterior over (A, φ) under this prior and Gaussian
+        noise ``noise_std``, on a ``grid`` × ``grid`` midpoint grid of the prior's box."""
+        midpoints = lambda low, high: low + (high - low) * (jnp.arange(grid) + 0.5) / grid
+        amplitude, phase = jnp.meshgrid(midpoints(*self.amplitude_range),
+                                        midpoints(*self.phase_range), indexing="ij")
+        amplitude, phase = amplitude.reshape(-1, 1), phase.reshape(-1, 1)
+        x, y = support[0][:, 0], support[1][:, 0]
+        log_weights = -0.5 * jnp.sum((y - sine(x, amplitude, phase)) ** 2, axis=1) / noise_std ** 2
+        weights = jax.nn.softmax(log_weights)[:, None]
+        curves = sine(inputs, amplitude, phase)                          # [grid², G]
+        mean = jnp.sum(weights * curves, axis=0)
+        variance = jnp.sum(weights * (curves - mean) ** 2, axis=0) + noise_std ** 2
+        return mean, jnp.sqrt(variance)
+
 
 def sine(x: jax.Array, amplitude: jax.Array, phase: jax.Array) -> jax.Array:
     return amplitude * jnp.sin(x - phase)

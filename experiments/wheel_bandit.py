@@ -1,0 +1,227 @@
+r"""Meta-learned Thompson sampling on the wheel bandit (Ravi & Beatson, ICLR 2019, Table 1).
+
+    python -m experiments.wheel_bandit --workdir=runs/wheel_bandit
+    python -m experiments.wheel_bandit --config.n=80000 --config.trials=3 --config.readapt_every=10
+
+Meta-trains ABML and MAML on wheel problems (checkpoints in ``workdir/checkpoints/<algorithm>``,
+resumed automatically), then plays Uniform, NeuralLinear, ABML (Thompson sampling) and MAML
+(greedy) for ``n`` pulls at every δ in ``deltas``, ``trials`` times, all agents of a trial on the
+same contexts and rewards. Prints cumulative regret normalised to Uniform = 100 (mean ± standard
+error over trials) and writes results.json and regret.png (mean cumulative regret vs steps).
+"""
+import functools
+import itertools
+import json
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+import tqdm  # noqa: E402
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from experiments.cli import start  # noqa: E402
+import metabayes as mb  # noqa: E402
+from metabayes.bandit_agents import (MetaAgent, NeuralLinear, UniformAgent,  # noqa: E402
+                                     normalised_regret, play)
+from metabayes.bandits import INPUT_DIM, ArmRewardMLP, check_delta, sample_episodes  # noqa: E402
+from metabayes.checkpointing import Checkpointer  # noqa: E402
+from metabayes.config import ALGORITHMS, make_learner  # noqa: E402
+from metabayes.training import fit  # noqa: E402
+
+POLICY = {"abml": "thompson", "maml": "greedy"}
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """ValueError naming the flag of the first bad evaluation or episode setting."""
+    def positive_int(name, value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"--config.{name} must be an integer >= 1, got {value!r}")
+
+    if isinstance(config.deltas, (str, float, int)) or not len(config.deltas):
+        raise ValueError(f"--config.deltas must be a non-empty list of numbers in [0, 1], "
+                         f"got {config.deltas!r}")
+    for delta in config.deltas:
+        check_delta(delta, "deltas")
+    for name in ("n", "trials", "readapt_every", "max_history", "meta_batch", "support", "query",
+                 "curve_points"):
+        positive_int(name, config[name])
+    for name in ("retrain_every", "train_steps", "batch_size"):
+        positive_int(f"neural_linear.{name}", config.neural_linear[name])
+    if config.min_support is not None and not 0 <= config.min_support <= config.support:
+        raise ValueError(f"--config.min_support must be in [0, --config.support={config.support}] "
+                         f"or None, got {config.min_support!r}")
+    unknown = [a for a in config.algorithms if a not in ALGORITHMS]
+    if unknown or isinstance(config.algorithms, str):
+        raise ValueError(f"--config.algorithms must be a list drawn from {ALGORITHMS}, "
+                         f"got {config.algorithms!r}")
+
+
+def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: bool):
+    """Meta-train (or resume) one algorithm: (learner, MetaParams, train seconds, history)."""
+    learner_config = config.copy_and_resolve_references()
+    with learner_config.unlocked():
+        learner_config.algorithm = algorithm
+    model = ArmRewardMLP(hidden=tuple(config.hidden), activation=config.activation)
+    learner = make_learner(learner_config, model, mb.Gaussian(config.noise_std))
+    init_key, batch_key, step_key = jax.random.split(key, 3)
+    state = learner.init(init_key, jnp.zeros((config.support, INPUT_DIM)))
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints", algorithm),
+                                config.checkpoint_every, config.keep_checkpoints)
+    restored = checkpointer.restore(state)
+    if restored is not None:
+        state = restored[0]
+    sample = jax.jit(functools.partial(sample_episodes, num_problems=config.meta_batch,
+                                       num_support=config.support, num_query=config.query,
+                                       min_support=config.min_support))
+    batches = (sample(jax.random.fold_in(batch_key, t))[0]
+               for t in itertools.count(int(state.step)))
+    start = time.perf_counter()
+    try:
+        state, history = fit(learner, state, batches, step_key, config.steps,
+                             log_every=config.log_every, checkpointer=checkpointer,
+                             progress=progress)
+    finally:
+        checkpointer.close()
+    return learner, state.params, time.perf_counter() - start, history
+
+
+def make_agents(config, learners) -> dict:
+    """name -> (agent, init(key) -> state) for every agent the config asks for."""
+    agents = {"Uniform": (UniformAgent(), lambda key: ())}
+    if config.neural_linear.enabled:
+        nl = config.neural_linear
+        neural_linear = NeuralLinear(
+            ArmRewardMLP(hidden=tuple(nl.hidden), activation=config.activation),
+            capacity=config.n, retrain_every=nl.retrain_every, train_steps=nl.train_steps,
+            batch_size=nl.batch_size, learning_rate=nl.learning_rate,
+            prior_precision=nl.prior_precision, a0=nl.a0, b0=nl.b0)
+        agents["NeuralLinear"] = (neural_linear, neural_linear.init)
+    for algorithm, (learner, params) in learners.items():
+        agent = MetaAgent(learner.replace_inner_steps(config.eval_inner_steps),
+                          policy=POLICY[algorithm], readapt_every=config.readapt_every,
+                          max_history=config.max_history)
+        agents[algorithm.upper()] = (agent, lambda key, a=agent, p=params: a.init(p))
+    return agents
+
+
+def evaluate(config, agents: dict, key: jax.Array, progress: bool):
+    """Cumulative regret at n [agents][δ index] -> [trials], and mean curves [agents][δ] -> [n]."""
+    final = {name: [[] for _ in config.deltas] for name in agents}
+    curves = {name: [np.zeros(config.n) for _ in config.deltas] for name in agents}
+    bar = tqdm.tqdm(total=len(config.deltas) * config.trials * len(agents), desc="play",
+                    disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    for (d, delta), trial in itertools.product(enumerate(config.deltas), range(config.trials)):
+        trial_key = jax.random.fold_in(jax.random.fold_in(key, d), trial)
+        play_key, init_key = jax.random.split(trial_key)
+        for name, (agent, init) in agents.items():
+            _, regrets = play(agent, init(init_key), play_key, float(delta), config.n)
+            cumulative = np.cumsum(np.asarray(regrets, np.float64))
+            final[name][d].append(cumulative[-1])
+            curves[name][d] += cumulative / config.trials
+            bar.set_postfix(delta=delta, agent=name)
+            bar.update()
+    bar.close()
+    return final, curves
+
+
+def mean_se(values) -> dict:
+    values = np.asarray(values, np.float64)
+    se = values.std(ddof=1) / math.sqrt(values.size) if values.size > 1 else None
+    return {"mean": float(values.mean()), "se": None if se is None else float(se),
+            "trials": values.tolist()}
+
+
+def summarise(config, final) -> dict:
+    """Per agent and δ: normalised (Uniform = 100, per trial) and raw cumulative regret."""
+    uniform = final["Uniform"]
+    return {name: {str(delta): {"normalised": mean_se(normalised_regret(
+                                    np.asarray(per_delta[d]), np.asarray(uniform[d]))),
+                                "cumulative_regret": mean_se(per_delta[d])}
+                   for d, delta in enumerate(config.deltas)}
+            for name, per_delta in final.items()}
+
+
+def table(config, summary) -> str:
+    """The normalised regret as Table 1: one row per agent, one column per δ."""
+    cell = lambda s: f"{s['mean']:.2f} ± {s['se']:.2f}" if s["se"] is not None else f"{s['mean']:.2f}"
+    lines = [f"normalised cumulative regret (Uniform = 100), n = {config.n}, {config.trials} "
+             "trial(s), mean ± standard error",
+             f"{'agent':<14}" + "".join(f"{'δ = ' + str(delta):>18}" for delta in config.deltas)]
+    for name, per_delta in summary.items():
+        lines.append(f"{name:<14}" + "".join(f"{cell(per_delta[str(delta)]['normalised']):>18}"
+                                            for delta in config.deltas))
+    return "\n".join(lines)
+
+
+def plot_regret(path: str, config, steps, curves) -> None:
+    """One panel per δ: mean cumulative regret vs steps for every agent, log-log axes."""
+    fig, axes = plt.subplots(1, len(config.deltas), figsize=(3.4 * len(config.deltas), 3.2),
+                             squeeze=False)
+    for d, (delta, ax) in enumerate(zip(config.deltas, axes[0])):
+        for name, per_delta in curves.items():
+            ax.plot(steps, per_delta[d], label=name, lw=1.4)
+        ax.set(xscale="log", yscale="log", title=f"δ = {delta}", xlabel="step")
+    axes[0][0].set_ylabel("cumulative regret")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"Wheel bandit: mean cumulative regret over {config.trials} trial(s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       progress: bool = True) -> dict:
+    """Meta-train every algorithm, play every agent, write results.json and regret.png."""
+    check_config(config)
+    os.makedirs(workdir, exist_ok=True)
+    train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    learners, train_seconds, histories = {}, {}, {}
+    for algorithm in config.algorithms:
+        learner, params, train_seconds[algorithm], histories[algorithm] = meta_train(
+            config, algorithm, workdir, jax.random.fold_in(train_key, ALGORITHMS.index(algorithm)),
+            progress)
+        learners[algorithm] = (learner, params)
+    start = time.perf_counter()
+    final, curves = evaluate(config, make_agents(config, learners), eval_key, progress)
+    eval_seconds = time.perf_counter() - start
+    summary = summarise(config, final)
+    steps = np.unique(np.geomspace(1, config.n, config.curve_points).round().astype(int))
+    plot_regret(os.path.join(workdir, "regret.png"), config, steps,
+                {name: [c[steps - 1] for c in per_delta] for name, per_delta in curves.items()})
+    results = {"n": config.n, "trials": config.trials, "deltas": list(config.deltas),
+               "agents": summary, "table": table(config, summary),
+               "curves": {"steps": steps.tolist(),
+                          **{name: {str(delta): c[steps - 1].tolist()
+                                    for delta, c in zip(config.deltas, per_delta)}
+                             for name, per_delta in curves.items()}},
+               "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+               "history": histories, "config": config.to_dict()}
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    return results
+
+
+def main(argv):
+    start(argv)
+    results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    print(results["table"])
+    training = ", ".join(f"{a} {s:.0f} s" for a, s in results["train_seconds"].items())
+    print(f"meta-training: {training}; evaluation {results['eval_seconds']:.0f} s; wrote "
+          f"{_WORKDIR.value}/results.json, regret.png")
+
+
+if __name__ == "__main__":  # flags exist only when run as a program, so modules import freely
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", os.path.join(os.path.dirname(__file__), "configs", "wheel_bandit.py"),
+        "The wheel-bandit config file (experiments/configs/wheel_bandit.py).")
+    _WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit", "Outputs and checkpoints go here.")
+    app.run(main)

@@ -1,0 +1,147 @@
+"""The wheel bandit (Riquelme, Tucker & Snoek, ICLR 2018), vectorised and jit-friendly, and the
+meta-training episodes and network of ABML's bandit experiment (Ravi & Beatson, ICLR 2019).
+
+Contexts X are uniform in the unit disc; k = 5 arms; the exploration parameter is δ ∈ [0, 1]:
+
+    ‖X‖ ≤ δ:  arm 0 has mean reward 1.2, arms 1-4 mean 1.0;
+    ‖X‖ > δ:  the arm of X's quadrant has mean 50, arm 0 1.2, the other three 1.0;
+
+every reward has Gaussian noise of sd 0.01. Quadrants are half-open angular sectors, so every
+point has exactly one: arm q ∈ {1, 2, 3, 4} owns the angles [(q − 1)π/2, qπ/2), i.e.
+arm 1: x > 0, y ≥ 0;  arm 2: x ≤ 0, y > 0;  arm 3: x < 0, y ≤ 0;  arm 4: x ≥ 0, y < 0
+(the positive x-axis is arm 1's, the positive y-axis arm 2's, and so on counter-clockwise; the
+origin, always inside the disc, is given arm 1).
+
+A pull (context, arm) is encoded as one network input [x, y, one-hot(arm)] of 7 numbers; an
+all-zero row is an empty slot (see ``ArmRewardMLP``), which is how fixed-size histories are padded.
+"""
+import math
+from typing import Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from metabayes.layers import Dense
+from metabayes.models import activation_by_name
+from metabayes.tasks import Task
+
+NUM_ARMS = 5
+CONTEXT_DIM = 2
+INPUT_DIM = CONTEXT_DIM + NUM_ARMS
+SAFE_MEAN, BASE_MEAN, WHEEL_MEAN = 1.2, 1.0, 50.0
+NOISE_STD = 0.01
+
+
+def check_delta(delta: float, flag: str = "deltas") -> float:
+    """δ as a float; ValueError naming ``--config.<flag>`` unless 0 ≤ δ ≤ 1."""
+    try:
+        value = float(delta)
+    except (TypeError, ValueError):
+        raise ValueError(f"--config.{flag} must hold numbers in [0, 1], got {delta!r}") from None
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise ValueError(f"--config.{flag} must hold numbers in [0, 1] (the wheel bandit's δ), "
+                         f"got {delta!r}")
+    return value
+
+
+def sample_contexts(key: jax.Array, n: int) -> jax.Array:
+    """n contexts uniform in the unit disc (radius √U, angle 2πU'): [n, 2]."""
+    radius_key, angle_key = jax.random.split(key)
+    radius = jnp.sqrt(jax.random.uniform(radius_key, (n,)))
+    angle = jax.random.uniform(angle_key, (n,), maxval=2 * math.pi)
+    return jnp.stack([radius * jnp.cos(angle), radius * jnp.sin(angle)], axis=-1)
+
+
+def quadrant_arms(contexts: jax.Array) -> jax.Array:
+    """The arm (1-4) of each context's quadrant, as in the module docstring: [n] int32."""
+    x, y = contexts[..., 0], contexts[..., 1]
+    return jnp.where(y > 0, jnp.where(x > 0, 1, 2),
+                     jnp.where(x < 0, 3, jnp.where(y < 0, 4, 1))).astype(jnp.int32)
+
+
+def mean_rewards(contexts: jax.Array, delta) -> jax.Array:
+    """Expected reward of every arm: contexts [n, 2], δ scalar (or [n]) -> [n, 5]."""
+    inside = jnp.sqrt(jnp.sum(jnp.square(contexts), axis=-1)) <= delta
+    arms = jnp.arange(NUM_ARMS)
+    outside_means = jnp.where(arms == quadrant_arms(contexts)[:, None], WHEEL_MEAN,
+                              jnp.where(arms == 0, SAFE_MEAN, BASE_MEAN))
+    inside_means = jnp.where(arms == 0, SAFE_MEAN, BASE_MEAN)
+    return jnp.where(inside[:, None], inside_means, outside_means)
+
+
+def optimal_arms(contexts: jax.Array, delta) -> jax.Array:
+    """The arm of highest expected reward for each context: [n] int32."""
+    return jnp.argmax(mean_rewards(contexts, delta), axis=-1).astype(jnp.int32)
+
+
+def sample_rewards(key: jax.Array, contexts: jax.Array, delta) -> jax.Array:
+    """Rewards of every arm, mean + N(0, 0.01²): [n, 5]."""
+    means = mean_rewards(contexts, delta)
+    return means + NOISE_STD * jax.random.normal(key, means.shape, means.dtype)
+
+
+def encode(contexts: jax.Array, arms: jax.Array) -> jax.Array:
+    """Pulls as network inputs [context, one-hot(arm)]: contexts [n, 2], arms [n] -> [n, 7]."""
+    return jnp.concatenate([contexts, jax.nn.one_hot(arms, NUM_ARMS, dtype=contexts.dtype)], -1)
+
+
+def sample_episodes(key: jax.Array, num_problems: int, num_support: int = 512,
+                    num_query: int = 50, min_support: Optional[int] = None
+                    ) -> Tuple[Task, jax.Array]:
+    """A meta-batch of wheel problems, δ ~ U(0, 1) each, pulled by uniformly random arms.
+
+    Returns a Task with inputs [M, N, 7] (``encode``) and rewards of the pulled arms [M, N, 1],
+    N = ``num_support`` / ``num_query``, and the problems' δ [M]. With ``min_support`` each
+    problem keeps a uniform number in [min_support, num_support] of its support pulls and pads
+    the rest with empty (all-zero) rows, as a bandit's history is padded while it grows.
+    """
+    def problem(problem_key):
+        delta_key, context_key, arm_key, reward_key, keep_key = jax.random.split(problem_key, 5)
+        delta = jax.random.uniform(delta_key)
+        total = num_support + num_query
+        contexts = sample_contexts(context_key, total)
+        arms = jax.random.randint(arm_key, (total,), 0, NUM_ARMS)
+        rewards = jnp.take_along_axis(sample_rewards(reward_key, contexts, delta),
+                                      arms[:, None], axis=1)
+        inputs = encode(contexts, arms)
+        if min_support is not None:
+            kept = jax.random.randint(keep_key, (), min_support, num_support + 1)
+            mask = (jnp.arange(total) < kept) | (jnp.arange(total) >= num_support)
+            inputs, rewards = inputs * mask[:, None], rewards * mask[:, None]
+        split = lambda a: (a[:num_support], a[num_support:])
+        (s_in, q_in), (s_out, q_out) = split(inputs), split(rewards)
+        return Task((s_in, s_out), (q_in, q_out)), delta
+    return jax.vmap(problem)(jax.random.split(key, num_problems))
+
+
+class ArmRewardMLP(nn.Module):
+    """An MLP from a context to the 5 arms' expected rewards; its params are φ.
+
+    ``__call__`` takes encoded pulls [B, 7] and returns the pulled arm's output [B, 1] (the
+    Gaussian likelihood sees only that arm's reward). An all-zero row (no arm) outputs exactly
+    0, so with target 0 it adds a constant to the log-likelihood and nothing to any gradient:
+    padded history slots are masked out without any mask argument.
+    ``arm_rewards`` (contexts [B, 2] -> [B, 5]) is the net used for acting; ``features``
+    (-> [B, hidden[-1]]) its last hidden layer (NeuralLinear's basis).
+    """
+
+    hidden: Sequence[int] = (100, 100)
+    activation: str = "relu"
+
+    def setup(self):
+        self.layers = [Dense(width) for width in self.hidden]
+        self.head = Dense(NUM_ARMS)
+
+    def features(self, contexts: jax.Array) -> jax.Array:
+        act = activation_by_name(self.activation)
+        for layer in self.layers:
+            contexts = act(layer(contexts))
+        return contexts
+
+    def arm_rewards(self, contexts: jax.Array) -> jax.Array:
+        return self.head(self.features(contexts))
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        rewards = self.arm_rewards(inputs[..., :CONTEXT_DIM])
+        return jnp.sum(rewards * inputs[..., CONTEXT_DIM:], axis=-1, keepdims=True)

@@ -1,0 +1,244 @@
+"""The wheel bandit, its agents and ``experiments.wheel_bandit`` (issue 7), against hand-computed
+rewards, closed forms and Monte-Carlo frequencies."""
+import json
+import math
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import metabayes as mb
+from experiments import wheel_bandit
+from experiments.configs.wheel_bandit import get_config
+from metabayes.bandit_agents import (MetaAgent, MetaAgentState, NormalInverseGamma, OracleAgent,
+                                     UniformAgent, blr_posterior, empty_history, linear_stats,
+                                     normalised_regret, play, sample_nig)
+from metabayes.bandits import (ArmRewardMLP, check_delta, encode, mean_rewards, optimal_arms,
+                               sample_contexts, sample_episodes, sample_rewards)
+from helpers import fast_jit
+
+S, B, W = 1.2, 1.0, 50.0   # safe arm 0, base, the wheel's quadrant arm
+INSIDE = [S, B, B, B, B]
+# (context, δ, expected mean rewards, optimal arm), by hand.
+CASES = [
+    ((0.1, 0.2), 0.5, INSIDE, 0),
+    ((0.6, 0.5), 0.5, [S, W, B, B, B], 1),
+    ((-0.6, 0.5), 0.5, [S, B, W, B, B], 2),
+    ((-0.6, -0.5), 0.5, [S, B, B, W, B], 3),
+    ((0.6, -0.5), 0.5, [S, B, B, B, W], 4),
+    ((0.75, 0.0), 0.5, [S, W, B, B, B], 1),    # positive x-axis: arm 1
+    ((0.0, 0.75), 0.5, [S, B, W, B, B], 2),    # positive y-axis: arm 2
+    ((-0.75, 0.0), 0.5, [S, B, B, W, B], 3),   # negative x-axis: arm 3
+    ((0.0, -0.75), 0.5, [S, B, B, B, W], 4),   # negative y-axis: arm 4
+    ((0.5, 0.0), 0.5, INSIDE, 0),              # exactly on the circle ‖X‖ = δ: inside
+    ((0.0, -0.5), 0.5, INSIDE, 0),
+    ((0.0, 0.0), 0.0, INSIDE, 0),              # δ = 0: only the origin is inside
+    ((0.01, 0.0), 0.0, [S, W, B, B, B], 1),
+    ((-0.3, -0.2), 0.0, [S, B, B, W, B], 3),
+    ((1.0, 0.0), 1.0, INSIDE, 0),              # δ = 1: the whole disc, its rim included
+    ((-0.7, 0.7), 1.0, INSIDE, 0),
+]
+
+
+def test_mean_rewards_and_optimal_arms_by_hand():
+    for delta in sorted({case[1] for case in CASES}):
+        cases = [case for case in CASES if case[1] == delta]
+        contexts = jnp.array([case[0] for case in cases], jnp.float32)
+        np.testing.assert_array_equal(mean_rewards(contexts, delta),
+                                      np.array([case[2] for case in cases], np.float32))
+        np.testing.assert_array_equal(optimal_arms(contexts, delta), [case[3] for case in cases])
+
+
+def test_contexts_uniform_in_disc_and_reward_noise():
+    contexts = np.asarray(sample_contexts(jax.random.PRNGKey(0), 40_000))
+    radius = np.linalg.norm(contexts, axis=1)
+    assert radius.max() <= 1.0
+    assert abs(np.mean(radius <= 0.5) - 0.25) < 0.01          # P(‖X‖ ≤ r) = r²
+    quadrant_arms = optimal_arms(jnp.asarray(contexts), 0.0)
+    np.testing.assert_allclose(np.bincount(quadrant_arms, minlength=5)[1:] / 40_000, 0.25, atol=0.01)
+    noise = np.asarray(sample_rewards(jax.random.PRNGKey(1), jnp.asarray(contexts), 0.5)
+                       - mean_rewards(jnp.asarray(contexts), 0.5))
+    assert abs(noise.mean()) < 2e-4 and abs(noise.std() - 0.01) < 2e-4
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "wide"])
+def test_check_delta_names_the_flag(bad):
+    with pytest.raises(ValueError, match=r"--config\.deltas"):
+        check_delta(bad)
+    assert check_delta(0) == 0.0 and check_delta(1) == 1.0
+
+
+def test_episodes_hold_pulled_arm_rewards_and_padding():
+    sample = fast_jit(sample_episodes, static_argnums=(1, 2, 3, 4))
+    task, deltas = sample(jax.random.PRNGKey(0), 3, 40, 6, None)
+    (s_in, s_out), (q_in, q_out) = task
+    assert s_in.shape == (3, 40, 7) and s_out.shape == (3, 40, 1) and q_in.shape == (3, 6, 7)
+    assert np.all((0 <= deltas) & (deltas <= 1))
+    np.testing.assert_array_equal(s_in[..., 2:].sum(-1), 1.0)
+    means = jax.vmap(mean_rewards)(s_in[..., :2], deltas)                 # [M, N, 5]
+    pulled = np.take_along_axis(np.asarray(means), np.argmax(s_in[..., 2:], -1)[..., None], -1)
+    np.testing.assert_allclose(s_out, pulled, atol=0.05)
+    padded, _ = sample(jax.random.PRNGKey(1), 50, 40, 6, 10)
+    real = np.asarray(padded.support[0][..., 2:].sum(-1))                 # [M, N]: 1 real, 0 empty
+    kept = real.sum(1)
+    assert kept.min() >= 10 and kept.max() <= 40 and len(set(kept)) > 5
+    np.testing.assert_array_equal(real, np.arange(40) < kept[:, None])   # a real prefix
+    assert np.all(np.asarray(padded.support[1])[real == 0] == 0)
+    np.testing.assert_array_equal(padded.query[0][..., 2:].sum(-1), 1.0)
+
+
+def test_network_selects_the_pulled_arm_and_empty_rows_are_masked():
+    """The pulled arm's output; adapting on a history padded with empty rows equals adapting
+    on its real rows alone."""
+    learner = mb.abml(ArmRewardMLP(hidden=(6,)), likelihood=mb.Gaussian(1.0), inner_lr=1e-3,
+                      inner_steps=2, kl_weight=0.5)
+    key = jax.random.PRNGKey(0)
+    contexts = sample_contexts(key, 7)
+    arms = jnp.array([0, 1, 2, 3, 4, 1, 3])
+    inputs, rewards = encode(contexts, arms), sample_rewards(key, contexts, 0.6)[jnp.arange(7), arms]
+    params = learner.init_params(key, inputs)
+    phi = params.q_theta.mean.mean
+    all_arms = learner.model.apply({"params": phi}, contexts, method="arm_rewards")
+    np.testing.assert_allclose(learner.model.apply({"params": phi}, inputs)[:, 0],
+                               all_arms[jnp.arange(7), arms], rtol=1e-6)
+    real = (inputs, rewards[:, None])
+    padded = tuple(jnp.concatenate([a, jnp.zeros((9, a.shape[1]))]) for a in real)
+    adapt = fast_jit(lambda data: learner.adapt(params, params.q_theta.mean, data,
+                                               jax.random.PRNGKey(3)))
+    from_real, from_padded = adapt(real), adapt(padded)
+    assert not np.allclose(phi["head"]["bias"], from_real.mean["head"]["bias"])   # it adapted
+    for a, b in zip(jax.tree_util.tree_leaves(from_real), jax.tree_util.tree_leaves(from_padded)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_oracle_has_zero_regret():
+    arms, regrets = play(OracleAgent(), OracleAgent().init(0.7), jax.random.PRNGKey(0), 0.7, 300)
+    np.testing.assert_array_equal(regrets, 0.0)
+    assert len(set(np.asarray(arms).tolist())) == 5
+
+
+def test_uniform_regret_matches_its_expectation_and_normalises_to_100():
+    """E[regret per step] = δ²(1.2 − 1.04) + (1 − δ²)(50 − 10.84) for uniform arms."""
+    delta, n = 0.7, 20_000
+    _, regrets = play(UniformAgent(), (), jax.random.PRNGKey(1), delta, n)
+    regrets = np.asarray(regrets, np.float64)
+    expected = delta ** 2 * (1.2 - 1.04) + (1 - delta ** 2) * (50 - 10.84)
+    assert abs(regrets.mean() - expected) < 4 * regrets.std() / math.sqrt(n)
+    total = regrets.sum()
+    assert normalised_regret(total, total) == pytest.approx(100.0)
+    assert normalised_regret(0.25 * total, total) == pytest.approx(25.0)
+
+
+class ConstantArms(nn.Module):
+    """A "network" whose φ is the 5 arms' rewards, whatever the context."""
+
+    def setup(self):
+        self.rewards = self.param("rewards", nn.initializers.zeros, (5,))
+
+    def arm_rewards(self, contexts):
+        return jnp.broadcast_to(self.rewards, (contexts.shape[0], 5))
+
+    def __call__(self, inputs):
+        return jnp.sum(self.arm_rewards(inputs) * inputs[:, 2:], -1, keepdims=True)
+
+
+@pytest.mark.parametrize("policy", ["thompson", "greedy"])
+def test_thompson_sampling_frequencies_match_the_posterior(policy):
+    """Arms 0 and 1 with posteriors N(1, 0.3²) and N(0.8, 0.4²), the others far below: Thompson
+    sampling picks arm 0 with probability Φ(0.2 / 0.5); greedy always."""
+    agent = MetaAgent(mb.abml(ConstantArms(), likelihood=mb.Gaussian(1.0)), policy=policy)
+    posterior = mb.MeanFieldGaussian({"rewards": jnp.array([1.0, 0.8, -50.0, -50.0, -50.0])},
+                                     {"rewards": jnp.log(jnp.array([0.3, 0.4, 0.1, 0.1, 0.1]))})
+    state = MetaAgentState(None, posterior, empty_history(4))
+    draws = 40_000
+    arms = np.asarray(fast_jit(jax.vmap(lambda k: agent.act(state, jnp.zeros(2), k)))(
+        jax.random.split(jax.random.PRNGKey(0), draws)))
+    assert set(arms.tolist()) <= {0, 1}
+    expected = stats.norm.cdf(0.2 / math.hypot(0.3, 0.4)) if policy == "thompson" else 1.0
+    assert abs(np.mean(arms == 0) - expected) < 4 * math.sqrt(0.25 / draws)
+
+
+def test_blr_posterior_is_bayes_rule(x64):
+    """log NIG posterior − (log NIG prior + log likelihood) is the same constant at every
+    (β, σ²), arm by arm; an empty (all-zero) arm row is ignored."""
+    rng = np.random.default_rng(0)
+    n, dim, lam, a0, b0 = 30, 3, 0.25, 6.0, 6.0
+    features = rng.normal(size=(n, dim))
+    arms = rng.integers(0, 5, n)
+    one_hot = np.eye(5)[arms]
+    one_hot[-1] = 0.0                                           # an empty history slot
+    rewards = features @ rng.normal(size=dim) + 0.3 * rng.normal(size=n)
+    post = blr_posterior(linear_stats(jnp.asarray(features), jnp.asarray(one_hot),
+                                      jnp.asarray(rewards)), lam, a0, b0)
+
+    def log_nig(beta, variance, mean, precision, a, b):
+        return (stats.multivariate_normal.logpdf(beta, mean, variance * np.linalg.inv(precision))
+                + stats.invgamma.logpdf(variance, a, scale=b))
+
+    for arm in range(5):
+        rows = one_hot[:, arm] == 1
+        z, y = features[rows], rewards[rows]
+        gaps = []
+        for _ in range(4):
+            beta, variance = rng.normal(size=dim), rng.uniform(0.2, 2.0)
+            log_joint = (log_nig(beta, variance, np.zeros(dim), lam * np.eye(dim), a0, b0)
+                         + stats.norm.logpdf(y, z @ beta, math.sqrt(variance)).sum())
+            gaps.append(log_nig(beta, variance, post.mean[arm], post.precision[arm],
+                                post.a[arm], post.b[arm]) - log_joint)
+        np.testing.assert_allclose(gaps, gaps[0], rtol=0, atol=1e-8)
+
+
+def test_nig_samples_have_the_posterior_moments():
+    """E[β] = μ and Cov[β] = b/(a − 1) Λ⁻¹ for a correlated precision Λ."""
+    precision = jnp.array([[[2.0, 1.2], [1.2, 1.0]]])
+    posterior = NormalInverseGamma(jnp.array([[1.0, -2.0]]), precision, jnp.array([8.0]),
+                                   jnp.array([3.5]))
+    draws = np.asarray(fast_jit(jax.vmap(lambda k: sample_nig(k, posterior)))(
+        jax.random.split(jax.random.PRNGKey(0), 40_000)))[:, 0]
+    np.testing.assert_allclose(draws.mean(0), [1.0, -2.0], atol=0.03)
+    np.testing.assert_allclose(np.cov(draws.T), 3.5 / 7.0 * np.linalg.inv(precision[0]), rtol=0.05)
+
+
+def tiny_config(**overrides):
+    config = get_config()
+    config.update(steps=3, meta_batch=2, support=16, query=4, hidden=(8,), inner_steps=1,
+                  eval_inner_steps=1, n=20, trials=2, deltas=(0.5, 0.95), max_history=16,
+                  readapt_every=2, log_every=1, checkpoint_every=2, curve_points=10)
+    config.neural_linear.update(hidden=(8,), retrain_every=5, train_steps=2, batch_size=8)
+    config.update(**overrides)
+    return config
+
+
+BAD_FLAGS = [({"deltas": (0.5, 1.5)}, "deltas"), ({"deltas": (-0.1,)}, "deltas"),
+             ({"deltas": ()}, "deltas"), ({"n": 0}, "n"), ({"n": -5}, "n"),
+             ({"trials": 0}, "trials"), ({"readapt_every": 0}, "readapt_every"),
+             ({"algorithms": ("abml", "reptile")}, "algorithms"),
+             ({"min_support": 17}, "min_support")]
+
+
+@pytest.mark.parametrize("overrides,flag", BAD_FLAGS, ids=[f for _, f in BAD_FLAGS])
+def test_bad_flags_name_the_flag(overrides, flag, tmp_path):
+    with pytest.raises(ValueError, match=rf"--config\.{flag}\b"):
+        wheel_bandit.train_and_evaluate(tiny_config(**overrides), str(tmp_path), progress=False)
+    assert not os.listdir(tmp_path)                               # failed before any work
+
+
+def test_short_run_writes_results(tmp_path):
+    results = wheel_bandit.train_and_evaluate(tiny_config(), str(tmp_path), progress=False)
+    with open(tmp_path / "results.json") as f:
+        written = json.load(f)
+    assert set(written["agents"]) == {"Uniform", "NeuralLinear", "ABML", "MAML"}
+    for name, per_delta in written["agents"].items():
+        for delta in ("0.5", "0.95"):
+            normalised = per_delta[delta]["normalised"]
+            assert len(normalised["trials"]) == 2 and np.isfinite(normalised["mean"])
+            if name == "Uniform":
+                assert normalised["mean"] == pytest.approx(100.0) and normalised["se"] == 0
+    assert written["table"] == results["table"] and "δ = 0.95" in results["table"]
+    assert written["curves"]["steps"][-1] == 20
+    assert os.path.getsize(tmp_path / "regret.png") > 10_000
+    assert os.listdir(tmp_path / "checkpoints" / "abml")
