@@ -27,6 +27,7 @@ from metabayes.data.omniglot import load_omniglot
 from metabayes.evaluation import classification_evaluation
 from metabayes.plotting import plot_entropy_cdf, plot_reliability_diagram
 from metabayes.predictor import omniglot_learner
+from metabayes.sharding import replicate, shard_tasks, task_mesh
 from metabayes.training import MetricWriter, fit
 
 def evaluate(evaluator, params, test_images, config, num_tasks, key):
@@ -67,10 +68,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     if restored is not None:
         state = restored[0]
         print(f"resumed from step {int(state.step)} in {workdir}")
+    mesh = task_mesh() if config.shard_tasks and jax.local_device_count() > 1 else None
+    if mesh is not None:
+        state = replicate(state, mesh)
+        print(f"meta-batch sharded over {mesh.size} devices")
     writer = MetricWriter(workdir)
     start = time.perf_counter()
     try:
         with Prefetcher(sampler, start=int(state.step), buffer=config.prefetch) as batches:
+            if mesh is not None:
+                batches = (shard_tasks(batch, mesh) for batch in batches)
             for stop in itertools.chain(range(config.eval_every, config.steps, config.eval_every),
                                         [config.steps]):
                 if stop <= int(state.step):

@@ -117,3 +117,24 @@ def test_gaussian_predictive_log_prob():
     np.testing.assert_allclose(mass, 1.0, rtol=1e-8)
     np.testing.assert_allclose(mean, float(one.mean[0, 0]), rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(math.sqrt(second - mean ** 2), float(one.std[0, 0]), rtol=1e-7)
+
+
+@pytest.mark.usefixtures("x64")
+def test_jit_gradient_of_sampled_conv_net():
+    """The jitted gradient of the ELL of a 3-block Conv4 with weights sampled inside jit equals
+    the eager one and a central finite difference (XLA:CPU's fusion emitters got it wrong; see
+    metabayes/__init__.py)."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (5, 28, 28, 1), jnp.float64)
+    data, key = (x, jnp.arange(5)), jax.random.PRNGKey(1)
+    model = mb.Conv4(num_classes=5, filters=4, blocks=3)
+    q = mb.MeanFieldGaussian.from_params(model.init(jax.random.PRNGKey(2), x)["params"], -1.0)
+    ell = lambda q: mb.expected_log_likelihood(model.apply, q, data, key)
+    jitted, eager = jax.jit(jax.grad(ell))(q), jax.grad(ell)(q)
+    assert_trees_close(jitted, eager, rtol=1e-8, atol=1e-10)
+
+    def bumped(step):
+        kernel = q.mean["Conv3x3_2"]["kernel"].at[0, 0, 0, 0].add(step)
+        return q.replace(mean={**q.mean, "Conv3x3_2": {**q.mean["Conv3x3_2"], "kernel": kernel}})
+    finite_difference = (ell(bumped(1e-6)) - ell(bumped(-1e-6))) / 2e-6
+    np.testing.assert_allclose(jitted.mean["Conv3x3_2"]["kernel"][0, 0, 0, 0], finite_difference,
+                               rtol=1e-5)
