@@ -20,7 +20,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from experiments.cli import start
+from experiments.cli import prepare_main
 from metabayes.checkpointing import Checkpointer
 from metabayes.data.episodes import EpisodeSampler, Prefetcher
 from metabayes.data.omniglot import load_omniglot
@@ -111,7 +111,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
 
 
 def main(argv):
-    start(argv)
+    prepare_main(argv)
     report = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     config = _CONFIG.value
     print(f"{config.algorithm} {config.ways}-way {config.shots}-shot, {config.eval_tasks} test "

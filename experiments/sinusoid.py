@@ -15,7 +15,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from experiments.cli import start
+from experiments.cli import prepare_main
 import metabayes as mb
 from metabayes.config import add_learner_defaults, make_learner
 from metabayes.data.sinusoid import SinusoidTasks, sine
@@ -110,7 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def main(argv):
-    start(argv)
+    prepare_main(argv)
     results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     print(f"{results['algorithm']}: query MSE {results['mse']['mean']:.4f} ± {results['mse']['ci95']:.4f}, "
           f"NLL {results['nll']['mean']:.4f} ± {results['nll']['ci95']:.4f} "

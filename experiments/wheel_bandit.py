@@ -28,7 +28,7 @@ import tqdm  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from experiments.cli import start  # noqa: E402
+from experiments.cli import prepare_main  # noqa: E402
 import metabayes as mb  # noqa: E402
 from metabayes.bandit_agents import (MetaAgent, NeuralLinear, UniformAgent,  # noqa: E402
                                      normalised_regret, play)
@@ -211,7 +211,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def main(argv):
-    start(argv)
+    prepare_main(argv)
     results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     print(results["table"])
     training = ", ".join(f"{a} {s:.0f} s" for a, s in results["train_seconds"].items())

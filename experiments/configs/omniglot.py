@@ -12,9 +12,9 @@ barely adapts; a large σ_θ instead drowns Conv4's weights (scale ≈ 0.06) in 
 Measured on the cpu_demo setting (150 steps, 40 test tasks): log σ_θ = −2.5 with β = 0.1 gave
 23% (chance 20%); −3.5 with β = 1e-3 gave 44%; −4.5 with β = 1e-4 gave 58%, level with MAML
 (58%); those runs predate the XLA:CPU workaround in metabayes/__init__.py, so ABML's
-meta-gradients were partly wrong, and they are indicative only. So σ_θ starts at e^−4.5 and β = 0.05·σ_θ²/inner_lr, a KL pull of 5% per inner step.
-log σ takes inner steps 20× smaller than μ (its reparameterised summed-likelihood gradient is
-of order σ·|∂ℓ/∂φ|). N of the 1/N global KL is the number of tasks a full run sees, also in the
+meta-gradients were partly wrong, and they are indicative only. So σ_θ starts at e^−4.5 and
+β = 0.05·σ_θ²/inner_lr, a KL pull of 5% per inner step. log σ takes inner steps 20× smaller
+than μ (its reparameterised summed-likelihood gradient is of order σ·|∂ℓ/∂φ|). N of the 1/N global KL is the number of tasks a full run sees, also in the
 short cpu_demo, where steps·M would let the hyperprior swamp the data.
 """
 import math
@@ -60,7 +60,7 @@ def get_config(name: str = "cpu_demo") -> ml_collections.ConfigDict:
     c.split = "small"              # small | vinyals | lake
     c.rotate = True                # 90/180/270° rotations as extra training classes
     c.prefetch = 2
-    c.shard_tasks = True           # split each meta-batch over all local devices when there are several
+    c.shard_tasks = True           # split meta-batches over all local devices when there are several
     if name == "cpu_demo":         # ABML 5-way 1-shot on the shipped data in minutes on 2 cores
         c.filters = 32
         c.meta_batch = 4
