@@ -18,24 +18,21 @@ import time
 
 import jax
 import jax.numpy as jnp
-import matplotlib
+import ml_collections
+import numpy as np
+import tqdm
+from absl import app, flags
+from ml_collections import config_flags
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
-import tqdm  # noqa: E402
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from experiments.cli import prepare_main  # noqa: E402
-import metabayes as mb  # noqa: E402
-from metabayes.bandit_agents import (MetaAgent, NeuralLinear, UniformAgent,  # noqa: E402
+from experiments.cli import prepare_main
+import metabayes as mb
+from metabayes.bandit_agents import (MetaAgent, NeuralLinear, UniformAgent,
                                      normalised_regret, play)
-from metabayes.bandits import INPUT_DIM, ArmRewardMLP, check_delta, sample_episodes  # noqa: E402
-from metabayes.checkpointing import Checkpointer  # noqa: E402
-from metabayes.config import ALGORITHMS, make_learner  # noqa: E402
-from metabayes.training import fit  # noqa: E402
+from metabayes.bandits import INPUT_DIM, ArmRewardMLP, check_delta, sample_episodes
+from metabayes.checkpointing import Checkpointer
+from metabayes.config import ALGORITHMS, make_learner
+from metabayes.plotting import plot_regret
+from metabayes.training import fit
 
 POLICY = {"abml": "thompson", "maml": "greedy"}
 
@@ -160,22 +157,6 @@ def table(config, summary) -> str:
         lines.append(f"{name:<14}" + "".join(f"{cell(per_delta[str(delta)]['normalised']):>18}"
                                             for delta in config.deltas))
     return "\n".join(lines)
-
-
-def plot_regret(path: str, config, steps, curves) -> None:
-    """One panel per δ: mean cumulative regret vs steps for every agent, log-log axes."""
-    fig, axes = plt.subplots(1, len(config.deltas), figsize=(3.4 * len(config.deltas), 3.2),
-                             squeeze=False)
-    for d, (delta, ax) in enumerate(zip(config.deltas, axes[0])):
-        for name, per_delta in curves.items():
-            ax.plot(steps, per_delta[d], label=name, lw=1.4)
-        ax.set(xscale="log", yscale="log", title=f"δ = {delta}", xlabel="step")
-    axes[0][0].set_ylabel("cumulative regret")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Wheel bandit: mean cumulative regret over {config.trials} trial(s)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,

@@ -1,4 +1,4 @@
-"""Figures: few-shot regression tasks, reliability diagrams, entropy CDFs (MATH.md §5)."""
+"""Figures: few-shot regression tasks, reliability diagrams, entropy CDFs (MATH.md §5), bandit regret."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -95,6 +95,22 @@ def plot_entropy_cdf(path: str, entropies, title: str) -> None:
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_regret(path: str, config, steps, curves) -> None:
+    """One panel per δ: mean cumulative regret vs steps for every agent, log-log axes."""
+    fig, axes = plt.subplots(1, len(config.deltas), figsize=(3.4 * len(config.deltas), 3.2),
+                             squeeze=False)
+    for d, (delta, ax) in enumerate(zip(config.deltas, axes[0])):
+        for name, per_delta in curves.items():
+            ax.plot(steps, per_delta[d], label=name, lw=1.4)
+        ax.set(xscale="log", yscale="log", title=f"δ = {delta}", xlabel="step")
+    axes[0][0].set_ylabel("cumulative regret")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"Wheel bandit: mean cumulative regret over {config.trials} trial(s)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
