@@ -1,18 +1,29 @@
-r"""Time one jitted meta-training step (inner loops + outer gradient + optax update).
+r"""Time one jitted meta-training step (inner loops + outer gradient + optax update), beside the
+PyTorch peers of ``../shared/bench`` on the same machine.
 
     python -m benchmarks.step_time --suite=omniglot --out=benchmarks/results/step_time.json
+    bash benchmarks/setup_peers.sh .venv-peer            # once: torch 2.13 CPU, learn2learn
+    python -m benchmarks.step_time --suite=omniglot --peer_python=.venv-peer/bin/python \
+        --out=benchmarks/results/step_time.json --benchmarks_md=BENCHMARKS.md
 
-Prints a table and writes JSON: per configuration the compile time, the median / min / max
-seconds of a step after compilation (``block_until_ready``), tasks per second and the peak RSS
-of the process so far. Data are random arrays of the configured shapes. Machines are noisy:
-compare ratios measured in one run, not absolute seconds across runs.
+Every row runs in a fresh process, one after the other (never two at once), so its compile time
+and peak memory are its own: first ours, then its PyTorch peer (the hand-written ABML loop for
+ABML rows, learn2learn for MAML rows; same shapes, Conv4 with floor max-pool = ``--arch
+maxpool``, batch statistics, same order of differentiation). Prints a table with the ratio JAX
+time / peer time, writes JSON, and optionally replaces the table between the step-time markers
+of a markdown file. Data are random arrays of the configured shapes. Machines are noisy: compare
+ratios measured in one run, never absolute seconds across runs.
 """
 import json
 import os
 import platform
+import re
 import resource
 import statistics
+import subprocess
+import sys
 import time
+from typing import NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -20,13 +31,18 @@ import optax
 from absl import app, flags
 
 import metabayes as mb
+from metabayes.sharding import replicate, shard_tasks
 from metabayes.tasks import Task
 
-_SUITE = flags.DEFINE_enum("suite", "omniglot", ["omniglot", "sinusoid", "smoke"],
-                           "omniglot: Conv4 5-way 1-shot Q=15 K=5 at M=4 and 32; sinusoid: "
-                           "the MLP of experiments.sinusoid; smoke: one tiny step.")
-_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one (>= 1).")
-_OUT = flags.DEFINE_string("out", "", "Where to write the JSON results (none if empty).")
+MARKERS = ("<!-- step_time:begin -->", "<!-- step_time:end -->")
+
+
+class Row(NamedTuple):
+    name: str
+    learner: mb.MetaLearner
+    make_batch: object       # (key, meta_batch) -> Task
+    meta_batch: int
+    peer_args: Tuple[str, ...]   # peer_torch.py arguments of the same configuration; () for none
 
 
 def omniglot_batch(key, meta_batch, ways=5, shots=1, query=15, size=28):
@@ -42,75 +58,157 @@ def sinusoid_batch(key, meta_batch):
     return SinusoidTasks().sample(key, meta_batch)[0]
 
 
-def configurations(suite):
-    """(name, learner, batch function, meta_batch) rows of one suite."""
+def rows(suite):
+    """The rows of one suite."""
     conv = lambda filters=64: mb.Conv4(num_classes=5, filters=filters)
     common = dict(inner_lr=0.4, inner_steps=5, outer_optimizer=optax.adam(1e-3))
     abml = lambda samples, **kw: mb.abml(conv(), outer_samples=samples, kl_weight=0.1,
                                          init_log_sigma=-4.0, **common, **kw)
+    torch_abml = lambda samples: ("--algo", "torch_abml", "--impl", "loop", "--samples", str(samples))
     if suite == "smoke":
-        yield "abml smoke", mb.abml(conv(8), inner_lr=0.1, inner_steps=1), omniglot_batch, 2
+        yield Row("abml smoke", mb.abml(conv(8), inner_lr=0.1, inner_steps=1), omniglot_batch, 2, ())
         return
     if suite == "sinusoid":
         mlp, gauss = mb.MLP(), mb.Gaussian(0.1)
-        for m in (25,):
-            yield f"abml M={m}", mb.abml(mlp, likelihood=gauss, inner_lr=2e-5), sinusoid_batch, m
-            yield f"maml M={m}", mb.maml(mlp, likelihood=gauss, inner_lr=2e-5), sinusoid_batch, m
+        yield Row("abml M=25", mb.abml(mlp, likelihood=gauss, inner_lr=2e-5), sinusoid_batch, 25, ())
+        yield Row("maml M=25", mb.maml(mlp, likelihood=gauss, inner_lr=2e-5), sinusoid_batch, 25, ())
         return
     for m in (4, 32):
-        yield f"abml S=1 M={m}", abml(1), omniglot_batch, m
-        yield f"abml S=5 M={m}", abml(5), omniglot_batch, m
-        yield f"abml FO S=1 M={m}", abml(1, first_order=True), omniglot_batch, m
-        yield f"maml M={m}", mb.maml(conv(), **common), omniglot_batch, m
-        yield f"maml FO M={m}", mb.maml(conv(), first_order=True, **common), omniglot_batch, m
+        yield Row(f"abml S=1 M={m}", abml(1), omniglot_batch, m, torch_abml(1))
+        yield Row(f"abml S=5 M={m}", abml(5), omniglot_batch, m, torch_abml(5))
+        yield Row(f"abml FO S=1 M={m}", abml(1, first_order=True), omniglot_batch, m,
+                  torch_abml(1) + ("--first_order",))
+        yield Row(f"maml M={m}", mb.maml(conv(), **common), omniglot_batch, m, ("--algo", "l2l_maml"))
+        yield Row(f"maml FO M={m}", mb.maml(conv(), first_order=True, **common), omniglot_batch, m,
+                  ("--algo", "l2l_maml", "--first_order"))
+
+
+def peer_command(row: Row, steps: int, python: str, folder: str) -> list:
+    """peer_torch.py's command line for ``row`` (Omniglot 5-way 1-shot shapes, all cores)."""
+    return [python, os.path.join(folder, "peer_torch.py"), *row.peer_args,
+            "--arch", "maxpool", "--ways", "5", "--shots", "1", "--query", "15",
+            "--inner_steps", "5", "--inner_lr", "0.4", "--meta_batch", str(row.meta_batch),
+            "--threads", str(os.cpu_count()), "--warmup", "2", "--steps", str(steps)]
 
 
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_step(learner, make_batch, meta_batch, steps):
+def time_row(row: Row, steps: int, mesh=None) -> dict:
+    """Compile time, then median / min / max seconds of ``steps`` steps, tasks/s, peak RSS; with
+    a ``mesh``, the meta-batch is sharded over its devices and the state replicated."""
     key = jax.random.PRNGKey(0)
-    batch = make_batch(key, meta_batch)
-    state = learner.init(key, jax.tree_util.tree_map(lambda a: a[0], batch.support[0]))
+    batch = row.make_batch(key, row.meta_batch)
+    state = row.learner.init(key, jax.tree_util.tree_map(lambda a: a[0], batch.support[0]))
+    if mesh is not None:
+        batch, state = shard_tasks(batch, mesh), replicate(state, mesh)
     start = time.perf_counter()
-    state, metrics = learner.train_step(state, batch, key)
+    state, metrics = row.learner.train_step(state, batch, key)
     jax.block_until_ready((state, metrics))
     compile_s = time.perf_counter() - start
     times = []
     for step in range(steps):
         step_key = jax.random.fold_in(key, step)
         start = time.perf_counter()
-        state, metrics = learner.train_step(state, batch, step_key)
+        state, metrics = row.learner.train_step(state, batch, step_key)
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    return {"compile_s": compile_s, "median_s": median, "min_s": min(times), "max_s": max(times),
-            "times_s": times, "tasks_per_s": meta_batch / median, "peak_rss_mb": peak_rss_mb(),
+    return {"config": row.name, "meta_batch": row.meta_batch, "compile_s": compile_s,
+            "median_s": median, "min_s": min(times), "max_s": max(times), "times_s": times,
+            "tasks_per_s": row.meta_batch / median, "peak_rss_mb": peak_rss_mb(),
             "loss": float(metrics["loss"])}
+
+
+def run_json(command: list) -> dict:
+    """Run ``command``, return the JSON object on the last line of its stdout."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def format_table(results) -> str:
+    """A markdown table of ``results`` (rows with an optional ``peer`` entry)."""
+    lines = ["| config | compile s | median s | min | max | tasks/s | RSS MB | peer | peer median s "
+             "| peer RSS MB | JAX / peer |", "|---" * 11 + "|"]
+    for r in results:
+        peer = r.get("peer")
+        peer_cells = (f"{peer['algo']} | {peer['median_s']:.3f} | {peer['peak_rss_mb']:.0f} | "
+                      f"**{r['median_s'] / peer['median_s']:.2f}**" if peer else "- | - | - | -")
+        lines.append(f"| {r['config']} | {r['compile_s']:.1f} | {r['median_s']:.3f} | "
+                     f"{r['min_s']:.3f} | {r['max_s']:.3f} | {r['tasks_per_s']:.1f} | "
+                     f"{r['peak_rss_mb']:.0f} | {peer_cells} |")
+    return "\n".join(lines)
+
+
+def replace_section(path: str, text: str) -> None:
+    """Replace what lies between MARKERS in the file at ``path`` (ValueError if they are absent)."""
+    with open(path) as f:
+        document = f.read()
+    pattern = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.S)
+    if not pattern.search(document):
+        raise ValueError(f"--benchmarks_md={path} lacks the markers {MARKERS[0]} ... {MARKERS[1]}")
+    with open(path, "w") as f:
+        f.write(pattern.sub(lambda _: f"{MARKERS[0]}\n{text}\n{MARKERS[1]}", document))
 
 
 def main(argv):
     del argv
     if _STEPS.value < 1:
         raise app.UsageError(f"--steps must be >= 1, got {_STEPS.value}")
-    rows = []
-    header = f"{'config':<22}{'compile s':>10}{'median s':>10}{'min':>8}{'max':>8}{'tasks/s':>9}{'RSS MB':>8}"
-    print(header)
-    for name, learner, make_batch, meta_batch in configurations(_SUITE.value):
-        result = {"config": name, "meta_batch": meta_batch, **time_step(learner, make_batch,
-                                                                         meta_batch, _STEPS.value)}
-        rows.append(result)
-        print(f"{name:<22}{result['compile_s']:>10.2f}{result['median_s']:>10.4f}"
-              f"{result['min_s']:>8.4f}{result['max_s']:>8.4f}{result['tasks_per_s']:>9.1f}"
-              f"{result['peak_rss_mb']:>8.0f}", flush=True)
+    suite = list(rows(_SUITE.value))
+    unknown = [name for name in _ROWS.value if name not in [r.name for r in suite]]
+    if unknown:
+        raise app.UsageError(f"--rows {unknown} are not rows of --suite={_SUITE.value}: "
+                             f"{[r.name for r in suite]}")
+    if _ONLY.value:
+        row = next((r for r in suite if r.name == _ONLY.value), None)
+        if row is None:
+            raise app.UsageError(f"--only must name a row of --suite={_SUITE.value}: "
+                                 f"{[r.name for r in suite]}, got {_ONLY.value!r}")
+        print(json.dumps(time_row(row, _STEPS.value)))
+        return
+    if _PEER_PYTHON.value and not os.path.isfile(os.path.join(_PEER_DIR.value, "peer_torch.py")):
+        raise app.UsageError(f"--peer_dir={_PEER_DIR.value} holds no peer_torch.py")
+    results = []
+    for row in [r for r in suite if not _ROWS.value or r.name in _ROWS.value]:
+        result = run_json([sys.executable, "-m", "benchmarks.step_time", f"--suite={_SUITE.value}",
+                           f"--steps={_STEPS.value}", f"--only={row.name}"])
+        if _PEER_PYTHON.value and row.peer_args:
+            result["peer"] = run_json(peer_command(row, _STEPS.value, _PEER_PYTHON.value,
+                                                   _PEER_DIR.value))
+        results.append(result)
+        print(format_table(results).splitlines()[-1], flush=True)
+    table = format_table(results)
+    print(table)
     if _OUT.value:
         os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
         with open(_OUT.value, "w") as f:
             json.dump({"suite": _SUITE.value, "jax": jax.__version__, "devices": str(jax.devices()),
                        "machine": platform.processor() or platform.machine(),
-                       "cpu_count": os.cpu_count(), "rows": rows}, f, indent=1)
+                       "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                       "rows": results}, f, indent=1)
+    if _BENCHMARKS_MD.value:
+        replace_section(_BENCHMARKS_MD.value, table)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags exist only when run as a program, so benchmarks.scaling imports
+    _SUITE = flags.DEFINE_enum("suite", "omniglot", ["omniglot", "sinusoid", "smoke"],
+                               "omniglot: Conv4 5-way 1-shot Q=15 K=5 at M=4 and 32; sinusoid: "
+                               "the MLP of experiments.sinusoid; smoke: one tiny step.")
+    _ROWS = flags.DEFINE_list("rows", [], "Only these rows of the suite (names as printed, e.g. "
+                              "'abml S=1 M=32,maml M=32'); empty: all.")
+    _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one (>= 1).")
+    _OUT = flags.DEFINE_string("out", "", "Where to write the JSON results (none if empty).")
+    _PEER_PYTHON = flags.DEFINE_string(
+        "peer_python", "", "Python of the PyTorch peers' virtualenv (benchmarks/setup_peers.sh); "
+        "empty: time JAX only.")
+    _PEER_DIR = flags.DEFINE_string("peer_dir", os.path.join("..", "shared", "bench"),
+                                    "Folder holding peer_torch.py.")
+    _BENCHMARKS_MD = flags.DEFINE_string(
+        "benchmarks_md", "", "Markdown file whose table between the step-time markers is replaced.")
+    _ONLY = flags.DEFINE_string("only", "", "Time this one row in this process and print its JSON "
+                                "(how the driver runs each row in a fresh process).")
     app.run(main)

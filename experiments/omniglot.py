@@ -26,9 +26,11 @@ from metabayes.data.episodes import EpisodeSampler, Prefetcher
 from metabayes.data.omniglot import load_omniglot
 from metabayes.evaluation import classification_evaluation
 from metabayes.plotting import plot_entropy_cdf, plot_reliability_diagram
+from metabayes.config import make_evaluator
 from metabayes.predictor import omniglot_learner
-from metabayes.sharding import replicate, shard_tasks, task_mesh
+from metabayes.sharding import host_local, initialize_multihost, replicate, shard_tasks, task_mesh
 from metabayes.training import MetricWriter, fit
+
 
 def evaluate(evaluator, params, test_images, config, num_tasks, key):
     """The evaluation of MATH.md §5 on ``num_tasks`` test tasks (the same tasks for every run
@@ -49,17 +51,28 @@ def report_line(report) -> str:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress: bool = True):
-    """Meta-train (resuming from the workdir's last checkpoint), evaluate, write the outputs."""
+    """Meta-train (resuming from the workdir's last checkpoint), evaluate, write the outputs.
+
+    On several hosts every process runs this: each samples its own M / hosts tasks per step,
+    all write the checkpoints together (orbax; ``workdir`` must be shared storage) and only
+    process 0 writes the logs and results.
+    """
+    hosts, host = jax.process_count(), jax.process_index()
+    if config.meta_batch % hosts:
+        raise ValueError(f"--config.meta_batch={config.meta_batch} must be a multiple of the "
+                         f"number of hosts ({hosts})")
+    primary = host == 0
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=1))
+    if primary:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=1))
     data = load_omniglot(config.split, data_dir=config.data_dir, source=config.data_source,
                          seed=config.seed, rotate_train=config.rotate)
     learner = omniglot_learner(config)
-    evaluator = learner.replace_inner_steps(config.eval_inner_steps)
+    evaluator = make_evaluator(config, learner)
     sampler = EpisodeSampler(data.train.images, ways=config.ways, shots=config.shots,
-                             query=config.query, meta_batch=config.meta_batch,
-                             seed=config.seed).check()
+                             query=config.query, meta_batch=config.meta_batch // hosts,
+                             seed=config.seed, process=host).check()
     init_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     state = learner.init(init_key, jnp.zeros((config.ways * config.shots, 28, 28, 1)))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
@@ -68,11 +81,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     if restored is not None:
         state = restored[0]
         print(f"resumed from step {int(state.step)} in {workdir}")
-    mesh = task_mesh() if config.shard_tasks and jax.local_device_count() > 1 else None
+    mesh = task_mesh() if hosts > 1 or config.shard_tasks and jax.local_device_count() > 1 else None
     if mesh is not None:
         state = replicate(state, mesh)
-        print(f"meta-batch sharded over {mesh.size} devices")
-    writer = MetricWriter(workdir)
+        print(f"meta-batch sharded over {mesh.size} devices on {hosts} host(s)")
+    writer = MetricWriter(workdir) if primary else None
+    write = writer.write if primary else lambda *args, **kwargs: None
+    local_params = lambda: host_local(state.params) if mesh is not None else state.params
     start = time.perf_counter()
     try:
         with Prefetcher(sampler, start=int(state.step), buffer=config.prefetch) as batches:
@@ -83,19 +98,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
                 if stop <= int(state.step):
                     continue
                 state, _ = fit(learner, state, batches, train_key, stop, log_every=config.log_every,
-                               on_log=writer.write, checkpointer=checkpointer, progress=progress)
+                               on_log=write, checkpointer=checkpointer,
+                               progress=progress and primary)
                 if stop < config.steps:
-                    interval, _, _ = evaluate(evaluator, state.params, data.test.images, config,
+                    interval, _, _ = evaluate(evaluator, local_params(), data.test.images, config,
                                               config.eval_meta_batch * 5, eval_key)
-                    writer.write(stop, {k: v for k, v in interval.items() if isinstance(v, float)},
+                    write(stop, {k: v for k, v in interval.items() if isinstance(v, float)},
                                  prefix="eval")
         train_seconds = time.perf_counter() - start
-        report, entropy_in, entropy_out = evaluate(evaluator, state.params, data.test.images,
+        report, entropy_in, entropy_out = evaluate(evaluator, local_params(), data.test.images,
                                                    config, config.eval_tasks, eval_key)
     finally:
         checkpointer.close()
     report.update(algorithm=config.algorithm, steps=config.steps, train_seconds=train_seconds,
                   eval_tasks=config.eval_tasks)
+    if not primary:
+        return report
     writer.write(config.steps, {k: v for k, v in report.items() if isinstance(v, float)},
                  prefix="test")
     writer.close()
@@ -112,8 +130,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
 
 def main(argv):
     prepare_main(argv)
-    report = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     config = _CONFIG.value
+    if config.multihost:
+        initialize_multihost(config.coordinator_address, config.num_processes, config.process_id)
+    report = train_and_evaluate(config, _WORKDIR.value)
+    if jax.process_index():
+        return
     print(f"{config.algorithm} {config.ways}-way {config.shots}-shot, {config.eval_tasks} test "
           f"tasks: {report_line(report)}\ntraining {report['train_seconds']:.0f} s; wrote "
           f"{_WORKDIR.value}/eval.json, reliability.png, entropy_cdf.png")

@@ -17,7 +17,7 @@ from ml_collections import config_flags
 
 from experiments.cli import prepare_main
 import metabayes as mb
-from metabayes.config import add_learner_defaults, make_learner
+from metabayes.config import add_learner_defaults, make_evaluator, make_learner
 from metabayes.data.sinusoid import SinusoidTasks, sine
 from metabayes.evaluation import predict_tasks, regression_metrics
 from metabayes.plotting import plot_regression_tasks
@@ -73,7 +73,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          log_every=config.log_every)
     train_seconds = time.perf_counter() - start
 
-    evaluator = learner.replace_inner_steps(config.eval_inner_steps)
+    evaluator = make_evaluator(config, learner)
     test_tasks, amplitudes, phases = tasks.sample(eval_key, config.eval_tasks)
     scores = regression_metrics(evaluator, state.params, test_tasks, predict_key,
                                 config.eval_samples)

@@ -30,7 +30,7 @@ from metabayes.bandit_agents import (MetaAgent, NeuralLinear, UniformAgent,
                                      normalised_regret, play)
 from metabayes.bandits import INPUT_DIM, ArmRewardMLP, check_delta, sample_episodes
 from metabayes.checkpointing import Checkpointer
-from metabayes.config import ALGORITHMS, make_learner
+from metabayes.config import ALGORITHMS, make_evaluator, make_learner
 from metabayes.plotting import plot_regret
 from metabayes.training import fit
 
@@ -103,7 +103,7 @@ def make_agents(config, learners) -> dict:
             prior_precision=nl.prior_precision, a0=nl.a0, b0=nl.b0)
         agents["NeuralLinear"] = (neural_linear, neural_linear.init)
     for algorithm, (learner, params) in learners.items():
-        agent = MetaAgent(learner.replace_inner_steps(config.eval_inner_steps),
+        agent = MetaAgent(make_evaluator(config, learner),
                           policy=POLICY[algorithm], readapt_every=config.readapt_every,
                           max_history=config.max_history)
         agents[algorithm.upper()] = (agent, lambda key, a=agent, p=params: a.init(p))

@@ -1,11 +1,13 @@
 """Building a MetaLearner from an ml_collections config (the experiments' flags).
 
-Shared config keys: algorithm (abml | maml), first_order, inner_steps, inner_optimizer,
+Shared config keys: algorithm (abml | maml), first_order, inner_steps, eval_inner_steps,
+eval_inner_lr, inner_optimizer,
 inner_lr, inner_optimizer_log_sigma, inner_lr_log_sigma, outer_lr, inner_samples,
 outer_samples, kl_weight, theta_family, outer_data, estimator, s0, a0, b0, init_log_sigma,
 scale_by_prior_variance, meta_sgd, local_variance, precision_damping, num_tasks. Errors name
 the flag as ``--config.KEY``.
 """
+import dataclasses
 import functools
 
 import flax.linen as nn
@@ -63,12 +65,28 @@ def make_learner(config: ml_collections.ConfigDict, model: nn.Module,
         raise ValueError(f"bad --config value: {error}") from None
 
 
+def make_evaluator(config: ml_collections.ConfigDict, learner: MetaLearner) -> MetaLearner:
+    """The learner used at test time: ``eval_inner_steps`` inner steps at ``eval_inner_lr``
+    (None: ``inner_lr``; it sets μ's step size, and log σ's where that follows μ's)."""
+    if config.get("eval_inner_lr") is None:
+        return learner.replace_inner_steps(config.eval_inner_steps)
+    test = config.copy_and_resolve_references()
+    with test.unlocked():
+        test.inner_lr = config.eval_inner_lr
+    try:
+        return dataclasses.replace(learner, inner_steps=config.eval_inner_steps,
+                                   inner_lr=test.inner_lr, inner_optimizer=inner_optimizer(test))
+    except ValueError as error:
+        raise ValueError(f"bad --config.eval_inner_lr: {error}") from None
+
+
 def add_learner_defaults(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The shared keys with the library's defaults (an experiment overrides what it needs)."""
     c.algorithm = "abml"
     c.first_order = False
     c.inner_steps = 5
     c.eval_inner_steps = 5
+    c.eval_inner_lr = ml_collections.config_dict.placeholder(float)   # None: inner_lr
     c.inner_optimizer = "sgd"
     c.inner_lr = 0.1
     c.inner_optimizer_log_sigma = ml_collections.config_dict.placeholder(str)   # None: as μ

@@ -17,7 +17,7 @@ import numpy as np
 
 from metabayes.algorithms import MetaLearner, MetaParams
 from metabayes.checkpointing import Checkpointer
-from metabayes.config import make_learner
+from metabayes.config import make_evaluator, make_learner
 from metabayes.likelihoods import Categorical
 from metabayes.models import Conv4
 
@@ -49,7 +49,7 @@ class Predictor(NamedTuple):
         if support_labels.min() < 0 or support_labels.max() >= self.config.ways:
             raise ValueError(f"support_labels must lie in 0..{self.config.ways - 1} (the model "
                              f"was meta-trained for {self.config.ways} ways)")
-        evaluator = self.learner.replace_inner_steps(self.config.eval_inner_steps)
+        evaluator = make_evaluator(self.config, self.learner)
         key = jax.random.PRNGKey(0) if key is None else key
         probs = evaluator.predict(self.params, (support_images, jnp.asarray(support_labels)),
                                   query_images, key, num_samples or self.config.eval_samples)

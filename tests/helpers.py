@@ -229,3 +229,17 @@ def tiny_batch(seed=0):
 def loss_and_grad(learner, params, batch, key):
     """jit(value_and_grad(learner.loss)), cached per (learner, shapes): shared across tests."""
     return jax.value_and_grad(learner.loss, has_aux=True)(params, batch, key)
+
+
+def sinusoid_step_reference(meta_batch):
+    """The sharding tests' reference: a small ABML sine learner (MLP 1-16-16-1, K = 3), a
+    meta-batch of ``meta_batch`` sine tasks, the initial state, a key, and the (state, metrics)
+    of one train step computed on one device."""
+    import optax
+    from metabayes.data.sinusoid import SinusoidTasks
+    learner = mb.abml(mb.MLP(hidden=(16, 16)), likelihood=mb.Gaussian(0.1), inner_lr=2e-5,
+                      inner_steps=3, outer_optimizer=optax.adam(1e-3), num_tasks=100)
+    key = jax.random.PRNGKey(0)
+    batch = SinusoidTasks().sample(key, meta_batch)[0]
+    state = learner.init(key, batch.support[0][0])
+    return learner, batch, state, key, learner.train_step(state, batch, key)

@@ -5,18 +5,15 @@ import sys
 import textwrap
 
 SCRIPT = textwrap.dedent("""
-    import jax, jax.numpy as jnp, numpy as np, optax
-    import metabayes as mb
+    import sys
+    import jax, numpy as np
     from metabayes.sharding import replicate, shard_tasks, task_mesh
     from metabayes.data.sinusoid import SinusoidTasks
+    sys.path.insert(0, "tests")
+    from helpers import sinusoid_step_reference
 
     assert jax.device_count() == 8, jax.devices()
-    learner = mb.abml(mb.MLP(hidden=(16, 16)), likelihood=mb.Gaussian(0.1), inner_lr=2e-5,
-                      inner_steps=3, outer_optimizer=optax.adam(1e-3), num_tasks=100)
-    key = jax.random.PRNGKey(0)
-    batch = SinusoidTasks().sample(key, 16)[0]
-    state = learner.init(key, batch.support[0][0])
-    single_state, single = learner.train_step(state, batch, key)
+    learner, batch, state, key, (single_state, single) = sinusoid_step_reference(16)
 
     mesh = task_mesh()
     sharded_batch = shard_tasks(batch, mesh)
@@ -39,7 +36,7 @@ def test_sharded_step_equals_single_device_step():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
                JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                            text=True, timeout=600)
+                            text=True, timeout=600, cwd=os.path.join(os.path.dirname(__file__), ".."))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "SHARDED == SINGLE" in result.stdout
 

@@ -61,6 +61,10 @@ def get_config(name: str = "cpu_demo") -> ml_collections.ConfigDict:
     c.rotate = True                # 90/180/270° rotations as extra training classes
     c.prefetch = 2
     c.shard_tasks = True           # split meta-batches over all local devices when there are several
+    c.multihost = False            # jax.distributed.initialize first (run the command on every host)
+    c.coordinator_address = ml_collections.config_dict.placeholder(str)   # None: auto-detected
+    c.num_processes = ml_collections.config_dict.placeholder(int)         # (Cloud TPU, SLURM, ...)
+    c.process_id = ml_collections.config_dict.placeholder(int)
     if name == "cpu_demo":         # ABML 5-way 1-shot on the shipped data in minutes on 2 cores
         c.filters = 32
         c.meta_batch = 4

@@ -1,7 +1,8 @@
 """Episodic N-way K-shot classification tasks from a pool of classes (Omniglot or any [C, D, H, W]).
 
 Batch t is a pure function of (seed, t) — its generator is np.random.default_rng([seed, t]) — so
-a sampler's whole position is the integer t: save it with a checkpoint and resume from it.
+a sampler's whole position is the integer t: save it with a checkpoint and resume from it. In a
+multi-host run, host p > 0 draws from default_rng([seed, t, p]), its own slice of the tasks.
 Batches are numpy arrays; jitted functions take them as they are.
 """
 import itertools
@@ -24,6 +25,7 @@ class EpisodeSampler(NamedTuple):
     query: int = 15
     meta_batch: int = 32
     seed: int = 0
+    process: int = 0   # the host's jax.process_index() in a multi-host run
 
     def check(self) -> "EpisodeSampler":
         """self, or a ValueError naming the setting (ways, shots, query, ...) that cannot be met."""
@@ -40,8 +42,9 @@ class EpisodeSampler(NamedTuple):
         if self.shots + self.query > drawers:
             raise ValueError(f"shots + query = {self.shots} + {self.query} exceeds the {drawers} "
                              "images (drawers) per class; lower shots or query")
-        if self.seed < 0:
-            raise ValueError(f"seed must be non-negative; got {self.seed}")
+        if self.seed < 0 or self.process < 0:
+            raise ValueError(f"seed and process must be non-negative; got {self.seed}, "
+                             f"{self.process}")
         return self
 
     def batch(self, step: int) -> Task:
@@ -57,7 +60,7 @@ class EpisodeSampler(NamedTuple):
             raise ValueError(f"step must be non-negative; got {step}")
         classes, drawers = self.images.shape[:2]
         m, n, k, q = self.meta_batch, self.ways, self.shots, self.query
-        rng = np.random.default_rng([self.seed, step])
+        rng = np.random.default_rng([self.seed, step] + ([self.process] if self.process else []))
         chosen = np.argsort(rng.random((m, classes)), axis=1)[:, :n]  # [M, N]: class of label j
         picks = np.argsort(rng.random((m, n, drawers)), axis=2)[..., :k + q]  # [M, N, K+Q]
 

@@ -1,0 +1,44 @@
+"""Learners built from experiment configs: the test-time learner (eval_inner_steps, eval_inner_lr)."""
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+import metabayes as mb
+from metabayes.config import add_learner_defaults, make_evaluator, make_learner
+from metabayes.data.sinusoid import SinusoidTasks
+
+
+def config(**overrides) -> ml_collections.ConfigDict:
+    c = add_learner_defaults(ml_collections.ConfigDict())
+    c.update({**dict(inner_lr=1e-3, inner_steps=2, eval_inner_steps=4), **overrides})
+    return c
+
+
+def adapted_mean(learner, key):
+    task = SinusoidTasks().sample(key, 1)[0]
+    support = jax.tree_util.tree_map(lambda a: a[0], task.support)
+    params = learner.init_params(key, support[0])
+    return jax.tree_util.tree_leaves(learner.adapt(params, params.q_theta.mean, support, key).mean)
+
+
+@pytest.mark.parametrize("algorithm", ["abml", "maml"])
+def test_evaluator_adapts_like_a_learner_trained_at_the_eval_settings(algorithm):
+    model, likelihood, key = mb.MLP(hidden=(8,)), mb.Gaussian(0.1), jax.random.PRNGKey(0)
+    evaluator = make_evaluator(config(algorithm=algorithm, eval_inner_lr=3e-4),
+                               make_learner(config(algorithm=algorithm), model, likelihood))
+    expected = make_learner(config(algorithm=algorithm, inner_lr=3e-4, inner_steps=4), model,
+                            likelihood)
+    default = make_evaluator(config(algorithm=algorithm),
+                             make_learner(config(algorithm=algorithm), model, likelihood))
+    assert evaluator.inner_steps == default.inner_steps == 4
+    for a, b in zip(adapted_mean(evaluator, key), adapted_mean(expected, key)):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.allclose(a, b) for a, b in
+               zip(adapted_mean(evaluator, key), adapted_mean(default, key)))
+
+
+def test_bad_eval_inner_lr_names_the_flag():
+    learner = make_learner(config(), mb.MLP(hidden=(8,)), mb.Gaussian(0.1))
+    with pytest.raises(ValueError, match="eval_inner_lr"):
+        make_evaluator(config(eval_inner_lr=-1.0), learner)
