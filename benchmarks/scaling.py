@@ -34,8 +34,8 @@ def rows():
     yield Row("sinusoid abml M=32", mb.abml(mb.MLP(), likelihood=mb.Gaussian(0.1), inner_lr=2e-5),
               sinusoid_batch, 32, ())
     yield Row("omniglot abml S=1 M=8", mb.abml(
-        mb.Conv4(num_classes=5), inner_lr=0.4, inner_steps=5, outer_optimizer=optax.adam(1e-3),
-        kl_weight=0.1, init_log_sigma=-4.0), omniglot_batch, 8, ())
+        mb.Conv4(num_classes=5), inner_lr=0.08, inner_steps=5, outer_optimizer=optax.adam(1e-3),
+        kl_weight=1e-4, init_log_sigma=-4.0), omniglot_batch, 8, ())
 
 
 def main(argv):

@@ -72,6 +72,10 @@ class MetaLearner:
       meta_sgd: learn per-parameter inner step scales as part of ψ.
       local_variance, precision_damping: how σ_λ moves in the inner loop, "gradient" or
         "fisher" (see ``metabayes.adapt``).
+      task_chunk: None vmaps the task loss over all M tasks at once; k runs ``lax.map`` over
+        chunks of k vmapped tasks, each under ``jax.checkpoint`` (recomputed in the backward
+        pass), so only one chunk's activations are alive at a time: the same result with
+        roughly k/M of the memory, for one more forward pass.
     """
 
     model: nn.Module
@@ -95,6 +99,7 @@ class MetaLearner:
     meta_sgd: bool = False
     local_variance: str = "gradient"
     precision_damping: float = 0.5
+    task_chunk: Optional[int] = None
 
     def __post_init__(self):
         check_num_steps(self.inner_steps)
@@ -105,7 +110,9 @@ class MetaLearner:
             raise ValueError(f"theta_family must be one of {THETA_FAMILIES}, got {self.theta_family!r}")
         if self.outer_data not in OUTER_DATA:
             raise ValueError(f"outer_data must be one of {OUTER_DATA}, got {self.outer_data!r}")
-        for name in ("inner_samples", "outer_samples", "num_tasks"):
+        for name in ("inner_samples", "outer_samples", "num_tasks", "task_chunk"):
+            if name == "task_chunk" and self.task_chunk is None:
+                continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if not (self.inner_lr > 0 and math.isfinite(self.inner_lr)):
@@ -168,8 +175,12 @@ class MetaLearner:
         """The meta-batch loss (1/M) Σ_i task_loss_i + (1/N) KL(q(θ) || p(θ)), and metrics."""
         check_task(batch, batched=True)
         num_tasks_in_batch = batch.support[0].shape[0]
-        task_losses, metrics = jax.vmap(self.task_loss, in_axes=(None, 0, 0))(
-            params, batch, jax.random.split(key, num_tasks_in_batch))
+        keys = jax.random.split(key, num_tasks_in_batch)
+        if self.task_chunk is None:
+            task_losses, metrics = jax.vmap(self.task_loss, in_axes=(None, 0, 0))(params, batch, keys)
+        else:
+            chunk_loss = jax.checkpoint(lambda task_key: self.task_loss(params, *task_key))
+            task_losses, metrics = jax.lax.map(chunk_loss, (batch, keys), batch_size=self.task_chunk)
         global_term = (global_kl(params.q_theta, self.hyperprior) if self.hyperprior is not None
                        else jnp.zeros(()))
         loss = jnp.mean(task_losses) + global_term / self.num_tasks

@@ -4,7 +4,7 @@ Shared config keys: algorithm (abml | maml), first_order, inner_steps, eval_inne
 eval_inner_lr, inner_optimizer,
 inner_lr, inner_optimizer_log_sigma, inner_lr_log_sigma, outer_lr, inner_samples,
 outer_samples, kl_weight, theta_family, outer_data, estimator, s0, a0, b0, init_log_sigma,
-scale_by_prior_variance, meta_sgd, local_variance, precision_damping, num_tasks. Errors name
+scale_by_prior_variance, meta_sgd, local_variance, precision_damping, num_tasks, task_chunk. Errors name
 the flag as ``--config.KEY``.
 """
 import dataclasses
@@ -50,7 +50,8 @@ def make_learner(config: ml_collections.ConfigDict, model: nn.Module,
             likelihood=likelihood, inner_lr=config.inner_lr, inner_steps=config.inner_steps,
             outer_optimizer=optax.adam(config.outer_lr), inner_optimizer=inner_optimizer(config),
             first_order=config.first_order, outer_data=config.outer_data,
-            num_tasks=config.num_tasks, meta_sgd=config.meta_sgd)
+            num_tasks=config.num_tasks, meta_sgd=config.meta_sgd,
+            task_chunk=config.get("task_chunk"))
         if config.algorithm == "maml":
             return maml(model, **common)
         return abml(model, inner_samples=config.inner_samples,
@@ -108,4 +109,5 @@ def add_learner_defaults(c: ml_collections.ConfigDict) -> ml_collections.ConfigD
     c.local_variance = "gradient"   # gradient | fisher (σ_λ⁻² ← F/β + σ_θ⁻², damped)
     c.precision_damping = 0.5
     c.num_tasks = 100_000           # N of the 1/N global-KL scaling
+    c.task_chunk = ml_collections.config_dict.placeholder(int)   # None: vmap all M tasks at once
     return c

@@ -9,8 +9,8 @@ pulls after every ``readapt_every``-th pull (``eval_inner_steps`` inner steps ea
 The likelihood's ``noise_std`` is the model's, not the environment's 0.01: with rewards up to
 50 summed over 512 pulls, 0.01 would make inner SGD unstable at any useful step size. At
 noise 1 the summed likelihood's curvature in the last layer is ~10³-10⁴, so inner_lr = 1e-4 is
-stable for both ABML and MAML (checked for 80 meta-steps at M = 16; not tuned further). One
-meta-step at M = 64 takes about 2.5 s on 2 CPU cores.
+stable for meta-training both ABML and MAML (not tuned further). 1,000 meta-steps at M = 64
+took 2,284 s for ABML and 1,547 s for MAML on 2 CPU cores shared with other jobs.
 
 At play time the inner loop runs at ``eval_inner_lr`` = inner_lr / 4 for ``eval_inner_steps`` = 10
 steps (2.5× the meta-training steps' total movement). Meta-training histories are 512 pulls of
@@ -59,7 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.deltas = (0.5, 0.7, 0.9, 0.95, 0.99)
     c.n = 2_000
     c.trials = 10
-    c.readapt_every = 1
+    c.readapt_every = 5                  # re-adapt after every 5th pull (cost: module docstring)
     c.max_history = 512
     c.curve_points = 200                 # points of each mean regret curve kept in results.json
     c.neural_linear = ml_collections.ConfigDict(dict(
