@@ -22,11 +22,11 @@ from ml_collections import config_flags
 
 from experiments.cli import prepare_main
 from metabayes.checkpointing import Checkpointer
+from metabayes.config import make_evaluator
 from metabayes.data.episodes import EpisodeSampler, Prefetcher
 from metabayes.data.omniglot import load_omniglot
 from metabayes.evaluation import classification_evaluation
 from metabayes.plotting import plot_entropy_cdf, plot_reliability_diagram
-from metabayes.config import make_evaluator
 from metabayes.predictor import omniglot_learner
 from metabayes.sharding import host_local, initialize_multihost, replicate, shard_tasks, task_mesh
 from metabayes.training import MetricWriter, fit
@@ -104,7 +104,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
                     interval, _, _ = evaluate(evaluator, local_params(), data.test.images, config,
                                               config.eval_meta_batch * 5, eval_key)
                     write(stop, {k: v for k, v in interval.items() if isinstance(v, float)},
-                                 prefix="eval")
+                          prefix="eval")
         train_seconds = time.perf_counter() - start
         report, entropy_in, entropy_out = evaluate(evaluator, local_params(), data.test.images,
                                                    config, config.eval_tasks, eval_key)

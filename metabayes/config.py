@@ -1,11 +1,10 @@
 """Building a MetaLearner from an ml_collections config (the experiments' flags).
 
 Shared config keys: algorithm (abml | maml), first_order, inner_steps, eval_inner_steps,
-eval_inner_lr, inner_optimizer,
-inner_lr, inner_optimizer_log_sigma, inner_lr_log_sigma, outer_lr, inner_samples,
-outer_samples, kl_weight, theta_family, outer_data, estimator, s0, a0, b0, init_log_sigma,
-scale_by_prior_variance, meta_sgd, local_variance, precision_damping, num_tasks, task_chunk. Errors name
-the flag as ``--config.KEY``.
+eval_inner_lr, inner_optimizer, inner_lr, inner_optimizer_log_sigma, inner_lr_log_sigma,
+outer_lr, inner_samples, outer_samples, kl_weight, theta_family, outer_data, estimator, s0, a0,
+b0, init_log_sigma, scale_by_prior_variance, meta_sgd, local_variance, precision_damping,
+num_tasks, task_chunk. Errors name the flag as ``--config.KEY``.
 """
 import dataclasses
 import functools
