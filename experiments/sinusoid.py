@@ -60,6 +60,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     model = mb.MLP(hidden=tuple(config.hidden), outputs=1, activation=config.activation)
     learner = make_learner(config, model, mb.Gaussian(config.noise_std))
+    evaluator = make_evaluator(config, learner)   # before training: bad eval flags fail fast
     tasks = SinusoidTasks(support=config.support, query=config.query)
     half_tasks = tasks._replace(input_range=(tasks.input_range[0], 0.0))
     key = jax.random.PRNGKey(config.seed)
@@ -73,7 +74,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          log_every=config.log_every)
     train_seconds = time.perf_counter() - start
 
-    evaluator = make_evaluator(config, learner)
     test_tasks, amplitudes, phases = tasks.sample(eval_key, config.eval_tasks)
     scores = regression_metrics(evaluator, state.params, test_tasks, predict_key,
                                 config.eval_samples)

@@ -63,12 +63,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: bool):
-    """Meta-train (or resume) one algorithm: (learner, MetaParams, train seconds, history)."""
+    """Meta-train (or resume) one algorithm: (the learner to play with: ``eval_inner_steps`` at
+    ``eval_inner_lr``, MetaParams, train seconds, history)."""
     learner_config = config.copy_and_resolve_references()
     with learner_config.unlocked():
         learner_config.algorithm = algorithm
     model = ArmRewardMLP(hidden=tuple(config.hidden), activation=config.activation)
     learner = make_learner(learner_config, model, mb.Gaussian(config.noise_std))
+    evaluator = make_evaluator(config, learner)   # before training: bad eval flags fail fast
     init_key, batch_key, step_key = jax.random.split(key, 3)
     state = learner.init(init_key, jnp.zeros((config.support, INPUT_DIM)))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints", algorithm),
@@ -88,7 +90,7 @@ def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: b
                              progress=progress)
     finally:
         checkpointer.close()
-    return learner, state.params, time.perf_counter() - start, history
+    return evaluator, state.params, time.perf_counter() - start, history
 
 
 def make_agents(config, learners) -> dict:
@@ -103,7 +105,7 @@ def make_agents(config, learners) -> dict:
             prior_precision=nl.prior_precision, a0=nl.a0, b0=nl.b0)
         agents["NeuralLinear"] = (neural_linear, neural_linear.init)
     for algorithm, (learner, params) in learners.items():
-        agent = MetaAgent(make_evaluator(config, learner),
+        agent = MetaAgent(learner,
                           policy=POLICY[algorithm], readapt_every=config.readapt_every,
                           max_history=config.max_history)
         agents[algorithm.upper()] = (agent, lambda key, a=agent, p=params: a.init(p))

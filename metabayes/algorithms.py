@@ -110,9 +110,8 @@ class MetaLearner:
             raise ValueError(f"theta_family must be one of {THETA_FAMILIES}, got {self.theta_family!r}")
         if self.outer_data not in OUTER_DATA:
             raise ValueError(f"outer_data must be one of {OUTER_DATA}, got {self.outer_data!r}")
-        for name in ("inner_samples", "outer_samples", "num_tasks", "task_chunk"):
-            if name == "task_chunk" and self.task_chunk is None:
-                continue
+        optional = ("task_chunk",) if self.task_chunk is not None else ()
+        for name in ("inner_samples", "outer_samples", "num_tasks") + optional:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if not (self.inner_lr > 0 and math.isfinite(self.inner_lr)):
