@@ -44,6 +44,7 @@ class Row(NamedTuple):
     make_batch: object       # (key, meta_batch) -> Task
     meta_batch: int
     peer_args: Tuple[str, ...]   # peer_torch.py arguments of the same configuration; () for none
+    env: Tuple[Tuple[str, str], ...] = ()   # environment of the row's process (XLA / JAX flags)
 
 
 def omniglot_batch(key, meta_batch, ways=5, shots=1, query=15, size=28):
@@ -61,15 +62,26 @@ def sinusoid_batch(key, meta_batch):
 
 def rows(suite):
     """The rows of one suite."""
-    conv = lambda filters=64: mb.Conv4(num_classes=5, filters=filters)
+    conv = lambda filters=64, implementation="im2col": mb.Conv4(num_classes=5, filters=filters,
+                                                                conv=implementation)
     # The peers' inner lr 0.4 is for the mean cross-entropy over the N·K = 5 support images;
     # our likelihood is summed, so 0.4 / 5. β as the peers': inner_lr·β/σ_θ² ≪ 2 (MATH.md §3).
     common = dict(inner_lr=0.08, inner_steps=5, outer_optimizer=optax.adam(1e-3))
-    abml = lambda samples, **kw: mb.abml(conv(), outer_samples=samples, kl_weight=1e-4,
-                                         init_log_sigma=-4.0, **common, **kw)
+    abml = lambda samples, net=None, **kw: mb.abml(net or conv(), outer_samples=samples,
+                                                   kl_weight=1e-4, init_log_sigma=-4.0, **common,
+                                                   **kw)
     torch_abml = lambda samples: ("--algo", "torch_abml", "--impl", "loop", "--samples", str(samples))
     if suite == "smoke":
         yield Row("abml smoke", mb.abml(conv(8), inner_lr=1e-3, inner_steps=1), omniglot_batch, 2, ())
+        return
+    if suite == "variants":  # the ABML S=1 M=4 step under XLA:CPU / JAX alternatives
+        yield Row("abml S=1 M=4", abml(1), omniglot_batch, 4, torch_abml(1))
+        yield Row("abml S=1 M=4 conv=xla", abml(1, net=conv(implementation="xla")),
+                  omniglot_batch, 4, ())
+        yield Row("abml S=1 M=4 fusion emitters on", abml(1), omniglot_batch, 4, (),
+                  (("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true"),))
+        yield Row("abml S=1 M=4 rbg PRNG", abml(1), omniglot_batch, 4, (),
+                  (("JAX_DEFAULT_PRNG_IMPL", "rbg"),))
         return
     if suite == "sinusoid":
         mlp, gauss = mb.MLP(), mb.Gaussian(0.1)
@@ -132,9 +144,10 @@ def time_row(row: Row, steps: int, mesh=None) -> dict:
             "loss": float(metrics["loss"])}
 
 
-def run_json(command: list) -> dict:
-    """Run ``command``, return the JSON object on the last line of its stdout."""
-    done = subprocess.run(command, capture_output=True, text=True)
+def run_json(command: list, env=()) -> dict:
+    """Run ``command`` with ``env`` added to the environment; return the JSON object on the
+    last line of its stdout."""
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **dict(env)})
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -186,7 +199,7 @@ def main(argv):
     results = []
     for row in [r for r in suite if not _ROWS.value or r.name in _ROWS.value]:
         result = run_json([sys.executable, "-m", "benchmarks.step_time", f"--suite={_SUITE.value}",
-                           f"--steps={_STEPS.value}", f"--only={row.name}"])
+                           f"--steps={_STEPS.value}", f"--only={row.name}"], row.env)
         if _PEER_PYTHON.value and row.peer_args:
             result["peer"] = run_json(peer_command(row, _STEPS.value, _PEER_PYTHON.value,
                                                    _PEER_DIR.value))
@@ -206,9 +219,11 @@ def main(argv):
 
 
 if __name__ == "__main__":  # flags exist only when run as a program, so benchmarks.scaling imports
-    _SUITE = flags.DEFINE_enum("suite", "omniglot", ["omniglot", "sinusoid", "smoke"],
-                               "omniglot: Conv4 5-way 1-shot Q=15 K=5 at M=4 and 32; sinusoid: "
-                               "the MLP of experiments.sinusoid; smoke: one tiny step.")
+    _SUITE = flags.DEFINE_enum("suite", "omniglot", ["omniglot", "variants", "sinusoid", "smoke"],
+                               "omniglot: Conv4 5-way 1-shot Q=15 K=5 at M=4 and 32; variants: "
+                               "its ABML S=1 M=4 row under lax.conv, XLA:CPU's fusion emitters "
+                               "and the rbg PRNG; sinusoid: the MLP of experiments.sinusoid; "
+                               "smoke: one tiny step.")
     _ROWS = flags.DEFINE_list("rows", [], "Only these rows of the suite (names as printed, e.g. "
                               "'abml S=1 M=32,maml M=32'); empty: all.")
     _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one (>= 1).")

@@ -61,6 +61,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     if config.meta_batch % hosts:
         raise ValueError(f"--config.meta_batch={config.meta_batch} must be a multiple of the "
                          f"number of hosts ({hosts})")
+    if config.train_query is not None and config.train_query < 1:
+        raise ValueError(f"--config.train_query must be at least 1 (or unset, for "
+                         f"--config.query); got {config.train_query}")
     primary = host == 0
     os.makedirs(workdir, exist_ok=True)
     if primary:
@@ -70,8 +73,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
                          seed=config.seed, rotate_train=config.rotate)
     learner = omniglot_learner(config)
     evaluator = make_evaluator(config, learner)
+    train_query = config.query if config.train_query is None else config.train_query
     sampler = EpisodeSampler(data.train.images, ways=config.ways, shots=config.shots,
-                             query=config.query, meta_batch=config.meta_batch // hosts,
+                             query=train_query, meta_batch=config.meta_batch // hosts,
                              seed=config.seed, process=host).check()
     init_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     state = learner.init(init_key, jnp.zeros((config.ways * config.shots, 28, 28, 1)))

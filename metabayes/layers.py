@@ -11,8 +11,9 @@ estimator named by the PRNG stream it is given:
   decorrelated per example by random signs, x μ + ((x ⊙ s_in) ΔW) ⊙ s_out.
 
 Both are unbiased for every per-example term. Batch norm's scale and shift are sampled once
-per forward pass. Convolutions are 3×3 SAME, written as im2col by slicing and one matmul,
-which XLA:CPU runs far faster than ``lax.conv_general_dilated`` (including second order).
+per forward pass. Convolutions are 3×3 SAME: ``im2col`` writes each as nine shifted slices and
+one matmul, which XLA:CPU runs far faster than ``lax.conv_general_dilated`` (including second
+order); ``xla`` calls the latter, the form accelerators' convolution kernels (cuDNN, TPU) expect.
 """
 from typing import Callable
 
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 
 ESTIMATORS = ("weights", "local_reparam", "flipout")
 LAYER_ESTIMATORS = ESTIMATORS[1:]
+CONVOLUTIONS = ("im2col", "xla")
 
 
 def _rademacher(key: jax.Array, shape, dtype) -> jax.Array:
@@ -29,18 +31,19 @@ def _rademacher(key: jax.Array, shape, dtype) -> jax.Array:
 
 
 def _linear(module: nn.Module, x: jax.Array, kernel: jax.Array, bias: jax.Array,
-            *, shared_weights: bool) -> jax.Array:
-    """x [B, ..., I] @ kernel [I, O] + bias [O] with the layer estimator in use.
+            *, shared_weights: bool, product: Callable = jnp.matmul) -> jax.Array:
+    """product(x [B, ..., I], kernel) [B, ..., O] + bias [O] with the layer estimator in use;
+    ``product`` is linear in each argument (a matmul by default, or a convolution).
 
     ``shared_weights`` marks a conv (the same kernel at every position), where the local
     reparameterisation trick would drop correlations, so Flipout is used instead.
     """
     kernel_std = module.get_variable("posterior_std", "kernel")
     if kernel_std is None:
-        return x @ kernel + bias
+        return product(x, kernel) + bias
     kernel_std = kernel_std.reshape(kernel.shape)
     bias_std = module.get_variable("posterior_std", "bias")
-    mean = x @ kernel + bias
+    mean = product(x, kernel) + bias
     if module.has_rng("local_reparam") and not shared_weights:
         variance = (x * x) @ (kernel_std * kernel_std) + bias_std * bias_std
         noise = jax.random.normal(module.make_rng("local_reparam"), mean.shape, mean.dtype)
@@ -55,7 +58,7 @@ def _linear(module: nn.Module, x: jax.Array, kernel: jax.Array, bias: jax.Array,
     sign_shape = (x.shape[0],) + (1,) * (x.ndim - 2)
     sign_in = _rademacher(key_in, sign_shape + x.shape[-1:], x.dtype)
     sign_out = _rademacher(key_out, sign_shape + mean.shape[-1:], x.dtype)
-    return mean + ((x * sign_in) @ delta_kernel + delta_bias) * sign_out
+    return mean + (product(x * sign_in, delta_kernel) + delta_bias) * sign_out
 
 
 def _sampled_param(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
@@ -91,16 +94,31 @@ def conv3x3_patches(x: jax.Array) -> jax.Array:
                             for dy in range(3) for dx in range(3)], axis=-1)
 
 
+def _xla_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
 class Conv3x3(nn.Module):
-    """3×3 SAME convolution, stride 1: x [B, H, W, C] -> [B, H, W, features]; kernel HWIO."""
+    """3×3 SAME convolution, stride 1: x [B, H, W, C] -> [B, H, W, features]; kernel HWIO.
+
+    ``implementation``: "im2col" (nine slices and a matmul; Flipout signs per patch entry) or
+    "xla" (``lax.conv_general_dilated``; Flipout signs per input channel). Same function.
+    """
 
     features: int
     kernel_init: Callable = nn.initializers.lecun_normal()
+    implementation: str = "im2col"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.implementation not in CONVOLUTIONS:
+            raise ValueError(f"conv implementation must be one of {CONVOLUTIONS}, got "
+                             f"{self.implementation!r}")
         kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        if self.implementation == "xla":
+            return _linear(self, x, kernel, bias, shared_weights=True, product=_xla_conv3x3)
         return _linear(self, conv3x3_patches(x), kernel.reshape(-1, self.features), bias,
                        shared_weights=True)
 

@@ -44,10 +44,11 @@ class Conv4(nn.Module):
     filters: int = 64
     blocks: int = 4
     activation: str = "relu"
+    conv: str = "im2col"     # "im2col" (fast on XLA:CPU) or "xla" (lax.conv: GPU / TPU kernels)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = activation_by_name(self.activation)
         for _ in range(self.blocks):
-            x = max_pool_2x2(act(BatchNorm()(Conv3x3(self.filters)(x))))
+            x = max_pool_2x2(act(BatchNorm()(Conv3x3(self.filters, implementation=self.conv)(x))))
         return Dense(self.num_classes)(x.reshape(x.shape[0], -1))

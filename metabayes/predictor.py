@@ -24,7 +24,9 @@ from metabayes.models import Conv4
 
 def omniglot_learner(config: ml_collections.ConfigDict) -> MetaLearner:
     """The Conv4 classifier meta-learner of an Omniglot config (``experiments/configs``)."""
-    return make_learner(config, Conv4(num_classes=config.ways, filters=config.filters), Categorical())
+    model = Conv4(num_classes=config.ways, filters=config.filters,
+                  conv=config.get("conv", "im2col"))   # workdirs from before the conv option
+    return make_learner(config, model, Categorical())
 
 
 class Predictor(NamedTuple):

@@ -26,3 +26,16 @@ def test_step_time_rejects_an_unknown_row():
     result = subprocess.run([sys.executable, "-m", "benchmarks.step_time", "--suite=smoke",
                              "--only=nope"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode != 0 and "--only must name a row" in result.stderr
+
+
+def test_profile_attributes_thunk_time_to_conv4_layers(tmp_path):
+    """benchmarks.profile_step traces the smoke step and finds time in each of Conv4's layers."""
+    out = tmp_path / "profile.json"
+    result = subprocess.run([sys.executable, "-m", "benchmarks.profile_step", "--suite=smoke",
+                             "--row=abml smoke", "--steps=1", f"--out={out}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ours = json.loads(out.read_text())["ours"]
+    for layer in ("conv / dense matmul", "conv (im2col slices)", "batch norm", "max-pool"):
+        assert ours["by_layer"].get(layer, 0) > 0, (layer, ours["by_layer"])
+    assert abs(sum(ours["by_layer"].values()) - sum(ours["by_kind"].values())) < 1e-9

@@ -101,11 +101,12 @@ def test_conv_net_estimators_agree_in_mean():
     assert abs(mean[0] - at_mean) > 10 * se[0]
 
 
-def test_conv3x3_equals_lax_conv_same():
+@pytest.mark.parametrize("implementation", layers.CONVOLUTIONS)
+def test_conv3x3_equals_lax_conv_same(implementation):
     """layers.Conv3x3 with plain params == lax.conv_general_dilated, SAME padding, HWIO kernel."""
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.normal(size=(2, 5, 7, 3)))
-    conv = layers.Conv3x3(4)
+    conv = layers.Conv3x3(4, implementation=implementation)
     params = conv.init(jax.random.PRNGKey(0), x)["params"]
     params = {"kernel": params["kernel"], "bias": jnp.asarray(rng.normal(size=4))}
     expected = jax.lax.conv_general_dilated(x, params["kernel"], (1, 1), "SAME",
@@ -130,3 +131,38 @@ def test_layer_estimator_without_rng_stream_raises(layer, shape):
     std = jax.tree_util.tree_map(jnp.ones_like, params)
     with pytest.raises(ValueError, match="posterior_std"):
         layer.apply({"params": params, "posterior_std": std}, x)
+
+
+@pytest.mark.parametrize("implementation", layers.CONVOLUTIONS)
+def test_conv3x3_flipout_moments(implementation):
+    """Flipout through Conv3x3, either implementation: every output's mean over draws is the
+    plain conv's, and its variance is Σ_patch x² σ²_kernel + σ²_bias, the exact moments under
+    φ ~ q (that variance is the conv of x² with kernel σ² and bias σ²_bias)."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(2, 4, 4, 2)))
+    conv = layers.Conv3x3(3, implementation=implementation)
+    params = conv.init(jax.random.PRNGKey(0), x)["params"]
+    std = jax.tree_util.tree_map(lambda p: jnp.asarray(rng.uniform(0.2, 0.6, p.shape)), params)
+    draws = 20_000
+    samples = fast_jit(jax.vmap(lambda k: conv.apply({"params": params, "posterior_std": std}, x,
+                                                     rngs={"flipout": k})))(
+        jax.random.split(jax.random.PRNGKey(1), draws))
+    mean = conv.apply({"params": params}, x)
+    variance = conv.apply({"params": jax.tree_util.tree_map(jnp.square, std)}, x * x)
+    np.testing.assert_array_less(np.abs(samples.mean(0) - mean), 5 * np.sqrt(variance / draws))
+    np.testing.assert_array_less(np.abs(samples.var(0) / variance - 1), 5 * np.sqrt(2 / draws))
+
+
+def test_conv4_implementations_agree_in_value_and_gradient():
+    """Conv4(conv="xla") == Conv4(conv="im2col"): the same logits and parameter gradients."""
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(3, 28, 28, 1)))
+    models = [mb.Conv4(num_classes=5, filters=4, conv=c) for c in layers.CONVOLUTIONS]
+    params = models[0].init(jax.random.PRNGKey(0), x)["params"]
+    loss = lambda model: lambda p: jnp.sum(jnp.sin(model.apply({"params": p}, x)))
+    (value_a, grad_a), (value_b, grad_b) = (jax.jit(jax.value_and_grad(loss(m)))(params)
+                                            for m in models)
+    np.testing.assert_allclose(value_a, value_b, rtol=1e-10)
+    for a, b in zip(jax.tree_util.tree_leaves(grad_a), jax.tree_util.tree_leaves(grad_b)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="conv implementation"):
+        mb.Conv4(num_classes=5, conv="cudnn").init(jax.random.PRNGKey(0), x)

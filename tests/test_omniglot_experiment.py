@@ -33,10 +33,12 @@ def leaves(workdir):
 
 
 def test_resumed_run_ends_with_the_same_parameters(tmp_path, cache):
-    """MATH.md §6.8: stop at step 2, start the same command again, end bit-identical."""
-    omniglot.train_and_evaluate(tiny_config(), str(tmp_path / "straight"), progress=False)
-    omniglot.train_and_evaluate(tiny_config(steps=2), str(tmp_path / "resumed"), progress=False)
-    omniglot.train_and_evaluate(tiny_config(), str(tmp_path / "resumed"), progress=False)
+    """MATH.md §6.8: stop at step 2, start the same command again, end bit-identical (with a
+    training query size of its own)."""
+    config = lambda **kw: tiny_config(train_query=3, **kw)
+    omniglot.train_and_evaluate(config(), str(tmp_path / "straight"), progress=False)
+    omniglot.train_and_evaluate(config(steps=2), str(tmp_path / "resumed"), progress=False)
+    omniglot.train_and_evaluate(config(), str(tmp_path / "resumed"), progress=False)
     for a, b in zip(leaves(tmp_path / "straight"), leaves(tmp_path / "resumed")):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     lines = [json.loads(line) for line in open(tmp_path / "resumed" / "metrics.jsonl")]
@@ -72,5 +74,7 @@ def test_short_run_learns_and_writes_outputs(tmp_path, cache):
 def test_bad_config_names_the_flag(tmp_path, cache):
     with pytest.raises(ValueError, match="ways"):
         omniglot.train_and_evaluate(tiny_config(ways=500), str(tmp_path))
+    with pytest.raises(ValueError, match="--config.train_query"):
+        omniglot.train_and_evaluate(tiny_config(train_query=0), str(tmp_path))
     with pytest.raises(ValueError, match="--config.algorithm"):
         omniglot.train_and_evaluate(tiny_config(algorithm="reptile"), str(tmp_path))

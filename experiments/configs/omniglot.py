@@ -15,7 +15,9 @@ Measured on the cpu_demo setting (150 steps, 40 test tasks): log σ_θ = −2.5 
 meta-gradients were partly wrong, and they are indicative only. So σ_θ starts at e^−4.5 and
 β = 0.05·σ_θ²/inner_lr, a KL pull of 5% per inner step. log σ takes inner steps 20× smaller
 than μ (its reparameterised summed-likelihood gradient is of order σ·|∂ℓ/∂φ|). N of the 1/N global KL is the number of tasks a full run sees, also in the
-short cpu_demo, where steps·M would let the hyperprior swamp the data.
+short cpu_demo, where steps·M would let the hyperprior swamp the data. Meta-training uses Q = 15
+query images per class, as the test tasks do, unless ``train_query`` sets its own Q (MAML trained
+on K per class); a smaller one makes each step cheaper.
 """
 import math
 
@@ -38,7 +40,8 @@ def get_config(name: str = "cpu_demo") -> ml_collections.ConfigDict:
     c = add_learner_defaults(ml_collections.ConfigDict())
     c.name = name
     c.seed = 0
-    c.ways, c.shots, c.query = ways, shots, 15
+    c.ways, c.shots, c.query = ways, shots, 15   # query: Q per class at test (the paper's 15)
+    c.train_query = ml_collections.config_dict.placeholder(int)   # Q in meta-training; None: query
     c.meta_batch = meta_batch
     c.inner_lr = maml_lr / (ways * shots)
     c.inner_steps, c.eval_inner_steps = inner_steps, eval_inner_steps
@@ -46,6 +49,7 @@ def get_config(name: str = "cpu_demo") -> ml_collections.ConfigDict:
     c.kl_weight = 0.05 * math.exp(2 * c.init_log_sigma) / c.inner_lr
     c.inner_lr_log_sigma = c.inner_lr / 20   # log σ's summed-likelihood gradient is ~σ·|∂ℓ/∂φ|
     c.filters = 64
+    c.conv = "im2col"              # im2col (fast on XLA:CPU) | xla (lax.conv: cuDNN / TPU kernels)
     c.steps = 60_000
     c.num_tasks = c.steps * c.meta_batch   # N: the tasks seen in training, for the 1/N global KL
     c.eval_every = 5_000
