@@ -15,7 +15,7 @@ from absl import app, flags
 from experiments.cli import prepare_main
 from metabayes.plotting import plot_entropy_cdf
 
-SAME_TASKS = ("seed", "split", "data_source", "ways", "shots", "query", "eval_tasks",
+SAME_TASKS = ("seed", "split", "data_source", "data_dir", "ways", "shots", "query", "eval_tasks",
               "eval_meta_batch")   # config entries that fix the test tasks
 
 
