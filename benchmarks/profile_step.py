@@ -27,7 +27,7 @@ import time
 import jax
 from absl import app, flags
 
-from benchmarks.step_time import peer_command, rows
+from benchmarks.step_time import peer_command, row_inputs, rows
 
 # Layer of Conv4 (or other part of the step) by the function whose source line made the op.
 LAYERS = {"conv3x3_patches": "conv (im2col slices)", "_linear": "conv / dense matmul",
@@ -137,11 +137,9 @@ def kind_of(name: str, opcode: str) -> str:
 def profile_ours(row, steps: int) -> dict:
     """Seconds per step of ``row``'s compiled step by layer, by kind of thunk, by source and by
     instruction (the 40 largest)."""
-    key = jax.random.PRNGKey(0)
-    batch = row.make_batch(key, row.meta_batch)
-    state = row.learner.init(key, jax.tree_util.tree_map(lambda a: a[0], batch.support[0]))
-    step = row.learner.train_step
-    hlo = instructions(step.lower(state, batch, key).compile().as_text())
+    key, batch, state = row_inputs(row)
+    step = row.learner.train_step.lower(state, batch, key).compile()   # compiled once, run below
+    hlo = instructions(step.as_text())
     jax.block_until_ready(step(state, batch, key))
     times = []
     for i in range(steps):

@@ -115,12 +115,18 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def row_inputs(row: Row):
+    """(key, meta-batch, train state) of ``row``: random data and a freshly initialised state."""
+    key = jax.random.PRNGKey(0)
+    batch = row.make_batch(key, row.meta_batch)
+    return key, batch, row.learner.init(key, jax.tree_util.tree_map(lambda a: a[0],
+                                                                    batch.support[0]))
+
+
 def time_row(row: Row, steps: int, mesh=None) -> dict:
     """Compile time, then median / min / max seconds of ``steps`` steps, tasks/s, peak RSS; with
     a ``mesh``, the meta-batch is sharded over its devices and the state replicated."""
-    key = jax.random.PRNGKey(0)
-    batch = row.make_batch(key, row.meta_batch)
-    state = row.learner.init(key, jax.tree_util.tree_map(lambda a: a[0], batch.support[0]))
+    key, batch, state = row_inputs(row)
     if mesh is not None:
         batch, state = shard_tasks(batch, mesh), replicate(state, mesh)
     start = time.perf_counter()

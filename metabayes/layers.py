@@ -45,7 +45,7 @@ def _linear(module: nn.Module, x: jax.Array, kernel: jax.Array, bias: jax.Array,
     bias_std = module.get_variable("posterior_std", "bias")
     mean = product(x, kernel) + bias
     if module.has_rng("local_reparam") and not shared_weights:
-        variance = (x * x) @ (kernel_std * kernel_std) + bias_std * bias_std
+        variance = product(x * x, kernel_std * kernel_std) + bias_std * bias_std
         noise = jax.random.normal(module.make_rng("local_reparam"), mean.shape, mean.dtype)
         return mean + jnp.sqrt(variance + jnp.finfo(mean.dtype).tiny) * noise
     stream = next((s for s in LAYER_ESTIMATORS if module.has_rng(s)), None)
