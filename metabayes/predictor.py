@@ -18,14 +18,17 @@ import numpy as np
 from metabayes.algorithms import MetaLearner, MetaParams
 from metabayes.checkpointing import Checkpointer
 from metabayes.config import make_evaluator, make_learner
+from metabayes.layers import CONVOLUTIONS
 from metabayes.likelihoods import Categorical
 from metabayes.models import Conv4
 
 
 def omniglot_learner(config: ml_collections.ConfigDict) -> MetaLearner:
     """The Conv4 classifier meta-learner of an Omniglot config (``experiments/configs``)."""
-    model = Conv4(num_classes=config.ways, filters=config.filters,
-                  conv=config.get("conv", "im2col"))   # workdirs from before the conv option
+    conv = config.get("conv", "im2col")   # workdirs from before the conv option have none
+    if conv not in CONVOLUTIONS:
+        raise ValueError(f"--config.conv must be one of {CONVOLUTIONS}, got {conv!r}")
+    model = Conv4(num_classes=config.ways, filters=config.filters, conv=conv)
     return make_learner(config, model, Categorical())
 
 

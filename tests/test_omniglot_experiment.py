@@ -74,6 +74,8 @@ def test_short_run_learns_and_writes_outputs(tmp_path, cache):
 def test_bad_config_names_the_flag(tmp_path, cache):
     with pytest.raises(ValueError, match="ways"):
         omniglot.train_and_evaluate(tiny_config(ways=500), str(tmp_path))
+    with pytest.raises(ValueError, match="--config.conv"):
+        omniglot.train_and_evaluate(tiny_config(conv="cudnn"), str(tmp_path))
     with pytest.raises(ValueError, match="--config.train_query"):
         omniglot.train_and_evaluate(tiny_config(train_query=0), str(tmp_path))
     with pytest.raises(ValueError, match="--config.algorithm"):
