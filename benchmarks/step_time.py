@@ -124,20 +124,25 @@ def row_inputs(row: Row):
 
 
 def time_row(row: Row, steps: int, mesh=None) -> dict:
-    """Compile time, then median / min / max seconds of ``steps`` steps, tasks/s, peak RSS; with
-    a ``mesh``, the meta-batch is sharded over its devices and the state replicated."""
+    """Compile time (tracing, lowering and XLA compilation, ahead of time), the untimed first
+    run's seconds, then median / min / max seconds of ``steps`` steps of that executable,
+    tasks/s, peak RSS; with a ``mesh``, the meta-batch is sharded over its devices and the
+    state replicated."""
     key, batch, state = row_inputs(row)
     if mesh is not None:
         batch, state = shard_tasks(batch, mesh), replicate(state, mesh)
     start = time.perf_counter()
-    state, metrics = row.learner.train_step(state, batch, key)
-    jax.block_until_ready((state, metrics))
+    train_step = row.learner.train_step.lower(state, batch, key).compile()
     compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    state, metrics = train_step(state, batch, key)
+    jax.block_until_ready((state, metrics))
+    first_step_s = time.perf_counter() - start
     times = []
     for step in range(steps):
         step_key = jax.random.fold_in(key, step)
         start = time.perf_counter()
-        state, metrics = row.learner.train_step(state, batch, step_key)
+        state, metrics = train_step(state, batch, step_key)
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - start)
     if not math.isfinite(float(metrics["loss"])):
@@ -145,7 +150,8 @@ def time_row(row: Row, steps: int, mesh=None) -> dict:
                                  "diverged step would not be representative")
     median = statistics.median(times)
     return {"config": row.name, "meta_batch": row.meta_batch, "compile_s": compile_s,
-            "median_s": median, "min_s": min(times), "max_s": max(times), "times_s": times,
+            "first_step_s": first_step_s, "median_s": median, "min_s": min(times),
+            "max_s": max(times), "times_s": times,
             "tasks_per_s": row.meta_batch / median, "peak_rss_mb": peak_rss_mb(),
             "loss": float(metrics["loss"])}
 

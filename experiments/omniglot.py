@@ -20,7 +20,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from experiments.cli import prepare_main
+from experiments.cli import explain_out_of_memory, prepare_main
 from metabayes.checkpointing import Checkpointer
 from metabayes.config import make_evaluator
 from metabayes.data.episodes import EpisodeSampler, Prefetcher
@@ -32,6 +32,12 @@ from metabayes.sharding import host_local, initialize_multihost, replicate, shar
 from metabayes.training import MetricWriter, fit
 
 
+TRAINING_MEMORY = ("Lower --config.meta_batch or --config.train_query, or set --config.task_chunk "
+                   "to vmap that many tasks at a time.")
+EVALUATION_MEMORY = ("Set --config.task_chunk to evaluate that many tasks at a time, or lower "
+                     "--config.eval_meta_batch (which changes the test tasks).")
+
+
 def evaluate(evaluator, params, test_images, config, num_tasks, key):
     """The evaluation of MATH.md §5 on ``num_tasks`` test tasks (the same tasks for every run
     with this seed): (report, in-episode entropies, out-of-episode entropies)."""
@@ -39,8 +45,9 @@ def evaluate(evaluator, params, test_images, config, num_tasks, key):
                              query=config.query, meta_batch=config.eval_meta_batch,
                              seed=config.seed + 1).check()
     batches = (sampler.batch(t) for t in range(math.ceil(num_tasks / config.eval_meta_batch)))
-    return classification_evaluation(evaluator, params, batches, key, config.ways,
-                                      config.eval_samples, config.num_bins)
+    with explain_out_of_memory("evaluation", EVALUATION_MEMORY):
+        return classification_evaluation(evaluator, params, batches, key, config.ways,
+                                          config.eval_samples, config.num_bins)
 
 
 def report_line(report) -> str:
@@ -82,8 +89,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
                                 config.keep_checkpoints)
     restored = checkpointer.restore(state)
+    trained_before = 0.0  # seconds of training before this process, from the checkpoint
     if restored is not None:
-        state = restored[0]
+        state, metadata = restored
+        trained_before = metadata.get("train_seconds", 0.0)
         print(f"resumed from step {int(state.step)} in {workdir}")
     mesh = task_mesh() if hosts > 1 or config.shard_tasks and jax.local_device_count() > 1 else None
     if mesh is not None:
@@ -101,15 +110,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
                                         [config.steps]):
                 if stop <= int(state.step):
                     continue
-                state, _ = fit(learner, state, batches, train_key, stop, log_every=config.log_every,
-                               on_log=write, checkpointer=checkpointer,
-                               progress=progress and primary)
+                with explain_out_of_memory("meta-training", TRAINING_MEMORY):
+                    state, _ = fit(learner, state, batches, train_key, stop,
+                                   log_every=config.log_every, on_log=write,
+                                   checkpointer=checkpointer, progress=progress and primary,
+                                   train_seconds=trained_before + time.perf_counter() - start)
                 if stop < config.steps:
                     interval, _, _ = evaluate(evaluator, local_params(), data.test.images, config,
                                               config.eval_meta_batch * 5, eval_key)
                     write(stop, {k: v for k, v in interval.items() if isinstance(v, float)},
                           prefix="eval")
-        train_seconds = time.perf_counter() - start
+        train_seconds = trained_before + time.perf_counter() - start
         report, entropy_in, entropy_out = evaluate(evaluator, local_params(), data.test.images,
                                                    config, config.eval_tasks, eval_key)
     finally:

@@ -75,7 +75,8 @@ class MetaLearner:
       task_chunk: None vmaps the task loss over all M tasks at once; k runs ``lax.map`` over
         chunks of k vmapped tasks, each under ``jax.checkpoint`` (recomputed in the backward
         pass), so only one chunk's activations are alive at a time: the same result with
-        roughly k/M of the memory, for one more forward pass.
+        roughly k/M of the memory, for one more forward pass. ``predict_tasks`` maps its
+        tasks in the same chunks.
     """
 
     model: nn.Module
@@ -219,22 +220,33 @@ class MetaLearner:
                 num_samples: int = 10):
         """Posterior predictive (1/T) Σ_t p(y | x, φ_t), φ_t ~ q(φ; λ(S)), for one task.
 
-        Adapts from θ = E_q(θ)[θ] (ψ itself for the point estimate). Returns class
-        probabilities [N_q, C] (Categorical) or a GaussianPredictive (Gaussian).
+        Adapts from θ = E_q(θ)[θ] (ψ itself for the point estimate). The T samples run one
+        after another (``lax.map``), so memory does not grow with T; a point-mass posterior
+        (MAML) runs the network once. Returns class probabilities [N_q, C] (Categorical) or a
+        GaussianPredictive (Gaussian).
         """
         adapt_key, sample_key = jax.random.split(key)
         local_posterior = self.adapt(params, params.q_theta.mean, support, adapt_key)
-        outputs = jax.vmap(lambda k: sample_outputs(self.model.apply, local_posterior, query_inputs,
-                                                    k, self.estimator))(
-            jax.random.split(sample_key, num_samples))
+        draws = 1 if local_posterior.is_point_mass else num_samples
+        outputs = jax.lax.map(
+            lambda k: sample_outputs(self.model.apply, local_posterior, query_inputs, k,
+                                     self.estimator),
+            jax.random.split(sample_key, draws))
         return self.likelihood.predictive(outputs)
 
     @functools.cached_property
     def predict_tasks(self):
         """jit-compiled ``predict`` for M tasks: ``(params, support [M, ...], query_inputs
         [M, N_q, ...], keys [M], num_samples)`` -> probabilities [M, N_q, C] (or a batched
-        GaussianPredictive)."""
-        return jax.jit(jax.vmap(self.predict, in_axes=(None, 0, 0, 0, None)), static_argnums=4)
+        GaussianPredictive). Tasks are vmapped, ``task_chunk`` at a time when it is set."""
+        def predict_tasks(params, support, query_inputs, keys, num_samples):
+            one_task = lambda task: self.predict(params, *task, num_samples)
+            tasks = (support, query_inputs, keys)
+            if self.task_chunk is None:
+                return jax.vmap(one_task)(tasks)
+            return jax.lax.map(one_task, tasks, batch_size=self.task_chunk)
+
+        return jax.jit(predict_tasks, static_argnums=4)
 
 
 def abml(model: nn.Module, **options) -> MetaLearner:

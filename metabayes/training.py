@@ -2,6 +2,7 @@
 logs (JSONL and TensorBoard) and periodic checkpoints."""
 import json
 import os
+import time
 from typing import Callable, Dict, Iterator, List, Optional
 
 import jax
@@ -37,16 +38,19 @@ class MetricWriter:
 def fit(learner: MetaLearner, state: TrainState, batches: Iterator[Task], key: jax.Array,
         num_steps: int, *, log_every: int = 100,
         on_log: Optional[Callable[[int, Dict[str, float]], None]] = None,
-        checkpointer: Optional[Checkpointer] = None,
-        progress: bool = True) -> tuple[TrainState, List[Dict[str, float]]]:
+        checkpointer: Optional[Checkpointer] = None, progress: bool = True,
+        train_seconds: float = 0.0) -> tuple[TrainState, List[Dict[str, float]]]:
     """Meta-train from ``state.step`` up to ``num_steps``; returns the state and logged metrics.
 
     ``batches`` yields the meta-batches of steps ``state.step, state.step + 1, ...``. Step t
     draws its noise from ``fold_in(key, t)``, so a run resumed from a checkpoint (with batches
     resumed at the same position) ends exactly where an uninterrupted run ends. Raises
-    NonFiniteLossError (naming the likely flags) as soon as a step is not finite.
+    NonFiniteLossError (naming the likely flags) as soon as a step is not finite. Checkpoint
+    metadata holds the step and the training seconds so far: ``train_seconds`` (spent before
+    this call, e.g. restored from a checkpoint) plus this call's.
     """
     history = []
+    clock = time.perf_counter()
     start = int(state.step)
     bar = tqdm.trange(start, num_steps, initial=start, total=num_steps, disable=not progress,
                       desc="meta-train", dynamic_ncols=True, mininterval=1.0)
@@ -60,5 +64,7 @@ def fit(learner: MetaLearner, state: TrainState, batches: Iterator[Task], key: j
             if on_log is not None:
                 on_log(step, logged)
         if checkpointer is not None:
-            checkpointer.save(step + 1, state, {"step": step + 1}, force=step == num_steps - 1)
+            spent = train_seconds + time.perf_counter() - clock
+            checkpointer.save(step + 1, state, {"step": step + 1, "train_seconds": spent},
+                              force=step == num_steps - 1)
     return state, history

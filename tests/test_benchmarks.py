@@ -18,6 +18,7 @@ def test_step_time_smoke_writes_json_and_markdown(tmp_path):
     (row,) = json.loads(out.read_text())["rows"]
     assert row["config"] == "abml smoke" and len(row["times_s"]) == 2
     assert row["min_s"] <= row["median_s"] <= row["max_s"] and row["peak_rss_mb"] > 0
+    assert row["compile_s"] > 0 and row["first_step_s"] > 0   # compilation and first run apart
     text = markdown.read_text()
     assert "old" not in text and "| abml smoke |" in text and text.endswith("after\n")
 

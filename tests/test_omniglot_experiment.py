@@ -34,15 +34,40 @@ def leaves(workdir):
 
 def test_resumed_run_ends_with_the_same_parameters(tmp_path, cache):
     """MATH.md §6.8: stop at step 2, start the same command again, end bit-identical (with a
-    training query size of its own)."""
+    training query size of its own). The reported training time adds up over the parts, and
+    a run restarted after its last step reports the time its checkpoint recorded."""
     config = lambda **kw: tiny_config(train_query=3, **kw)
     omniglot.train_and_evaluate(config(), str(tmp_path / "straight"), progress=False)
-    omniglot.train_and_evaluate(config(steps=2), str(tmp_path / "resumed"), progress=False)
-    omniglot.train_and_evaluate(config(), str(tmp_path / "resumed"), progress=False)
+    first = omniglot.train_and_evaluate(config(steps=2), str(tmp_path / "resumed"), progress=False)
+    second = omniglot.train_and_evaluate(config(), str(tmp_path / "resumed"), progress=False)
     for a, b in zip(leaves(tmp_path / "straight"), leaves(tmp_path / "resumed")):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     lines = [json.loads(line) for line in open(tmp_path / "resumed" / "metrics.jsonl")]
     assert [r["step"] for r in lines if r["split"] == "train"] == [0, 1, 2, 3]
+    again = omniglot.train_and_evaluate(config(), str(tmp_path / "resumed"), progress=False)
+    assert 0 < first["train_seconds"] < second["train_seconds"]
+    assert again["train_seconds"] == pytest.approx(second["train_seconds"], abs=0.5)
+
+
+def test_out_of_memory_names_the_flags(tmp_path, cache, monkeypatch):
+    """XLA's RESOURCE_EXHAUSTED in training or evaluation becomes a MemoryError naming the
+    flags that size that stage; other runtime errors pass through unchanged."""
+    def raises(message):
+        def run(*args, **kwargs):
+            raise jax.errors.JaxRuntimeError(message)
+        return run
+
+    exhausted = "RESOURCE_EXHAUSTED: Out of memory allocating 27122515928 bytes."
+    monkeypatch.setattr(omniglot, "classification_evaluation", raises(exhausted))
+    with pytest.raises(MemoryError, match=r"^evaluation ran out of memory \(RESOURCE_EXHAUSTED.*"
+                                          r"--config.task_chunk.*--config.eval_meta_batch"):
+        omniglot.train_and_evaluate(tiny_config(steps=1), str(tmp_path / "eval"), progress=False)
+    monkeypatch.setattr(omniglot, "fit", raises(exhausted))
+    with pytest.raises(MemoryError, match=r"^meta-training ran out of memory.*--config.meta_batch"):
+        omniglot.train_and_evaluate(tiny_config(), str(tmp_path / "train"), progress=False)
+    monkeypatch.setattr(omniglot, "fit", raises("INTERNAL: something else"))
+    with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
+        omniglot.train_and_evaluate(tiny_config(), str(tmp_path / "other"), progress=False)
 
 
 def test_short_run_learns_and_writes_outputs(tmp_path, cache):
