@@ -58,10 +58,11 @@ def test_out_of_memory_names_the_flags(tmp_path, cache, monkeypatch):
         return run
 
     exhausted = "RESOURCE_EXHAUSTED: Out of memory allocating 27122515928 bytes."
+    monkeypatch.setattr(omniglot, "fit", lambda learner, state, *args, **kwargs: (state, []))
     monkeypatch.setattr(omniglot, "classification_evaluation", raises(exhausted))
     with pytest.raises(MemoryError, match=r"^evaluation ran out of memory \(RESOURCE_EXHAUSTED.*"
                                           r"--config.task_chunk.*--config.eval_meta_batch"):
-        omniglot.train_and_evaluate(tiny_config(steps=1), str(tmp_path / "eval"), progress=False)
+        omniglot.train_and_evaluate(tiny_config(), str(tmp_path / "eval"), progress=False)
     monkeypatch.setattr(omniglot, "fit", raises(exhausted))
     with pytest.raises(MemoryError, match=r"^meta-training ran out of memory.*--config.meta_batch"):
         omniglot.train_and_evaluate(tiny_config(), str(tmp_path / "train"), progress=False)
