@@ -102,6 +102,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     write = writer.write if primary else lambda *args, **kwargs: None
     local_params = lambda: host_local(state.params) if mesh is not None else state.params
     start = time.perf_counter()
+    trained = lambda: trained_before + time.perf_counter() - start   # seconds, over all parts
     try:
         with Prefetcher(sampler, start=int(state.step), buffer=config.prefetch) as batches:
             if mesh is not None:
@@ -114,13 +115,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
                     state, _ = fit(learner, state, batches, train_key, stop,
                                    log_every=config.log_every, on_log=write,
                                    checkpointer=checkpointer, progress=progress and primary,
-                                   train_seconds=trained_before + time.perf_counter() - start)
+                                   train_seconds=trained())
                 if stop < config.steps:
                     interval, _, _ = evaluate(evaluator, local_params(), data.test.images, config,
                                               config.eval_meta_batch * 5, eval_key)
                     write(stop, {k: v for k, v in interval.items() if isinstance(v, float)},
                           prefix="eval")
-        train_seconds = trained_before + time.perf_counter() - start
+        train_seconds = trained()
         report, entropy_in, entropy_out = evaluate(evaluator, local_params(), data.test.images,
                                                    config, config.eval_tasks, eval_key)
     finally:
