@@ -85,7 +85,10 @@ def rows(suite):
         return
     if suite == "sinusoid":
         mlp, gauss = mb.MLP(), mb.Gaussian(0.1)
-        yield Row("abml M=25", mb.abml(mlp, likelihood=gauss, inner_lr=2e-5), sinusoid_batch, 25, ())
+        for variance in ("gradient", "fisher"):
+            yield Row(f"abml {variance} M=25", mb.abml(mlp, likelihood=gauss, inner_lr=2e-5,
+                                                       local_variance=variance),
+                      sinusoid_batch, 25, ())
         yield Row("maml M=25", mb.maml(mlp, likelihood=gauss, inner_lr=2e-5), sinusoid_batch, 25, ())
         return
     for m in (4, 32):

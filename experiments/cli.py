@@ -1,6 +1,7 @@
 """What every experiment's ``main`` does first, and errors it turns into one clear line."""
 import contextlib
-from typing import Sequence
+import sys
+from typing import Callable, Sequence
 
 import jax
 from absl import app, logging
@@ -24,3 +25,16 @@ def explain_out_of_memory(stage: str, remedy: str):
             raise
         raise MemoryError(f"{stage} ran out of memory ({str(error).splitlines()[0]}). "
                           f"{remedy}") from None
+
+
+def run(main: Callable[[Sequence[str]], None]) -> None:
+    """``app.run(main)``, where a ValueError naming a flag (``--...``) ends the program with its
+    message on stderr and exit status 1, not a traceback."""
+    def checked_main(argv: Sequence[str]) -> None:
+        try:
+            main(argv)
+        except ValueError as error:
+            if "--" not in str(error):
+                raise
+            sys.exit(f"error: {error}")
+    app.run(checked_main)

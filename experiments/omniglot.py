@@ -17,10 +17,10 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import explain_out_of_memory, prepare_main
+from experiments.cli import explain_out_of_memory, prepare_main, run
 from metabayes.checkpointing import Checkpointer
 from metabayes.config import make_evaluator
 from metabayes.data.episodes import EpisodeSampler, Prefetcher
@@ -71,6 +71,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     if config.train_query is not None and config.train_query < 1:
         raise ValueError(f"--config.train_query must be at least 1 (or unset, for "
                          f"--config.query); got {config.train_query}")
+    learner = omniglot_learner(config)            # bad learner flags fail before the data load
+    evaluator = make_evaluator(config, learner)
     primary = host == 0
     os.makedirs(workdir, exist_ok=True)
     if primary:
@@ -78,8 +80,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
             f.write(config.to_json_best_effort(indent=1))
     data = load_omniglot(config.split, data_dir=config.data_dir, source=config.data_source,
                          seed=config.seed, rotate_train=config.rotate)
-    learner = omniglot_learner(config)
-    evaluator = make_evaluator(config, learner)
     train_query = config.query if config.train_query is None else config.train_query
     sampler = EpisodeSampler(data.train.images, ways=config.ways, shots=config.shots,
                              query=train_query, meta_batch=config.meta_batch // hosts,
@@ -162,4 +162,4 @@ if __name__ == "__main__":  # flags exist only when run as a program, so modules
         "config", os.path.join(os.path.dirname(__file__), "configs", "omniglot.py") + ":cpu_demo",
         "Config file and name: experiments/configs/omniglot.py:{cpu_demo,5w1s,5w5s,20w1s,20w5s}.")
     _WORKDIR = flags.DEFINE_string("workdir", "runs/omniglot", "Outputs and checkpoints go here.")
-    app.run(main)
+    run(main)

@@ -12,7 +12,7 @@ import os
 
 from absl import app, flags
 
-from experiments.cli import prepare_main
+from experiments.cli import prepare_main, run
 from metabayes.plotting import plot_entropy_cdf
 
 SAME_TASKS = ("seed", "split", "data_source", "data_dir", "ways", "shots", "query", "eval_tasks",
@@ -85,4 +85,4 @@ if __name__ == "__main__":
     _WORKDIRS = flags.DEFINE_list("workdirs", [], "Finished experiments.omniglot workdirs.")
     _ENTROPY_CDF = flags.DEFINE_string("entropy_cdf", "", "Where to write the joint entropy CDF "
                                        "PNG (none if empty).")
-    app.run(main)
+    run(main)

@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import prepare_main
+from experiments.cli import prepare_main, run
 import metabayes as mb
 from metabayes.config import add_learner_defaults, make_evaluator, make_learner
 from metabayes.data.sinusoid import SinusoidTasks, sine
@@ -36,10 +36,30 @@ def get_config() -> ml_collections.ConfigDict:
     c.activation = "relu"
     c.noise_std = 0.1               # known Gaussian noise of the likelihood
     c.inner_lr = 2e-5               # on the summed log-likelihood: MAML's 0.01 on mean MSE at noise 0.1
+    c.local_variance = "fisher"     # σ_λ from the data's Fisher; "gradient" (the paper's) keeps σ_θ here
+    c.seen_range = (-5.0, -3.0)     # the widening probe: support only here, sd measured ≥ 1 beyond
     c.eval_tasks = 600
     c.plot_tasks = 4
     c.log_every = 500
     return c
+
+
+def check_seen_range(seen_range, input_range) -> None:
+    """``seen_range`` must be (low, high) inside ``input_range`` leaving ≥ 1 unit unseen beyond it."""
+    low, high = input_range
+    if not (len(seen_range) == 2 and low <= seen_range[0] <= seen_range[1] - 0.1
+            and seen_range[1] <= high and (seen_range[0] - 1 >= low or seen_range[1] + 1 <= high)):
+        raise ValueError(f"--config.seen_range must be (low, high) with {low} <= low <= high - 0.1, "
+                         f"high <= {high}, and at least 1 unit of [{low}, {high}] beyond it, "
+                         f"got {tuple(seen_range)}")
+
+
+def seen_unseen_sd(std, grid, seen_range):
+    """Median over tasks of the mean sd [M, G] on ``seen_range`` and ≥ 1 unit beyond it."""
+    seen = (grid >= seen_range[0]) & (grid <= seen_range[1])
+    unseen = (grid <= seen_range[0] - 1) | (grid >= seen_range[1] + 1)
+    return (float(np.median(np.mean(std[:, seen], axis=1))),
+            float(np.median(np.mean(std[:, unseen], axis=1))))
 
 
 def grid_predictive(learner, params, support, key, num_samples, grid):
@@ -53,18 +73,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Meta-train, evaluate on ``eval_tasks`` held-out tasks, write metrics.json and a plot.
 
     Besides query MSE and NLL, it measures how the predictive sd depends on the data: on
-    held-out tasks whose support points all lie in [−5, 0] (``half`` tasks), the mean sd on
-    the seen half [−5, 0] against the unseen half [1, 5], for the learner and for the exact
-    Bayes predictive of the task family (the yardstick: how much widening is warranted).
+    held-out tasks whose support points all lie in ``seen_range`` (``seen`` tasks), the sd on
+    that range against the sd ≥ 1 unit beyond it (each a median over tasks), for the learner
+    and for the exact Bayes predictive of the task family (the yardstick: how much widening
+    is warranted).
     """
+    tasks = SinusoidTasks(support=config.support, query=config.query)
+    check_seen_range(config.seen_range, tasks.input_range)
     os.makedirs(workdir, exist_ok=True)
     model = mb.MLP(hidden=tuple(config.hidden), outputs=1, activation=config.activation)
     learner = make_learner(config, model, mb.Gaussian(config.noise_std))
     evaluator = make_evaluator(config, learner)   # before training: bad eval flags fail fast
-    tasks = SinusoidTasks(support=config.support, query=config.query)
-    half_tasks = tasks._replace(input_range=(tasks.input_range[0], 0.0))
+    seen_tasks = tasks._replace(input_range=tuple(config.seen_range))
     key = jax.random.PRNGKey(config.seed)
-    init_key, train_key, eval_key, half_key, predict_key = jax.random.split(key, 5)
+    init_key, train_key, eval_key, seen_key, predict_key = jax.random.split(key, 5)
     state = learner.init(init_key, jnp.zeros((config.support, 1)))
     start = time.perf_counter()
     batch_key, step_key = jax.random.split(train_key)
@@ -77,32 +99,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     test_tasks, amplitudes, phases = tasks.sample(eval_key, config.eval_tasks)
     scores = regression_metrics(evaluator, state.params, test_tasks, predict_key,
                                 config.eval_samples)
-    half, half_amplitudes, half_phases = half_tasks.sample(half_key, config.eval_tasks)
+    seen, seen_amplitudes, seen_phases = seen_tasks.sample(seen_key, config.eval_tasks)
     grid = np.linspace(*tasks.input_range, 201, dtype=np.float32)
     mean, std = grid_predictive(evaluator, state.params, test_tasks.support, predict_key,
                                 config.eval_samples, grid)
-    half_mean, half_std = grid_predictive(evaluator, state.params, half.support, predict_key,
+    seen_mean, seen_std = grid_predictive(evaluator, state.params, seen.support, predict_key,
                                           config.eval_samples, grid)
     bayes = jax.jit(lambda support: jax.lax.map(
         lambda one: tasks.exact_predictive(one, grid, config.noise_std, grid=128), support))
-    _, bayes_std = bayes(half.support)
-    seen_unseen = lambda sd: (float(np.mean(sd[:, grid <= 0])), float(np.mean(sd[:, grid >= 1])))
-    (seen, unseen), (bayes_seen, bayes_unseen) = seen_unseen(half_std), seen_unseen(bayes_std)
+    _, bayes_seen_std = bayes(seen.support)
+    sd_seen, sd_unseen = seen_unseen_sd(seen_std, grid, config.seen_range)
+    bayes_sd_seen, bayes_sd_unseen = seen_unseen_sd(np.asarray(bayes_seen_std), grid,
+                                                    config.seen_range)
 
     shown = config.plot_tasks // 2
-    pick = lambda full, halves: np.concatenate([np.asarray(full)[:shown],
-                                                np.asarray(halves)[:config.plot_tasks - shown]])
+    pick = lambda full, part: np.concatenate([np.asarray(full)[:shown],
+                                              np.asarray(part)[:config.plot_tasks - shown]])
+    plot_support = jax.tree_util.tree_map(pick, test_tasks.support, seen.support)
+    low, high = config.seen_range
     plot_regression_tasks(
         os.path.join(workdir, "sinusoid.png"), grid,
-        np.asarray(sine(grid[None, :], pick(amplitudes, half_amplitudes)[:, None],
-                        pick(phases, half_phases)[:, None])),
-        (pick(test_tasks.support[0], half.support[0]), pick(test_tasks.support[1], half.support[1])),
-        pick(mean, half_mean), pick(std, half_std),
+        np.asarray(sine(grid[None, :], pick(amplitudes, seen_amplitudes)[:, None],
+                        pick(phases, seen_phases)[:, None])),
+        plot_support, pick(mean, seen_mean), pick(std, seen_std),
         f"{config.algorithm.upper()}: {config.support}-shot sine regression "
-        "(right: support only in [-5, 0])")
+        f"(right: support only in [{low:g}, {high:g}])",
+        reference=bayes(plot_support))
     results = {"algorithm": config.algorithm, "steps": config.steps, **scores,
-               "predictive_sd_seen_half": seen, "predictive_sd_unseen_half": unseen,
-               "bayes_sd_seen_half": bayes_seen, "bayes_sd_unseen_half": bayes_unseen,
+               "predictive_sd_seen": sd_seen, "predictive_sd_unseen": sd_unseen,
+               "widening": sd_unseen / sd_seen, "bayes_sd_seen": bayes_sd_seen,
+               "bayes_sd_unseen": bayes_sd_unseen, "bayes_widening": bayes_sd_unseen / bayes_sd_seen,
                "train_seconds": train_seconds, "history": history, "config": config.to_dict()}
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
         json.dump(results, f, indent=1)
@@ -114,14 +140,14 @@ def main(argv):
     results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     print(f"{results['algorithm']}: query MSE {results['mse']['mean']:.4f} ± {results['mse']['ci95']:.4f}, "
           f"NLL {results['nll']['mean']:.4f} ± {results['nll']['ci95']:.4f} "
-          f"({_CONFIG.value.eval_tasks} tasks); support in [-5, 0]: predictive sd "
-          f"{results['predictive_sd_seen_half']:.3f} on [-5, 0], "
-          f"{results['predictive_sd_unseen_half']:.3f} on [1, 5] (exact Bayes "
-          f"{results['bayes_sd_seen_half']:.3f}, {results['bayes_sd_unseen_half']:.3f}); "
+          f"({_CONFIG.value.eval_tasks} tasks); support only in {tuple(_CONFIG.value.seen_range)}: "
+          f"predictive sd {results['predictive_sd_seen']:.3f} there, "
+          f"{results['predictive_sd_unseen']:.3f} ≥ 1 beyond, ×{results['widening']:.2f} (exact Bayes "
+          f"{results['bayes_sd_seen']:.3f}, {results['bayes_sd_unseen']:.3f}, ×{results['bayes_widening']:.2f}); "
           f"training {results['train_seconds']:.0f} s; wrote {_WORKDIR.value}/metrics.json, sinusoid.png")
 
 
 if __name__ == "__main__":  # flags exist only when run as a program, so modules import freely
     _CONFIG = config_flags.DEFINE_config_dict("config", get_config())
     _WORKDIR = flags.DEFINE_string("workdir", "runs/sinusoid", "Where metrics.json and sinusoid.png go.")
-    app.run(main)
+    run(main)

@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import prepare_main
+from experiments.cli import prepare_main, run
 import metabayes as mb
 from metabayes.bandit_agents import (MetaAgent, NeuralLinear, UniformAgent,
                                      normalised_regret, play)
@@ -207,4 +207,4 @@ if __name__ == "__main__":  # flags exist only when run as a program, so modules
         "config", os.path.join(os.path.dirname(__file__), "configs", "wheel_bandit.py"),
         "The wheel-bandit config file (experiments/configs/wheel_bandit.py).")
     _WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit", "Outputs and checkpoints go here.")
-    app.run(main)
+    run(main)

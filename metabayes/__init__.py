@@ -15,7 +15,8 @@ if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
 
 from metabayes.algorithms import (MetaLearner, MetaParams, NonFiniteLossError, TrainState, abml,
                                   maml)
-from metabayes.elbo import elbo, expected_log_likelihood, global_kl, local_kl, sample_outputs
+from metabayes.elbo import (draw_outputs, elbo, expected_log_likelihood, global_kl, local_kl,
+                            sample_outputs)
 from metabayes.hyperprior import Hyperprior
 from metabayes.inner_loop import (adapt, fisher_diagonal, fisher_precision_update, local_objective,
                                   per_part_optimizer)
@@ -29,7 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Categorical", "Conv4", "Gaussian", "GaussianPredictive", "Hyperprior", "MLP",
     "MeanFieldGaussian", "MetaLearner", "MetaParams", "NonFiniteLossError", "Task", "TrainState",
-    "abml", "adapt", "elbo", "expected_log_likelihood", "fisher_diagonal",
+    "abml", "adapt", "draw_outputs", "elbo", "expected_log_likelihood", "fisher_diagonal",
     "fisher_precision_update", "global_kl", "local_kl", "local_objective", "maml",
     "per_part_optimizer", "sample_outputs",
 ]

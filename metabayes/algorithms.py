@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metabayes.elbo import check_estimator, expected_log_likelihood, global_kl, local_kl, sample_outputs
+from metabayes.elbo import check_estimator, draw_outputs, expected_log_likelihood, global_kl, local_kl
 from metabayes.hyperprior import Hyperprior
 from metabayes.inner_loop import adapt, check_num_steps, check_local_variance
 from metabayes.likelihoods import Categorical, Likelihood
@@ -227,11 +227,8 @@ class MetaLearner:
         """
         adapt_key, sample_key = jax.random.split(key)
         local_posterior = self.adapt(params, params.q_theta.mean, support, adapt_key)
-        draws = 1 if local_posterior.is_point_mass else num_samples
-        outputs = jax.lax.map(
-            lambda k: sample_outputs(self.model.apply, local_posterior, query_inputs, k,
-                                     self.estimator),
-            jax.random.split(sample_key, draws))
+        outputs = draw_outputs(self.model.apply, local_posterior, query_inputs, sample_key,
+                               num_samples, self.estimator, sequential=True)
         return self.likelihood.predictive(outputs)
 
     @functools.cached_property

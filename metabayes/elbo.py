@@ -38,6 +38,20 @@ def sample_outputs(apply_fn: ApplyFn, posterior: MeanFieldGaussian, inputs: jax.
                     rngs={estimator: key})
 
 
+def draw_outputs(apply_fn: ApplyFn, posterior: MeanFieldGaussian, inputs: jax.Array,
+                 key: jax.Array, num_samples: int, estimator: str = "weights", *,
+                 sequential: bool = False) -> jax.Array:
+    """Outputs [S, ...] of ``num_samples`` draws of ``sample_outputs`` (one for a point mass).
+
+    ``sequential`` runs the draws one after another (``lax.map``: memory does not grow with
+    S); otherwise they are vmapped.
+    """
+    draws = 1 if posterior.is_point_mass else num_samples
+    one_draw = lambda k: sample_outputs(apply_fn, posterior, inputs, k, estimator)
+    keys = jax.random.split(key, draws)
+    return jax.lax.map(one_draw, keys) if sequential else jax.vmap(one_draw)(keys)
+
+
 def expected_log_likelihood(apply_fn: ApplyFn, posterior: MeanFieldGaussian, data: Data,
                             key: jax.Array, num_samples: int = 1, *,
                             likelihood: Likelihood = Categorical(),
@@ -56,12 +70,8 @@ def expected_log_likelihood(apply_fn: ApplyFn, posterior: MeanFieldGaussian, dat
       A scalar: (1/S) Σ_s Σ_n log p(y_n | x_n, φ_s).
     """
     inputs, targets = data
-    if posterior.is_point_mass:
-        num_samples = 1
-    def one_sample(sample_key):
-        outputs = sample_outputs(apply_fn, posterior, inputs, sample_key, estimator)
-        return likelihood.log_prob(outputs, targets)
-    return jnp.mean(jax.vmap(one_sample)(jax.random.split(key, num_samples)))
+    outputs = draw_outputs(apply_fn, posterior, inputs, key, num_samples, estimator)
+    return jnp.mean(jax.vmap(lambda out: likelihood.log_prob(out, targets))(outputs))
 
 
 def local_kl(posterior: MeanFieldGaussian, prior: MeanFieldGaussian) -> jax.Array:

@@ -8,10 +8,13 @@ import numpy as np  # noqa: E402
 from metabayes.metrics import out_of_episode_auroc  # noqa: E402
 
 
-def plot_regression_tasks(path: str, grid, true_values, support, mean, std, title: str) -> None:
-    """One panel per task: support points, the true function, predictive mean ± 2 sd.
+def plot_regression_tasks(path: str, grid, true_values, support, mean, std, title: str,
+                          reference=None, reference_label: str = "exact Bayes") -> None:
+    """One panel per task: support points, the true function, predictive mean ± 2 sd, and
+    optionally a ``reference`` (mean, sd) band ± 2 sd as dashed lines, ``reference_label``.
 
-    grid [G]; true_values, mean, std [T, G]; support (inputs [T, K, 1], targets [T, K, 1]).
+    grid [G]; true_values, mean, std and each of reference [T, G]; support (inputs [T, K, 1],
+    targets [T, K, 1]).
     """
     grid = np.asarray(grid)
     count = len(true_values)
@@ -21,6 +24,11 @@ def plot_regression_tasks(path: str, grid, true_values, support, mean, std, titl
                         alpha=0.25, label="mean ± 2 sd")
         ax.plot(grid, true_values[i], color="black", lw=1.2, label="true function")
         ax.plot(grid, mean[i], color="tab:blue", lw=1.5, label="predictive mean")
+        if reference is not None:
+            ref_mean, ref_std = np.asarray(reference[0][i]), np.asarray(reference[1][i])
+            ax.plot(grid, ref_mean - 2 * ref_std, color="tab:orange", ls="--", lw=1.0,
+                    label=f"{reference_label} ± 2 sd")
+            ax.plot(grid, ref_mean + 2 * ref_std, color="tab:orange", ls="--", lw=1.0)
         ax.scatter(np.asarray(support[0][i]).ravel(), np.asarray(support[1][i]).ravel(),
                    color="tab:red", zorder=3, s=18, label="support")
         ax.set_xlabel("x")

@@ -2,6 +2,8 @@
 import json
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -26,6 +28,18 @@ def test_short_run_learns_and_writes_outputs(algorithm, tmp_path):
     assert written["mse"]["mean"] == pytest.approx(results["mse"]["mean"])
     assert np.isfinite(written["nll"]["mean"]) and written["nll"]["ci95"] > 0
     assert os.path.getsize(tmp_path / "sinusoid.png") > 10_000
+    for name in ("predictive_sd_seen", "predictive_sd_unseen", "bayes_sd_seen", "bayes_sd_unseen"):
+        assert np.isfinite(written[name]) and written[name] >= 0.1 - 1e-6   # the noise sd is a floor
+    assert written["widening"] == pytest.approx(written["predictive_sd_unseen"]
+                                                / written["predictive_sd_seen"])
+
+
+def test_seen_unseen_sd_takes_the_seen_range_and_one_unit_beyond():
+    grid = np.linspace(-5.0, 5.0, 201)
+    std = np.stack([np.where(grid <= -3, 1.0, np.where(grid < -2, 7.0, 2.0)),
+                    np.where(grid <= -3, 3.0, np.where(grid < -2, 7.0, 4.0)),
+                    np.full(201, 100.0)])
+    assert sinusoid.seen_unseen_sd(std, grid, (-5.0, -3.0)) == (3.0, 4.0)
 
 
 def test_bad_flags_name_the_flag(tmp_path):
@@ -33,6 +47,18 @@ def test_bad_flags_name_the_flag(tmp_path):
         sinusoid.train_and_evaluate(short_config("reptile"), str(tmp_path))
     with pytest.raises(ValueError, match="--config.inner_optimizer"):
         sinusoid.train_and_evaluate(short_config("abml", inner_optimizer="lbfgs"), str(tmp_path))
+    for seen_range in [(-5.0, 4.5), (-3.0, -4.0), (-6.0, -3.0), (-5.0,)]:
+        with pytest.raises(ValueError, match="--config.seen_range"):
+            sinusoid.train_and_evaluate(short_config("abml", seen_range=seen_range), str(tmp_path))
+
+
+def test_bad_flag_ends_the_program_with_one_line(tmp_path):
+    """From the command line a bad flag exits 1 with its message on stderr, no traceback."""
+    run = subprocess.run([sys.executable, "-m", "experiments.sinusoid", "--config.seen_range=(-5,4.5)",
+                          f"--workdir={tmp_path}"], capture_output=True, text=True, timeout=300,
+                         cwd=os.path.join(os.path.dirname(__file__), ".."))
+    assert run.returncode == 1
+    assert "error: --config.seen_range must be" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_readme_example_runs():
