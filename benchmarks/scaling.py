@@ -8,13 +8,12 @@ overhead of sharding, not a speed-up. On a multi-GPU or TPU host it uses the rea
 global meta-batch is fixed (strong scaling); rows whose meta-batch the device count does not
 divide are skipped.
 """
-import os
+from metabayes.xla_flags import set_default_xla_flag
 
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):  # before jax
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_force_host_platform_device_count=8").strip()
+set_default_xla_flag("xla_force_host_platform_device_count", "8")   # before jax's backend starts
 
 import json  # noqa: E402
+import os  # noqa: E402
 
 import jax  # noqa: E402
 import optax  # noqa: E402

@@ -72,7 +72,8 @@ def rows(suite):
                                                    **kw)
     torch_abml = lambda samples: ("--algo", "torch_abml", "--impl", "loop", "--samples", str(samples))
     if suite == "smoke":
-        yield Row("abml smoke", mb.abml(conv(8), inner_lr=1e-3, inner_steps=1), omniglot_batch, 2, ())
+        smoke_net = mb.Conv4(num_classes=5, filters=8, blocks=2)   # every kind of layer, fast to compile
+        yield Row("abml smoke", mb.abml(smoke_net, inner_lr=1e-3, inner_steps=1), omniglot_batch, 2, ())
         return
     if suite == "variants":  # the ABML S=1 M=4 step under XLA:CPU / JAX alternatives
         yield Row("abml S=1 M=4", abml(1), omniglot_batch, 4, torch_abml(1))

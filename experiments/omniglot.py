@@ -38,12 +38,25 @@ EVALUATION_MEMORY = ("Set --config.task_chunk to evaluate that many tasks at a t
                      "--config.eval_meta_batch (which changes the test tasks).")
 
 
-def evaluate(evaluator, params, test_images, config, num_tasks, key):
-    """The evaluation of MATH.md §5 on ``num_tasks`` test tasks (the same tasks for every run
-    with this seed): (report, in-episode entropies, out-of-episode entropies)."""
-    sampler = EpisodeSampler(test_images, ways=2 * config.ways, shots=config.shots,
-                             query=config.query, meta_batch=config.eval_meta_batch,
-                             seed=config.seed + 1).check()
+def checked_sampler(split: str, flags: str, **episodes) -> EpisodeSampler:
+    """EpisodeSampler(**episodes).check(), its ValueError naming the flags that size it."""
+    try:
+        return EpisodeSampler(**episodes).check()
+    except ValueError as error:
+        raise ValueError(f"bad {flags} for the {split}: {error}") from None
+
+
+def test_sampler(test_images, config) -> EpisodeSampler:
+    """Test episodes of 2 × ways classes: ``ways`` in the episode and ``ways`` out of it (§5)."""
+    return checked_sampler("test split (its episodes take 2 × ways classes)",
+                           "--config.ways / shots / query / eval_meta_batch", images=test_images,
+                           ways=2 * config.ways, shots=config.shots, query=config.query,
+                           meta_batch=config.eval_meta_batch, seed=config.seed + 1)
+
+
+def evaluate(evaluator, params, sampler, config, num_tasks, key):
+    """The evaluation of MATH.md §5 on ``num_tasks`` tasks of the test ``sampler`` (the same
+    tasks for every run with this seed): (report, in-episode entropies, out-of-episode ones)."""
     batches = (sampler.batch(t) for t in range(math.ceil(num_tasks / config.eval_meta_batch)))
     with explain_out_of_memory("evaluation", EVALUATION_MEMORY):
         return classification_evaluation(evaluator, params, batches, key, config.ways,
@@ -81,9 +94,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     data = load_omniglot(config.split, data_dir=config.data_dir, source=config.data_source,
                          seed=config.seed, rotate_train=config.rotate)
     train_query = config.query if config.train_query is None else config.train_query
-    sampler = EpisodeSampler(data.train.images, ways=config.ways, shots=config.shots,
-                             query=train_query, meta_batch=config.meta_batch // hosts,
-                             seed=config.seed, process=host).check()
+    sampler = checked_sampler("training split", "--config.ways / shots / train_query / meta_batch",
+                              images=data.train.images, ways=config.ways, shots=config.shots,
+                              query=train_query, meta_batch=config.meta_batch // hosts,
+                              seed=config.seed, process=host)
+    test_episodes = test_sampler(data.test.images, config)   # bad flags fail before training
     init_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     state = learner.init(init_key, jnp.zeros((config.ways * config.shots, 28, 28, 1)))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
@@ -117,12 +132,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
                                    checkpointer=checkpointer, progress=progress and primary,
                                    train_seconds=trained())
                 if stop < config.steps:
-                    interval, _, _ = evaluate(evaluator, local_params(), data.test.images, config,
+                    interval, _, _ = evaluate(evaluator, local_params(), test_episodes, config,
                                               config.eval_meta_batch * 5, eval_key)
                     write(stop, {k: v for k, v in interval.items() if isinstance(v, float)},
                           prefix="eval")
         train_seconds = trained()
-        report, entropy_in, entropy_out = evaluate(evaluator, local_params(), data.test.images,
+        report, entropy_in, entropy_out = evaluate(evaluator, local_params(), test_episodes,
                                                    config, config.eval_tasks, eval_key)
     finally:
         checkpointer.close()

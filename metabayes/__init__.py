@@ -3,15 +3,13 @@
 The ELBO terms (``elbo``), the inner loop (``inner_loop``), the meta-learner and its train step
 (``algorithms``); see ../shared/docs/MATH.md for the mathematics each implements.
 """
-import os
+from metabayes.xla_flags import set_default_xla_flag
 
 # XLA:CPU's fusion emitters miscompile the gradient of a Conv4 (3+ blocks) whose weights are
 # sampled inside jit (jax 0.10.2: off by up to 60% against finite differences and against the
 # same gradient run eagerly; tests/test_models.py::test_jit_gradient_of_sampled_conv_net). Turn
 # them off before the CPU backend starts; set the flag yourself in XLA_FLAGS to override.
-if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_cpu_use_fusion_emitters=false").strip()
+set_default_xla_flag("xla_cpu_use_fusion_emitters", "false")
 
 from metabayes.algorithms import (MetaLearner, MetaParams, NonFiniteLossError, TrainState, abml,
                                   maml)

@@ -98,8 +98,12 @@ def test_short_run_learns_and_writes_outputs(tmp_path, cache):
 
 
 def test_bad_config_names_the_flag(tmp_path, cache):
-    with pytest.raises(ValueError, match="ways"):
+    """Each bad flag is named before any training (no checkpoint is written)."""
+    with pytest.raises(ValueError, match="--config.ways .* test split.* 2 × ways"):
         omniglot.train_and_evaluate(tiny_config(ways=500), str(tmp_path))
+    with pytest.raises(ValueError, match="--config.ways .* training split"):
+        omniglot.train_and_evaluate(tiny_config(ways=5000), str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists()
     with pytest.raises(ValueError, match="--config.conv"):
         omniglot.train_and_evaluate(tiny_config(conv="cudnn"), str(tmp_path))
     with pytest.raises(ValueError, match="--config.train_query"):
