@@ -4,6 +4,8 @@ import os
 from typing import Any, Dict, Optional, Tuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from metabayes.algorithms import TrainState
@@ -29,14 +31,20 @@ class Checkpointer:
             state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata)))
 
     def restore(self, template: TrainState) -> Optional[Tuple[TrainState, Dict[str, Any]]]:
-        """The latest (state, metadata), shaped like ``template``; None if nothing is saved."""
+        """The latest (state, metadata), shaped like ``template``; None if nothing is saved.
+
+        The state comes back as uncommitted arrays, like freshly initialised ones (orbax's are
+        committed to a device), so the resumed run's jitted step lowers to the same program as
+        the fresh run's and hits the same compilation-cache entry.
+        """
         step = self.latest_step()
         if step is None:
             return None
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()))
-        return restored.state, restored.metadata
+        state = jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), restored.state)
+        return state, restored.metadata
 
     def close(self):
         self.manager.wait_until_finished()
