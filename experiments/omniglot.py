@@ -46,7 +46,7 @@ def checked_sampler(split: str, flags: str, **episodes) -> EpisodeSampler:
         raise ValueError(f"bad {flags} for the {split}: {error}") from None
 
 
-def test_sampler(test_images, config) -> EpisodeSampler:
+def evaluation_sampler(test_images, config) -> EpisodeSampler:
     """Test episodes of 2 × ways classes: ``ways`` in the episode and ``ways`` out of it (§5)."""
     return checked_sampler("test split (its episodes take 2 × ways classes)",
                            "--config.ways / shots / query / eval_meta_batch", images=test_images,
@@ -98,7 +98,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
                               images=data.train.images, ways=config.ways, shots=config.shots,
                               query=train_query, meta_batch=config.meta_batch // hosts,
                               seed=config.seed, process=host)
-    test_episodes = test_sampler(data.test.images, config)   # bad flags fail before training
+    test_episodes = evaluation_sampler(data.test.images, config)   # bad flags fail before training
     init_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     state = learner.init(init_key, jnp.zeros((config.ways * config.shots, 28, 28, 1)))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
