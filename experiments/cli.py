@@ -1,4 +1,4 @@
-"""What every experiment's ``main`` does first, and errors it turns into one clear line."""
+"""How every experiment's program runs (``run(main)``), and errors it turns into one clear line."""
 import contextlib
 import sys
 from typing import Callable, Sequence
@@ -28,13 +28,15 @@ def explain_out_of_memory(stage: str, remedy: str):
 
 
 def run(main: Callable[[Sequence[str]], None]) -> None:
-    """``app.run(main)``, where a ValueError naming a flag (``--...``) ends the program with its
-    message on stderr and exit status 1, not a traceback."""
+    """``app.run(main)`` after ``prepare_main``, where a ValueError naming a flag (``--...``)
+    or a FileNotFoundError (a data path) ends the program with its message on stderr and exit
+    status 1, not a traceback."""
     def checked_main(argv: Sequence[str]) -> None:
+        prepare_main(argv)
         try:
             main(argv)
-        except ValueError as error:
-            if "--" not in str(error):
+        except (ValueError, FileNotFoundError) as error:
+            if isinstance(error, ValueError) and "--" not in str(error):
                 raise
             sys.exit(f"error: {error}")
     app.run(checked_main)

@@ -20,7 +20,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import explain_out_of_memory, prepare_main, run
+from experiments.cli import explain_out_of_memory, run
 from metabayes.checkpointing import Checkpointer
 from metabayes.config import make_evaluator
 from metabayes.data.episodes import EpisodeSampler, Prefetcher
@@ -160,7 +160,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
 
 
 def main(argv):
-    prepare_main(argv)
     config = _CONFIG.value
     if config.multihost:
         initialize_multihost(config.coordinator_address, config.num_processes, config.process_id)

@@ -12,7 +12,7 @@ import os
 
 from absl import app, flags
 
-from experiments.cli import prepare_main, run
+from experiments.cli import run
 from metabayes.plotting import plot_entropy_cdf
 
 SAME_TASKS = ("seed", "split", "data_source", "data_dir", "ways", "shots", "query", "eval_tasks",
@@ -70,7 +70,6 @@ def write_entropy_cdf(path: str, runs: dict) -> None:
 
 
 def main(argv):
-    prepare_main(argv)
     if len(_WORKDIRS.value) < 2:
         raise app.UsageError(f"--workdirs needs at least two runs, got {_WORKDIRS.value}")
     runs = {workdir: load_run(workdir) for workdir in _WORKDIRS.value}

@@ -15,7 +15,7 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import prepare_main, run
+from experiments.cli import run
 import metabayes as mb
 from metabayes.config import add_learner_defaults, make_evaluator, make_learner
 from metabayes.data.sinusoid import SinusoidTasks, sine
@@ -136,7 +136,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def main(argv):
-    prepare_main(argv)
     results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     print(f"{results['algorithm']}: query MSE {results['mse']['mean']:.4f} ± {results['mse']['ci95']:.4f}, "
           f"NLL {results['nll']['mean']:.4f} ± {results['nll']['ci95']:.4f} "

@@ -24,7 +24,7 @@ import tqdm
 from absl import flags
 from ml_collections import config_flags
 
-from experiments.cli import prepare_main, run
+from experiments.cli import run
 import metabayes as mb
 from metabayes.bandit_agents import (MetaAgent, NeuralLinear, UniformAgent,
                                      normalised_regret, play)
@@ -194,7 +194,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def main(argv):
-    prepare_main(argv)
     results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     print(results["table"])
     training = ", ".join(f"{a} {s:.0f} s" for a, s in results["train_seconds"].items())
