@@ -1,12 +1,13 @@
 r"""Few-shot Omniglot with ABML or MAML: ``python -m experiments.omniglot --flags``.
 
     python -m experiments.omniglot                                   # cpu_demo, shipped data
-    python -m experiments.omniglot --config=experiments/configs/omniglot.py:5w1s \
-        --config.algorithm=maml --config.data_dir=/data/omniglot --config.split=vinyals
+    python -m experiments.omniglot --config=experiments/configs/omniglot.py:5w1s,maml \
+        --config.data_dir=/data/omniglot --config.split=vinyals
 
 Every hyperparameter is a flag (``--config.KEY=VALUE``). The workdir receives config.json,
-checkpoints/ (resumed automatically), metrics.jsonl, tb/ (TensorBoard), eval.json,
-reliability.png and entropy_cdf.png.
+checkpoints/ (resumed automatically), metrics.jsonl (training, validation, the posterior scales
+σ_θ and σ_λ per parameter, and the final evaluation), tb/ (TensorBoard), eval.json,
+reliability.png, entropy_cdf.png and, for ABML, posterior_scales.png.
 """
 import itertools
 import json
@@ -25,8 +26,8 @@ from metabayes.checkpointing import Checkpointer
 from metabayes.config import make_evaluator
 from metabayes.data.episodes import EpisodeSampler, Prefetcher
 from metabayes.data.omniglot import load_omniglot
-from metabayes.evaluation import classification_evaluation
-from metabayes.plotting import plot_entropy_cdf, plot_reliability_diagram
+from metabayes.evaluation import classification_evaluation, posterior_scales, split_out_of_episode
+from metabayes.plotting import plot_entropy_cdf, plot_posterior_scales, plot_reliability_diagram
 from metabayes.predictor import omniglot_learner
 from metabayes.sharding import host_local, initialize_multihost, replicate, shard_tasks, task_mesh
 from metabayes.training import MetricWriter, fit
@@ -46,17 +47,24 @@ def checked_sampler(split: str, flags: str, **episodes) -> EpisodeSampler:
         raise ValueError(f"bad {flags} for the {split}: {error}") from None
 
 
-def evaluation_sampler(test_images, config) -> EpisodeSampler:
-    """Test episodes of 2 × ways classes: ``ways`` in the episode and ``ways`` out of it (§5)."""
-    return checked_sampler("test split (its episodes take 2 × ways classes)",
-                           "--config.ways / shots / query / eval_meta_batch", images=test_images,
+EVALUATION_SEEDS = {"test": 1, "validation": 2}   # added to --config.seed
+SPLIT_SIZES = ("train_characters", "validation_characters", "validation_alphabets")
+
+
+def evaluation_sampler(images, config, part: str = "test") -> EpisodeSampler:
+    """Episodes of 2 × ways classes of the ``part`` ("test" or "validation") split: ``ways``
+    in the episode and ``ways`` out of it (§5)."""
+    return checked_sampler(f"{part} split (its episodes take 2 × ways classes)",
+                           "--config.ways / shots / query / eval_meta_batch", images=images,
                            ways=2 * config.ways, shots=config.shots, query=config.query,
-                           meta_batch=config.eval_meta_batch, seed=config.seed + 1)
+                           meta_batch=config.eval_meta_batch,
+                           seed=config.seed + EVALUATION_SEEDS[part])
 
 
 def evaluate(evaluator, params, sampler, config, num_tasks, key):
-    """The evaluation of MATH.md §5 on ``num_tasks`` tasks of the test ``sampler`` (the same
-    tasks for every run with this seed): (report, in-episode entropies, out-of-episode ones)."""
+    """The evaluation of MATH.md §5 on ``num_tasks`` tasks of the ``evaluation_sampler`` (the
+    same tasks for every run with this seed): (report, in-episode entropies, out-of-episode
+    ones)."""
     batches = (sampler.batch(t) for t in range(math.ceil(num_tasks / config.eval_meta_batch)))
     with explain_out_of_memory("evaluation", EVALUATION_MEMORY):
         return classification_evaluation(evaluator, params, batches, key, config.ways,
@@ -73,6 +81,11 @@ def report_line(report) -> str:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress: bool = True):
     """Meta-train (resuming from the workdir's last checkpoint), evaluate, write the outputs.
 
+    Interval evaluations (every ``eval_every`` steps) score validation tasks. The final
+    evaluation scores ``eval_tasks`` tasks of the ``evaluate_on`` split: "test" once, at the
+    end of a run whose settings are chosen; "validation" for the runs that choose them, which
+    never see a test task. The final parameters are evaluated (no checkpoint selection).
+
     On several hosts every process runs this: each samples its own M / hosts tasks per step,
     all write the checkpoints together (orbax; ``workdir`` must be shared storage) and only
     process 0 writes the logs and results.
@@ -84,6 +97,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     if config.train_query is not None and config.train_query < 1:
         raise ValueError(f"--config.train_query must be at least 1 (or unset, for "
                          f"--config.query); got {config.train_query}")
+    if config.evaluate_on not in EVALUATION_SEEDS:
+        raise ValueError(f"--config.evaluate_on must be one of {sorted(EVALUATION_SEEDS)}, got "
+                         f"{config.evaluate_on!r}")
     learner = omniglot_learner(config)            # bad learner flags fail before the data load
     evaluator = make_evaluator(config, learner)
     primary = host == 0
@@ -92,13 +108,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=1))
     data = load_omniglot(config.split, data_dir=config.data_dir, source=config.data_source,
-                         seed=config.seed, rotate_train=config.rotate)
+                         seed=config.seed, rotate_train=config.rotate,
+                         **{key: config[key] for key in SPLIT_SIZES})
     train_query = config.query if config.train_query is None else config.train_query
     sampler = checked_sampler("training split", "--config.ways / shots / train_query / meta_batch",
                               images=data.train.images, ways=config.ways, shots=config.shots,
                               query=train_query, meta_batch=config.meta_batch // hosts,
                               seed=config.seed, process=host)
-    test_episodes = evaluation_sampler(data.test.images, config)   # bad flags fail before training
+    validation_episodes = evaluation_sampler(data.validation.images, config, "validation")
+    scale_support = split_out_of_episode(validation_episodes.batch(0), config.ways)[0].support
+    final_episodes = evaluation_sampler(getattr(data, config.evaluate_on).images, config,
+                                        config.evaluate_on)   # bad flags fail before training
     init_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     state = learner.init(init_key, jnp.zeros((config.ways * config.shots, 28, 28, 1)))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
@@ -118,6 +138,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     local_params = lambda: host_local(state.params) if mesh is not None else state.params
     start = time.perf_counter()
     trained = lambda: trained_before + time.perf_counter() - start   # seconds, over all parts
+
+    def log_scales(step):   # σ_θ and σ_λ per parameter (none for MAML)
+        scales = posterior_scales(evaluator, local_params(), scale_support, eval_key)
+        if scales:
+            write(step, scales, prefix="scales")
+
+    restored_step = int(state.step)
+    if restored_step == 0:
+        log_scales(0)
     try:
         with Prefetcher(sampler, start=int(state.step), buffer=config.prefetch) as batches:
             if mesh is not None:
@@ -132,21 +161,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
                                    checkpointer=checkpointer, progress=progress and primary,
                                    train_seconds=trained())
                 if stop < config.steps:
-                    interval, _, _ = evaluate(evaluator, local_params(), test_episodes, config,
-                                              config.eval_meta_batch * 5, eval_key)
+                    log_scales(stop)
+                    interval, _, _ = evaluate(evaluator, local_params(), validation_episodes,
+                                              config, config.eval_meta_batch * 5, eval_key)
                     write(stop, {k: v for k, v in interval.items() if isinstance(v, float)},
-                          prefix="eval")
+                          prefix="validation")
         train_seconds = trained()
-        report, entropy_in, entropy_out = evaluate(evaluator, local_params(), test_episodes,
+        if config.steps > restored_step:   # trained in this process (not a rerun of a done run)
+            log_scales(config.steps)
+        report, entropy_in, entropy_out = evaluate(evaluator, local_params(), final_episodes,
                                                    config, config.eval_tasks, eval_key)
     finally:
         checkpointer.close()
     report.update(algorithm=config.algorithm, steps=config.steps, train_seconds=train_seconds,
-                  eval_tasks=config.eval_tasks)
+                  eval_tasks=config.eval_tasks, evaluated_on=config.evaluate_on,
+                  outer_data=learner.outer_data, batch_norm=evaluator.batch_norm)
     if not primary:
         return report
     writer.write(config.steps, {k: v for k, v in report.items() if isinstance(v, float)},
-                 prefix="test")
+                 prefix=config.evaluate_on)
     writer.close()
     with open(os.path.join(workdir, "eval.json"), "w") as f:
         json.dump(report, f, indent=1)
@@ -154,6 +187,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     plot_reliability_diagram(os.path.join(workdir, "reliability.png"), report["calibration"], title)
     plot_entropy_cdf(os.path.join(workdir, "entropy_cdf.png"),
                      {config.algorithm.upper(): (entropy_in, entropy_out)}, title)
+    scales = [row for row in map(json.loads, open(os.path.join(workdir, "metrics.jsonl")))
+              if row["split"] == "scales"]
+    if scales:
+        plot_posterior_scales(os.path.join(workdir, "posterior_scales.png"), scales, title)
     with open(os.path.join(workdir, "entropies.json"), "w") as f:
         json.dump({"in_episode": entropy_in.tolist(), "out_of_episode": entropy_out.tolist()}, f)
     return report
@@ -166,8 +203,8 @@ def main(argv):
     report = train_and_evaluate(config, _WORKDIR.value)
     if jax.process_index():
         return
-    print(f"{config.algorithm} {config.ways}-way {config.shots}-shot, {config.eval_tasks} test "
-          f"tasks: {report_line(report)}\ntraining {report['train_seconds']:.0f} s; wrote "
+    print(f"{config.algorithm} {config.ways}-way {config.shots}-shot, {config.eval_tasks} "
+          f"{config.evaluate_on} tasks: {report_line(report)}\ntraining {report['train_seconds']:.0f} s; wrote "
           f"{_WORKDIR.value}/eval.json, reliability.png, entropy_cdf.png")
 
 

@@ -15,8 +15,8 @@ from absl import app, flags
 from experiments.cli import run
 from metabayes.plotting import plot_entropy_cdf
 
-SAME_TASKS = ("seed", "split", "data_source", "data_dir", "ways", "shots", "query", "eval_tasks",
-              "eval_meta_batch")   # config entries that fix the test tasks
+SAME_TASKS = ("seed", "split", "evaluate_on", "data_source", "data_dir", "ways", "shots", "query",
+              "eval_tasks", "eval_meta_batch")   # config entries that fix the evaluated tasks
 
 
 def load_run(workdir: str) -> dict:
@@ -45,11 +45,12 @@ def check_same_tasks(runs: dict) -> None:
 
 def comparison_table(runs: dict) -> str:
     """A markdown table with one row per run."""
-    lines = ["| run | algorithm | accuracy | NLL | Brier | ECE | MCE | out-of-episode AUROC | "
-             "steps | training |", "|---" * 10 + "|"]
+    lines = ["| run | algorithm | outer data | accuracy | NLL | Brier | ECE | MCE | "
+             "out-of-episode AUROC | steps | training |", "|---" * 11 + "|"]
     for workdir, run in runs.items():
         e = run["eval"]
         lines.append(f"| {os.path.basename(os.path.normpath(workdir))} | {e['algorithm']} | "
+                     f"{e.get('outer_data', 'support_query').replace('_', ' ∪ ')} | "
                      f"{100 * e['accuracy']['mean']:.1f} ± {100 * e['accuracy']['ci95']:.1f}% | "
                      f"{e['nll']:.3f} | {e['brier']:.3f} | {e['ece']:.3f} | {e['mce']:.3f} | "
                      f"{e['out_of_episode_auroc']:.3f} | {e['steps']} | "

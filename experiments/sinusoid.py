@@ -5,6 +5,7 @@ Every hyperparameter is a flag (``--config.algorithm=maml``, ``--config.steps=20
 """
 import itertools
 import json
+import math
 import os
 import time
 
@@ -62,6 +63,15 @@ def seen_unseen_sd(std, grid, seen_range):
             float(np.median(np.mean(std[:, unseen], axis=1))))
 
 
+def mirror_ratio(std, grid, seen_range):
+    """Median over tasks of sd on the mirror image −``seen_range`` over sd on ``seen_range``
+    (each a mean over the grid points [G] there), for sd [M, G] of tasks seen on seen_range."""
+    low, high = seen_range
+    seen = (grid >= low) & (grid <= high)
+    mirror = (grid >= -high) & (grid <= -low)
+    return float(np.median(np.mean(std[:, mirror], axis=1) / np.mean(std[:, seen], axis=1)))
+
+
 def grid_predictive(learner, params, support, key, num_samples, grid):
     """Predictive mean and sd [M, G] on ``grid`` [G] for M tasks' support sets."""
     grid_inputs = jnp.broadcast_to(grid[None, :, None], (support[0].shape[0], grid.size, 1))
@@ -76,7 +86,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     held-out tasks whose support points all lie in ``seen_range`` (``seen`` tasks), the sd on
     that range against the sd ≥ 1 unit beyond it (each a median over tasks), for the learner
     and for the exact Bayes predictive of the task family (the yardstick: how much widening
-    is warranted).
+    is warranted). The mirror probe asks whether that widening follows the data or merely |x|:
+    tasks seen on ``seen_range`` and on its mirror image each give the ratio of the sd at the
+    unseen mirror image to the sd where they were seen; ``mirror_widening`` is the geometric mean
+    of the two ratios, which cancels any fixed asymmetry of the band in x (1: the band does not
+    depend on where the support lies).
     """
     tasks = SinusoidTasks(support=config.support, query=config.query)
     check_seen_range(config.seen_range, tasks.input_range)
@@ -108,6 +122,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     bayes = jax.jit(lambda support: jax.lax.map(
         lambda one: tasks.exact_predictive(one, grid, config.noise_std, grid=128), support))
     _, bayes_seen_std = bayes(seen.support)
+    low, high = config.seen_range
+    mirrored, _, _ = tasks._replace(input_range=(-high, -low)).sample(
+        jax.random.fold_in(seen_key, 1), config.eval_tasks)
+    _, mirrored_std = grid_predictive(evaluator, state.params, mirrored.support, predict_key,
+                                      config.eval_samples, grid)
+    _, bayes_mirrored_std = bayes(mirrored.support)
+    mirror_widening = lambda left, right: math.sqrt(
+        mirror_ratio(np.asarray(left), grid, (low, high))
+        * mirror_ratio(np.asarray(right), grid, (-high, -low)))
     sd_seen, sd_unseen = seen_unseen_sd(seen_std, grid, config.seen_range)
     bayes_sd_seen, bayes_sd_unseen = seen_unseen_sd(np.asarray(bayes_seen_std), grid,
                                                     config.seen_range)
@@ -116,7 +139,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     pick = lambda full, part: np.concatenate([np.asarray(full)[:shown],
                                               np.asarray(part)[:config.plot_tasks - shown]])
     plot_support = jax.tree_util.tree_map(pick, test_tasks.support, seen.support)
-    low, high = config.seen_range
     plot_regression_tasks(
         os.path.join(workdir, "sinusoid.png"), grid,
         np.asarray(sine(grid[None, :], pick(amplitudes, seen_amplitudes)[:, None],
@@ -129,6 +151,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                "predictive_sd_seen": sd_seen, "predictive_sd_unseen": sd_unseen,
                "widening": sd_unseen / sd_seen, "bayes_sd_seen": bayes_sd_seen,
                "bayes_sd_unseen": bayes_sd_unseen, "bayes_widening": bayes_sd_unseen / bayes_sd_seen,
+               "mirror_widening": mirror_widening(seen_std, mirrored_std),
+               "bayes_mirror_widening": mirror_widening(bayes_seen_std, bayes_mirrored_std),
+               "outer_data": learner.outer_data,
                "train_seconds": train_seconds, "history": history, "config": config.to_dict()}
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
         json.dump(results, f, indent=1)
@@ -143,6 +168,8 @@ def main(argv):
           f"predictive sd {results['predictive_sd_seen']:.3f} there, "
           f"{results['predictive_sd_unseen']:.3f} ≥ 1 beyond, ×{results['widening']:.2f} (exact Bayes "
           f"{results['bayes_sd_seen']:.3f}, {results['bayes_sd_unseen']:.3f}, ×{results['bayes_widening']:.2f}); "
+          f"mirror image ×{results['mirror_widening']:.2f} (exact Bayes "
+          f"×{results['bayes_mirror_widening']:.2f}); "
           f"training {results['train_seconds']:.0f} s; wrote {_WORKDIR.value}/metrics.json, sinusoid.png")
 
 

@@ -26,6 +26,7 @@ from metabayes.tasks import Task, check_task, concatenate
 
 THETA_FAMILIES = ("point", "gaussian", "deterministic")
 OUTER_DATA = ("support_query", "query")
+BATCH_NORM = ("transductive", "support")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -61,7 +62,13 @@ class MetaLearner:
       inner_samples, outer_samples: Monte-Carlo samples of the inner / outer likelihood.
       kl_weight: β on the local KL (1 = the real ELBO).
       first_order: drop second-order terms of the inner loop.
-      outer_data: "support_query" (the paper's eq. 5) or "query".
+      outer_data: "support_query" (ABML's eq. 5, the default) or "query" (MAML's, the default
+        of ``maml``).
+      batch_norm: where a batch-norm model (``Conv4``) takes its statistics when it scores a
+        task's query (outer) inputs: "transductive" (the batch of query inputs itself, as MAML
+        does; the default) or "support" (the task's support inputs only, placed before the
+        queries; the model must take ``statistics_rows``). The inner loop sees only the support
+        set, so it is the same in both.
       theta_family: q(θ): "point" (the paper's), "gaussian", or "deterministic" (MAML: σ_θ = 0).
       hyperprior: p(θ); None drops the global term.
       num_tasks: N, the number of tasks in the data, for the 1/N scaling of the global KL.
@@ -90,6 +97,7 @@ class MetaLearner:
     kl_weight: float = 1.0
     first_order: bool = False
     outer_data: str = "support_query"
+    batch_norm: str = "transductive"
     theta_family: str = "point"
     hyperprior: Optional[Hyperprior] = Hyperprior()
     num_tasks: int = 1
@@ -111,6 +119,8 @@ class MetaLearner:
             raise ValueError(f"theta_family must be one of {THETA_FAMILIES}, got {self.theta_family!r}")
         if self.outer_data not in OUTER_DATA:
             raise ValueError(f"outer_data must be one of {OUTER_DATA}, got {self.outer_data!r}")
+        if self.batch_norm not in BATCH_NORM:
+            raise ValueError(f"batch_norm must be one of {BATCH_NORM}, got {self.batch_norm!r}")
         optional = ("task_chunk",) if self.task_chunk is not None else ()
         for name in ("inner_samples", "outer_samples", "num_tasks") + optional:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
@@ -159,14 +169,29 @@ class MetaLearner:
                      step_scale=params.step_scale, local_variance=self.local_variance,
                      precision_damping=self.precision_damping)
 
+    def network(self, support_inputs: jax.Array):
+        """The apply function that scores query inputs of the task with ``support_inputs``
+        [N_s, ...]: ``model.apply``, or with ``batch_norm="support"`` the model run on
+        [support; queries] with statistics from the N_s support rows, returning the queries'
+        outputs only."""
+        if self.batch_norm == "transductive":
+            return self.model.apply
+        rows = support_inputs.shape[0]
+
+        def apply_with_support_statistics(variables, inputs, **kwargs):
+            both = jnp.concatenate([support_inputs, inputs])
+            return self.model.apply(variables, both, statistics_rows=rows, **kwargs)[rows:]
+
+        return apply_with_support_statistics
+
     def task_loss(self, params: MetaParams, task: Task, key: jax.Array):
         """One task's outer loss −ELL(λ^K; D^outer) + β KL(λ^K || θ) and its two parts."""
         theta_key, adapt_key, outer_key = jax.random.split(key, 3)
         theta = params.q_theta.sample(theta_key)
         local_posterior = self.adapt(params, theta, task.support, adapt_key)
         outer = concatenate(task.support, task.query) if self.outer_data == "support_query" else task.query
-        nll = -expected_log_likelihood(self.model.apply, local_posterior, outer, outer_key,
-                                       self.outer_samples, likelihood=self.likelihood,
+        nll = -expected_log_likelihood(self.network(task.support[0]), local_posterior, outer,
+                                       outer_key, self.outer_samples, likelihood=self.likelihood,
                                        estimator=self.estimator)
         kl = local_kl(local_posterior, theta) if self.kl_weight else jnp.zeros(())
         return nll + self.kl_weight * kl, {"outer_nll": nll, "local_kl": kl}
@@ -222,13 +247,15 @@ class MetaLearner:
 
         Adapts from θ = E_q(θ)[θ] (ψ itself for the point estimate). The T samples run one
         after another (``lax.map``), so memory does not grow with T; a point-mass posterior
-        (MAML) runs the network once. Returns class probabilities [N_q, C] (Categorical) or a
-        GaussianPredictive (Gaussian).
+        (MAML) runs the network once. Batch norm (``batch_norm``): "transductive" normalises
+        the N_q query inputs by their own statistics, so every query's prediction depends on
+        the others in the batch; "support" uses the support set's. Returns class probabilities
+        [N_q, C] (Categorical) or a GaussianPredictive (Gaussian).
         """
         adapt_key, sample_key = jax.random.split(key)
         local_posterior = self.adapt(params, params.q_theta.mean, support, adapt_key)
-        outputs = draw_outputs(self.model.apply, local_posterior, query_inputs, sample_key,
-                               num_samples, self.estimator, sequential=True)
+        outputs = draw_outputs(self.network(support[0]), local_posterior, query_inputs,
+                               sample_key, num_samples, self.estimator, sequential=True)
         return self.likelihood.predictive(outputs)
 
     @functools.cached_property
@@ -251,7 +278,9 @@ def abml(model: nn.Module, **options) -> MetaLearner:
     return MetaLearner(model, **options)
 
 
-def maml(model: nn.Module, first_order: bool = False, **options) -> MetaLearner:
-    """MAML (Finn et al., 2017) as ABML with σ_θ = 0, β = 0 and no hyperprior."""
-    return MetaLearner(model, first_order=first_order, theta_family="deterministic",
-                       kl_weight=0.0, hyperprior=None, **options)
+def maml(model: nn.Module, first_order: bool = False, outer_data: str = "query",
+         **options) -> MetaLearner:
+    """MAML (Finn et al., 2017) as ABML with σ_θ = 0, β = 0 and no hyperprior; its outer loss is
+    on the query set only, as published (``outer_data="support_query"`` is ABML's choice)."""
+    return MetaLearner(model, first_order=first_order, outer_data=outer_data,
+                       theta_family="deterministic", kl_weight=0.0, hyperprior=None, **options)

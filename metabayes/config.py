@@ -2,9 +2,10 @@
 
 Shared config keys: algorithm (abml | maml), first_order, inner_steps, eval_inner_steps,
 eval_inner_lr, inner_optimizer, inner_lr, inner_optimizer_log_sigma, inner_lr_log_sigma,
-outer_lr, inner_samples, outer_samples, kl_weight, theta_family, outer_data, estimator, s0, a0,
-b0, init_log_sigma, scale_by_prior_variance, meta_sgd, local_variance, precision_damping,
-num_tasks, task_chunk. Errors name the flag as ``--config.KEY``.
+outer_lr, inner_samples, outer_samples, kl_weight, theta_family, outer_data, batch_norm,
+eval_batch_norm, estimator, s0, a0, b0, init_log_sigma, scale_by_prior_variance, meta_sgd,
+local_variance, precision_damping, num_tasks, task_chunk. Errors name the flag as
+``--config.KEY``.
 """
 import dataclasses
 import functools
@@ -48,9 +49,11 @@ def make_learner(config: ml_collections.ConfigDict, model: nn.Module,
         common = dict(
             likelihood=likelihood, inner_lr=config.inner_lr, inner_steps=config.inner_steps,
             outer_optimizer=optax.adam(config.outer_lr), inner_optimizer=inner_optimizer(config),
-            first_order=config.first_order, outer_data=config.outer_data,
+            first_order=config.first_order, batch_norm=config.get("batch_norm", "transductive"),
             num_tasks=config.num_tasks, meta_sgd=config.meta_sgd,
             task_chunk=config.get("task_chunk"))
+        if config.outer_data is not None:   # None: the algorithm's own (MAML query, ABML both)
+            common["outer_data"] = config.outer_data
         if config.algorithm == "maml":
             return maml(model, **common)
         return abml(model, inner_samples=config.inner_samples,
@@ -67,7 +70,13 @@ def make_learner(config: ml_collections.ConfigDict, model: nn.Module,
 
 def make_evaluator(config: ml_collections.ConfigDict, learner: MetaLearner) -> MetaLearner:
     """The learner used at test time: ``eval_inner_steps`` inner steps at ``eval_inner_lr``
-    (None: ``inner_lr``; it sets μ's step size, and log σ's where that follows μ's)."""
+    (None: ``inner_lr``; it sets μ's step size, and log σ's where that follows μ's), with batch
+    norm ``eval_batch_norm`` (None: ``batch_norm``)."""
+    if config.get("eval_batch_norm") is not None:
+        try:
+            learner = dataclasses.replace(learner, batch_norm=config.eval_batch_norm)
+        except ValueError as error:
+            raise ValueError(f"bad --config.eval_batch_norm: {error}") from None
     if config.get("eval_inner_lr") is None:
         return learner.replace_inner_steps(config.eval_inner_steps)
     test = config.copy_and_resolve_references()
@@ -97,7 +106,10 @@ def add_learner_defaults(c: ml_collections.ConfigDict) -> ml_collections.ConfigD
     c.eval_samples = 10
     c.kl_weight = 1.0
     c.theta_family = "point"        # point | gaussian
-    c.outer_data = "support_query"  # support_query | query
+    c.outer_data = ml_collections.config_dict.placeholder(str)   # support_query | query; None:
+    #   the algorithm's own: ABML support_query (its eq. 5), MAML query (Finn et al.)
+    c.batch_norm = "transductive"   # transductive | support (statistics of the support set)
+    c.eval_batch_norm = ml_collections.config_dict.placeholder(str)   # None: batch_norm
     c.estimator = "weights"         # weights | local_reparam | flipout
     c.s0 = 1.0
     c.a0 = 1.0

@@ -54,15 +54,20 @@ def classification_evaluation(learner: MetaLearner, params: MetaParams, batches,
     """Accuracy ± CI, NLL, Brier, ECE, MCE and out-of-episode AUROC over test meta-batches.
 
     ``batches`` yields meta-batches of 2·``ways``-way tasks (see ``split_out_of_episode``).
+    Each task is adapted once, and its in-episode and out-of-episode queries [N·Q + N·Q, ...]
+    are scored in one batch, so a transductive batch norm normalises them by the statistics
+    of their mixture, not the unseen classes by themselves.
     Returns (report dict, in-episode entropies, out-of-episode entropies).
     """
     probs, labels, entropy_in, entropy_out = [], [], [], []
     for index, batch in enumerate(batches):
         task, outside = split_out_of_episode(batch, ways)
+        inside_count = task.query[0].shape[1]
         keys = jax.random.split(jax.random.fold_in(key, index), task.query[0].shape[0])
-        inside = np.asarray(learner.predict_tasks(params, task.support, task.query[0], keys,
-                                                  num_samples))
-        out = np.asarray(learner.predict_tasks(params, task.support, outside, keys, num_samples))
+        scored = np.asarray(learner.predict_tasks(
+            params, task.support, np.concatenate([task.query[0], outside], axis=1), keys,
+            num_samples))
+        inside, out = scored[:, :inside_count], scored[:, inside_count:]
         probs.append(inside)
         labels.append(task.query[1])
         entropy_in.append(predictive_entropy(inside).ravel())
@@ -72,3 +77,23 @@ def classification_evaluation(learner: MetaLearner, params: MetaParams, batches,
     report = classification_report(probs, labels, num_bins)
     report["out_of_episode_auroc"] = out_of_episode_auroc(entropy_in, entropy_out)
     return report, entropy_in, entropy_out
+
+
+def posterior_scales(learner: MetaLearner, params: MetaParams, support, key: jax.Array
+                     ) -> Dict[str, float]:
+    """Per parameter (e.g. "Conv3x3_0/kernel"): the mean prior scale σ_θ, and the mean adapted
+    scale σ_λ over M tasks' support sets [M, N_s, ...] (the paper's Figure 5). Empty for MAML."""
+    theta = params.q_theta.mean
+    if theta.is_point_mass:
+        return {}
+    keys = jax.random.split(key, support[0].shape[0])
+    adapted = jax.jit(jax.vmap(lambda s, k: learner.adapt(params, theta, s, k)))(support, keys)
+    names = ["/".join(str(getattr(p, "key", p)) for p in path)
+             for path, _ in jax.tree_util.tree_flatten_with_path(theta.std)[0]]
+    prior = jax.tree_util.tree_leaves(theta.std)
+    local = jax.tree_util.tree_leaves(adapted.std)
+    scales = {}
+    for name, sigma_theta, sigma_lambda in zip(names, prior, local):
+        scales[f"sigma_theta/{name}"] = float(jnp.mean(sigma_theta))
+        scales[f"sigma_lambda/{name}"] = float(jnp.mean(sigma_lambda))
+    return scales

@@ -15,7 +15,7 @@ per forward pass. Convolutions are 3×3 SAME: ``im2col`` writes each as nine shi
 one matmul, which XLA:CPU runs far faster than ``lax.conv_general_dilated`` (including second
 order); ``xla`` calls the latter, the form accelerators' convolution kernels (cuDNN, TPU) expect.
 """
-from typing import Callable
+from typing import Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -124,17 +124,24 @@ class Conv3x3(nn.Module):
 
 
 class BatchNorm(nn.Module):
-    """Batch norm with the current batch's statistics (transductive, as MAML); no running stats."""
+    """Batch norm with statistics of the batch it is given; no running statistics.
+
+    x [B, ..., C]. By default the mean and variance are those of the whole batch: transductive,
+    as in MAML, so a query batch is normalised by its own statistics. ``statistics_rows=n``
+    takes them from the first n rows only (e.g. a task's support set placed before its
+    queries), so that no query influences another's prediction.
+    """
 
     epsilon: float = 1e-5
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, statistics_rows: Optional[int] = None) -> jax.Array:
         scale = _sampled_param(self, "scale", self.param("scale", nn.initializers.ones, x.shape[-1:]))
         bias = _sampled_param(self, "bias", self.param("bias", nn.initializers.zeros, x.shape[-1:]))
         axes = tuple(range(x.ndim - 1))
-        mean = jnp.mean(x, axis=axes)
-        variance = jnp.mean(jnp.square(x - mean), axis=axes)
+        reference = x if statistics_rows is None else x[:statistics_rows]
+        mean = jnp.mean(reference, axis=axes)
+        variance = jnp.mean(jnp.square(reference - mean), axis=axes)
         return (x - mean) * jax.lax.rsqrt(variance + self.epsilon) * scale + bias
 
 

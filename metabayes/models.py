@@ -3,7 +3,7 @@
 ``model.init(key, inputs)["params"]`` is φ's structure; ``model.apply({"params": φ}, x)`` is
 the network at φ (see ``metabayes.layers`` for the in-layer estimators).
 """
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -38,6 +38,7 @@ class Conv4(nn.Module):
     """The few-shot Omniglot/miniImageNet net: 4 × [conv3x3, batch norm, act, 2×2 max-pool], linear.
 
     x [B, 28, 28, 1] -> logits [B, num_classes] (28 -> 14 -> 7 -> 3 -> 1, ``filters`` features).
+    ``statistics_rows``: batch norm's statistics from the first n rows only (``BatchNorm``).
     """
 
     num_classes: int
@@ -47,8 +48,9 @@ class Conv4(nn.Module):
     conv: str = "im2col"     # "im2col" (fast on XLA:CPU) or "xla" (lax.conv: GPU / TPU kernels)
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, statistics_rows: Optional[int] = None) -> jax.Array:
         act = activation_by_name(self.activation)
         for _ in range(self.blocks):
-            x = max_pool_2x2(act(BatchNorm()(Conv3x3(self.filters, implementation=self.conv)(x))))
+            conv = Conv3x3(self.filters, implementation=self.conv)(x)
+            x = max_pool_2x2(act(BatchNorm()(conv, statistics_rows)))
         return Dense(self.num_classes)(x.reshape(x.shape[0], -1))

@@ -122,3 +122,27 @@ def plot_regret(path: str, config, steps, curves) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_posterior_scales(path: str, rows, title: str) -> None:
+    """σ_θ (solid) and the adapted σ_λ (dashed) per kernel against the meta-training step, from
+    ``rows``: dicts with "step" and ``posterior_scales``' keys (the paper's Figure 5)."""
+    rows = sorted(rows, key=lambda row: row["step"])
+    steps = [row["step"] for row in rows]
+    names = sorted(k[len("sigma_theta/"):] for k in rows[0] if k.startswith("sigma_theta/")
+                   and k.endswith("kernel"))
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    for index, name in enumerate(names):
+        color = plt.cm.viridis(index / max(len(names) - 1, 1))
+        ax.plot(steps, [row[f"sigma_theta/{name}"] for row in rows], color=color, marker="o",
+                ms=3, label=f"{name.split('/')[0]} σ_θ")
+        ax.plot(steps, [row[f"sigma_lambda/{name}"] for row in rows], color=color, ls="--",
+                marker="x", ms=3)
+    ax.set_yscale("log")
+    ax.set_xlabel("meta-training step")
+    ax.set_ylabel("mean σ (dashed: adapted σ_λ)")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -42,7 +42,14 @@ class Predictor(NamedTuple):
     def predict(self, support_images, support_labels, query_images, key: Optional[jax.Array] = None,
                 num_samples: Optional[int] = None) -> np.ndarray:
         """Posterior-predictive class probabilities [Q, ways] for query images [Q, 28, 28, 1],
-        after adapting on support images [N·K, 28, 28, 1] with labels [N·K] in 0..ways-1."""
+        after adapting on support images [N·K, 28, 28, 1] with labels [N·K] in 0..ways-1.
+
+        Batch norm follows the run's ``eval_batch_norm`` (else ``batch_norm``). The default,
+        "transductive" (as MAML), normalises the Q query images by their own statistics: each
+        prediction depends on the other queries passed with it, so pass a task's queries
+        together, as in meta-training, and not one image at a time. "support" normalises them
+        with the support set's statistics: every query is then scored on its own.
+        """
         support_images, query_images = (np.asarray(a, np.float32) for a in (support_images, query_images))
         support_labels = np.asarray(support_labels)
         for name, images in (("support_images", support_images), ("query_images", query_images)):

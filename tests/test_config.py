@@ -1,4 +1,5 @@
-"""Learners built from experiment configs: the test-time learner (eval_inner_steps, eval_inner_lr)."""
+"""Learners built from experiment configs: each algorithm's outer data, and the test-time learner
+(eval_inner_steps, eval_inner_lr, eval_batch_norm)."""
 import jax
 import ml_collections
 import numpy as np
@@ -42,3 +43,23 @@ def test_bad_eval_inner_lr_names_the_flag():
     learner = make_learner(config(), mb.MLP(hidden=(8,)), mb.Gaussian(0.1))
     with pytest.raises(ValueError, match="eval_inner_lr"):
         make_evaluator(config(eval_inner_lr=-1.0), learner)
+
+
+def test_outer_data_defaults_to_each_algorithms_own_and_can_be_set():
+    model, likelihood = mb.MLP(hidden=(8,)), mb.Gaussian(0.1)
+    assert make_learner(config(algorithm="maml"), model, likelihood).outer_data == "query"
+    assert make_learner(config(algorithm="abml"), model, likelihood).outer_data == "support_query"
+    for algorithm in ("abml", "maml"):
+        chosen = make_learner(config(algorithm=algorithm, outer_data="query"), model, likelihood)
+        assert chosen.outer_data == "query"
+    with pytest.raises(ValueError, match="--config value: outer_data"):
+        make_learner(config(outer_data="support"), model, likelihood)
+
+
+def test_eval_batch_norm_changes_the_evaluator_only():
+    learner = make_learner(config(), mb.Conv4(num_classes=2, filters=2), mb.Categorical())
+    evaluator = make_evaluator(config(eval_batch_norm="support"), learner)
+    assert (learner.batch_norm, evaluator.batch_norm) == ("transductive", "support")
+    assert make_evaluator(config(), learner).batch_norm == "transductive"
+    with pytest.raises(ValueError, match="--config.eval_batch_norm"):
+        make_evaluator(config(eval_batch_norm="running"), learner)

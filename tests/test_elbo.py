@@ -257,7 +257,7 @@ def test_meta_loss_gaussian_family_reduces_to_point_family():
 
 def test_defaults_are_the_real_elbo_and_the_papers_choices():
     """β = 1 (the real ELBO), q(θ) a point estimate, λ⁰ = θ with second-order meta-gradients,
-    support ∪ query outer data, one inner sample, hyperprior s0 = 1, a0 = 1, b0 = 0.01 (§2-3)."""
+    support ∪ query outer data (MAML: query only), one inner sample, hyperprior s0 = 1, a0 = 1, b0 = 0.01 (§2-3)."""
     learner = mb.abml(mb.MLP())
     assert learner.kl_weight == 1.0 and learner.theta_family == "point"
     assert learner.first_order is False and learner.outer_data == "support_query"
@@ -265,3 +265,6 @@ def test_defaults_are_the_real_elbo_and_the_papers_choices():
     assert learner.hyperprior == mb.Hyperprior(s0=1.0, a0=1.0, b0=0.01)
     maml = mb.maml(mb.MLP())
     assert maml.kl_weight == 0.0 and maml.hyperprior is None and maml.theta_family == "deterministic"
+    assert maml.outer_data == "query"   # Finn et al.'s outer loss: the query set only
+    assert mb.maml(mb.MLP(), outer_data="support_query").outer_data == "support_query"
+    assert learner.batch_norm == maml.batch_norm == "transductive"

@@ -17,7 +17,8 @@ def fake_run(folder, algorithm, accuracy, **config_overrides):
     files = {"config": json.loads(config.to_json()),
              "eval": {"algorithm": algorithm, "accuracy": {"mean": accuracy, "ci95": 0.02},
                       "nll": 0.5, "brier": 0.25, "ece": 0.03, "mce": 0.1,
-                      "out_of_episode_auroc": 0.7, "steps": 300, "train_seconds": 600.0},
+                      "out_of_episode_auroc": 0.7, "steps": 300, "train_seconds": 600.0,
+                      "outer_data": "query" if algorithm == "maml" else "support_query"},
              "entropies": {"in_episode": entropy.tolist(), "out_of_episode": (entropy + 0.5).tolist()}}
     for name, content in files.items():
         with open(os.path.join(folder, f"{name}.json"), "w") as f:
@@ -31,7 +32,8 @@ def test_table_and_entropy_cdf(tmp_path):
     omniglot_compare.check_same_tasks(runs)
     table = omniglot_compare.comparison_table(runs).splitlines()
     assert len(table) == 4
-    assert table[2].startswith("| a | abml | 81.2 ± 2.0% | 0.500 |") and "| 10 min |" in table[2]
+    assert table[2].startswith("| a | abml | support ∪ query | 81.2 ± 2.0% | 0.500 |")
+    assert table[3].startswith("| m | maml | query | 85.0 ± 2.0% |") and "| 10 min |" in table[2]
     omniglot_compare.write_entropy_cdf(str(tmp_path / "cdf.png"), runs)
     assert os.path.getsize(tmp_path / "cdf.png") > 5_000
 

@@ -1,5 +1,7 @@
 """Omniglot data: shipped archives, decoding, cache, splits, errors and the episodic sampler."""
+import hashlib
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -15,9 +17,11 @@ from metabayes.data import omniglot as om
 from metabayes.data.episodes import EpisodeSampler, Prefetcher, batches
 from metabayes.tasks import Task
 
-SMALL_TRAIN = {"Balinese": 24, "Early_Aramaic": 22, "Greek": 24, "Korean": 40, "Latin": 26}
+SMALL_TRAIN = {"Balinese": 24, "Early_Aramaic": 22, "Greek": 24, "Latin": 26}
+SMALL_VALIDATION = {"Korean": 40}
 SMALL_TEST = {"Japanese_(katakana)": 47, "Sanskrit": 42, "Tagalog": 17}
-SYNTHETIC = {"images_background": {"Alpha": 3, "Beta": 2}, "images_evaluation": {"Gamma": 3}}
+SYNTHETIC = {"images_background": {"Alpha": 3, "Beta": 2, "Delta": 1},
+             "images_evaluation": {"Gamma": 3}}
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +89,14 @@ def test_shipped_archives_match_their_md5_and_carry_the_license():
     assert "Lake" in (om.SHIPPED_DIR / "ATTRIBUTION.md").read_text()
 
 
-def test_small_split_decodes_136_train_and_106_test_characters(small):
+def test_small_split_decodes_96_train_40_validation_and_106_test_characters(small):
     base = small.train.rotations == 0
-    assert small.train.images.shape == (4 * 136, 20, 28, 28)
+    assert small.train.images.shape == (4 * 96, 20, 28, 28)
     assert small.train.images.dtype == np.uint8
+    assert small.validation.images.shape == (40, 20, 28, 28)
     assert small.test.images.shape == (106, 20, 28, 28) and set(small.test.rotations) == {0}
-    for chars, expected in ((small.train, SMALL_TRAIN), (small.test, SMALL_TEST)):
+    for chars, expected in ((small.train, SMALL_TRAIN), (small.validation, SMALL_VALIDATION),
+                            (small.test, SMALL_TEST)):
         names, counts = np.unique(chars.alphabets[chars.rotations == 0], return_counts=True)
         assert dict(zip(names.tolist(), counts.tolist())) == expected
     ink = small.train.images[base] / 255.0
@@ -118,7 +124,8 @@ def test_second_load_reads_the_cache_fast_and_identically(small, cache, monkeypa
 
 
 def test_a_damaged_cache_is_decoded_again(full, tmp_path):
-    load = lambda: om.load_omniglot("lake", data_dir=full, cache_dir=tmp_path, verify_md5=False)
+    load = lambda: om.load_omniglot("lake", data_dir=full, cache_dir=tmp_path, verify_md5=False,
+                                    validation_alphabets=1)
     first = load()
     for cache_file in tmp_path.glob("omniglot-*.npz"):
         cache_file.write_bytes(b"damaged")
@@ -134,9 +141,32 @@ def test_default_path_does_not_import_tensorflow(cache):
 
 # --- splits and rotations ----------------------------------------------------------------------
 
+def image_digests(chars):
+    return {hashlib.md5(image.tobytes()).hexdigest() for image in chars.images}
+
+
+def assert_three_disjoint_parts(split):
+    """No class (alphabet, character) and no image set in two of train, validation and test."""
+    for first, second in itertools.combinations(split, 2):
+        assert not pairs(first) & pairs(second)
+        assert not image_digests(first) & image_digests(second)
+
+
 def test_small_split_is_disjoint_by_alphabet_and_character(small):
-    assert not set(small.test.alphabets) & set(small.train.alphabets)
-    assert not pairs(small.test) & pairs(small.train)
+    assert_three_disjoint_parts(small)
+    for first, second in itertools.combinations(small, 2):
+        assert not set(first.alphabets) & set(second.alphabets)
+
+
+def test_every_split_has_three_disjoint_parts(full, tmp_path):
+    lake = om.load_omniglot("lake", data_dir=full, cache_dir=tmp_path, verify_md5=False,
+                            validation_alphabets=1)
+    assert_three_disjoint_parts(lake)
+    assert len(set(lake.validation.alphabets)) == 1 and set(lake.test.alphabets) == {"Gamma"}
+    vinyals = om.load_omniglot("vinyals", data_dir=full, cache_dir=tmp_path, verify_md5=False,
+                               train_characters=5, validation_characters=2, rotate_eval=True)
+    assert_three_disjoint_parts(vinyals)
+    assert (len(vinyals.validation.images), len(vinyals.test.images)) == (4 * 2, 4 * 2)
 
 
 def test_rotations_add_classes(small, cache):
@@ -145,17 +175,18 @@ def test_rotations_add_classes(small, cache):
         np.testing.assert_array_equal(small.train.images[small.train.rotations == degrees],
                                       np.rot90(base, k, axes=(2, 3)))
     plain = om.load_omniglot(data_dir=om.SHIPPED_DIR, cache_dir=cache, rotate_train=False,
-                             rotate_test=True)
-    assert len(plain.train.images) == 136 and len(plain.test.images) == 4 * 106
+                             rotate_eval=True)
+    assert len(plain.train.images) == 96 and len(plain.validation.images) == 4 * 40
+    assert len(plain.test.images) == 4 * 106
     assert len(pairs(plain.test)) == 106
 
 
 def test_lake_split_and_unzipped_folders_on_a_synthetic_full_set(full, tmp_path):
     split = om.load_omniglot("lake", data_dir=full, cache_dir=tmp_path / "c", verify_md5=False,
-                             rotate_train=False)
-    assert set(split.train.alphabets) == {"Alpha", "Beta"}
+                             rotate_train=False, validation_alphabets=1)
+    assert set(split.train.alphabets) | set(split.validation.alphabets) == {"Alpha", "Beta", "Delta"}
     assert set(split.test.alphabets) == {"Gamma"}
-    assert split.train.images.shape == (5, 20, 28, 28)
+    assert len(split.train.images) + len(split.validation.images) == 6
     assert split.test.images.shape == (3, 20, 28, 28)
     with zipfile.ZipFile(full / "images_evaluation.zip") as archive:
         first = archive.read("images_evaluation/Gamma/character01/0001_01.png")
@@ -164,7 +195,7 @@ def test_lake_split_and_unzipped_folders_on_a_synthetic_full_set(full, tmp_path)
     with zipfile.ZipFile(full / "images_background.zip") as archive:
         archive.extractall(tmp_path / "unzipped")
     unzipped = om.load_omniglot("lake", data_dir=tmp_path / "unzipped", cache_dir=tmp_path / "c",
-                                rotate_train=False)
+                                rotate_train=False, validation_alphabets=1)
     np.testing.assert_array_equal(unzipped.train.images, split.train.images)
     np.testing.assert_array_equal(unzipped.test.images, split.test.images)
 
@@ -172,15 +203,18 @@ def test_lake_split_and_unzipped_folders_on_a_synthetic_full_set(full, tmp_path)
 def test_vinyals_split_is_by_character_and_seeded(full, tmp_path, monkeypatch):
     monkeypatch.setenv("OMNIGLOT_DIR", str(full))  # found through the environment variable
     load = lambda seed: om.load_omniglot("vinyals", cache_dir=tmp_path, verify_md5=False,
-                                         seed=seed, train_characters=5, rotate_train=False)
+                                         seed=seed, train_characters=4, validation_characters=2,
+                                         rotate_train=False)
     split = load(0)
-    assert len(split.train.images) == 5 and len(split.test.images) == 3
-    assert not pairs(split.train) & pairs(split.test)
-    assert len(pairs(split.train) | pairs(split.test)) == 8
-    assert pairs(load(0).train) == pairs(split.train)
-    assert any(pairs(load(seed).train) != pairs(split.train) for seed in range(1, 6))
+    assert [len(part.images) for part in split] == [4, 2, 3]
+    assert len(set.union(*map(pairs, split))) == 9
+    assert [pairs(part) for part in load(0)] == [pairs(part) for part in split]
+    assert any(pairs(load(seed).validation) != pairs(split.validation) for seed in range(1, 6))
     with pytest.raises(ValueError, match="train_characters"):
         om.load_omniglot("vinyals", data_dir=full, cache_dir=tmp_path, verify_md5=False)
+    with pytest.raises(ValueError, match="validation_alphabets"):
+        om.load_omniglot("lake", data_dir=full, cache_dir=tmp_path, verify_md5=False,
+                         validation_alphabets=3)
 
 
 # --- the episodic sampler -----------------------------------------------------------------------
@@ -324,7 +358,9 @@ def test_tfds_source_fails_clearly_without_a_prepared_dataset(tmp_path):
 @pytest.mark.skipif(not os.environ.get("OMNIGLOT_DIR"), reason="needs the official full set")
 def test_official_full_set_splits(tmp_path):
     lake = om.load_omniglot("lake", cache_dir=tmp_path, rotate_train=False)
-    assert (len(lake.train.images), len(lake.test.images)) == (964, 659)
-    assert not set(lake.train.alphabets) & set(lake.test.alphabets)
+    assert len(lake.train.images) + len(lake.validation.images) == 964
+    assert len(set(lake.validation.alphabets)) == 5 and len(lake.test.images) == 659
+    assert_three_disjoint_parts(lake)
     vinyals = om.load_omniglot("vinyals", cache_dir=tmp_path, rotate_train=False)
-    assert (len(vinyals.train.images), len(vinyals.test.images)) == (1200, 423)
+    assert [len(part.images) for part in vinyals] == [1028, 172, 423]
+    assert_three_disjoint_parts(vinyals)

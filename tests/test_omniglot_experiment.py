@@ -73,7 +73,7 @@ def test_out_of_memory_names_the_flags(tmp_path, cache, monkeypatch):
 
 def test_short_run_learns_and_writes_outputs(tmp_path, cache):
     config = tiny_config(steps=40, eval_every=40, checkpoint_every=20, meta_batch=4, filters=16,
-                         log_every=1, eval_tasks=10)
+                         inner_lr=0.08, log_every=1, eval_tasks=10)
     report = omniglot.train_and_evaluate(config, str(tmp_path), progress=False)
     history = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     losses = [row["outer_nll"] for row in history if row["split"] == "train"]
@@ -99,8 +99,8 @@ def test_short_run_learns_and_writes_outputs(tmp_path, cache):
 
 def test_bad_config_names_the_flag(tmp_path, cache):
     """Each bad flag is named before any training (no checkpoint is written)."""
-    with pytest.raises(ValueError, match="--config.ways .* test split.* 2 × ways"):
-        omniglot.train_and_evaluate(tiny_config(ways=500), str(tmp_path))
+    with pytest.raises(ValueError, match="--config.ways .* validation split.* 2 × ways"):
+        omniglot.train_and_evaluate(tiny_config(ways=300), str(tmp_path))
     with pytest.raises(ValueError, match="--config.ways .* training split"):
         omniglot.train_and_evaluate(tiny_config(ways=5000), str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
@@ -110,3 +110,48 @@ def test_bad_config_names_the_flag(tmp_path, cache):
         omniglot.train_and_evaluate(tiny_config(train_query=0), str(tmp_path))
     with pytest.raises(ValueError, match="--config.algorithm"):
         omniglot.train_and_evaluate(tiny_config(algorithm="reptile"), str(tmp_path))
+
+
+@pytest.mark.parametrize("evaluate_on", ["test", "validation"])
+def test_intervals_score_validation_tasks_and_test_tasks_only_once_at_the_end(
+        evaluate_on, tmp_path, cache, monkeypatch):
+    """Interval evaluations (step 2) score validation tasks; the final one scores the
+    ``evaluate_on`` split, so a search run (validation) never sees a test task."""
+    data = omniglot.load_omniglot("small", rotate_train=False)
+    parts = {"validation": data.validation.images.shape, "test": data.test.images.shape}
+    assert parts["validation"] != parts["test"]
+    scored = []
+    real_evaluate = omniglot.evaluate
+
+    def recording_evaluate(evaluator, params, sampler, *args):
+        scored.append(next(name for name, shape in parts.items()
+                           if shape == sampler.images.shape))
+        return real_evaluate(evaluator, params, sampler, *args)
+
+    monkeypatch.setattr(omniglot, "evaluate", recording_evaluate)
+    report = omniglot.train_and_evaluate(tiny_config(eval_every=2, evaluate_on=evaluate_on),
+                                         str(tmp_path), progress=False)
+    assert scored == ["validation", evaluate_on]
+    assert report["evaluated_on"] == evaluate_on and report["outer_data"] == "support_query"
+    logged = {json.loads(line)["split"] for line in open(tmp_path / "metrics.jsonl")}
+    assert logged == {"train", "validation", "scales"} | {evaluate_on}
+    scales = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")
+              if '"scales"' in line]
+    assert [row["step"] for row in scales] == [0, 2, 4]
+    assert os.path.getsize(tmp_path / "posterior_scales.png") > 5_000
+    with pytest.raises(ValueError, match="--config.evaluate_on"):
+        omniglot.train_and_evaluate(tiny_config(evaluate_on="train"), str(tmp_path / "bad"))
+
+
+def test_each_algorithm_gets_its_validation_selected_settings():
+    abml, maml = get_config("5w1s"), get_config("5w1s,maml")
+    assert (abml.algorithm, maml.algorithm) == ("abml", "maml")
+    assert abml.inner_lr == maml.inner_lr == pytest.approx(0.5 * 0.4 / 5)   # half the published
+    assert abml.kl_weight == pytest.approx(0.05 * np.exp(-9.0) / 0.08)      # β at the published
+    assert (abml.eval_inner_steps, maml.eval_inner_steps) == (5, 3)
+    named, default = get_config("cpu_demo,abml").to_dict(), get_config("cpu_demo").to_dict()
+    assert (named.pop("name"), default.pop("name")) == ("cpu_demo,abml", "cpu_demo")
+    assert named == default
+    for bad in ("5w2s", "cpu_demo,reptile"):
+        with pytest.raises(ValueError, match="unknown omniglot config"):
+            get_config(bad)

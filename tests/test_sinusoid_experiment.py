@@ -32,6 +32,18 @@ def test_short_run_learns_and_writes_outputs(algorithm, tmp_path):
         assert np.isfinite(written[name]) and written[name] >= 0.1 - 1e-6   # the noise sd is a floor
     assert written["widening"] == pytest.approx(written["predictive_sd_unseen"]
                                                 / written["predictive_sd_seen"])
+    assert 0.2 < written["mirror_widening"] < 5 and 0.2 < written["bayes_mirror_widening"] < 5
+    assert written["outer_data"] == ("query" if algorithm == "maml" else "support_query")
+
+
+def test_mirror_ratio_compares_the_mirror_image_with_the_seen_range():
+    """Support on [−5, −3]: sd 1 there and 3 on [3, 5] gives 3, whatever lies in between; a band
+    that only grows with |x| gives 1."""
+    grid = np.linspace(-5.0, 5.0, 201)
+    std = np.stack([np.where(grid <= -3, 1.0, np.where(grid >= 3, 3.0, 50.0)),
+                    1.0 + np.abs(grid)])
+    assert sinusoid.mirror_ratio(std[:1], grid, (-5.0, -3.0)) == pytest.approx(3.0)
+    assert sinusoid.mirror_ratio(std[1:], grid, (-5.0, -3.0)) == pytest.approx(1.0)
 
 
 def test_seen_unseen_sd_takes_the_seen_range_and_one_unit_beyond():

@@ -12,17 +12,10 @@ small archives shipped in ``omniglot_small/`` (the default, enough for split "sm
 ``source="tfds"``, which reads a prepared TensorFlow Datasets ``omniglot`` (``data_dir`` is then
 the TFDS data directory; TensorFlow is imported only on this path).
 
-Splits (``seed`` is used by "vinyals" only):
-- "small": train = the 5 alphabets of images_background_small1 (136 characters); test = the
-  alphabets of images_background_small2 absent from small1 — Japanese_(katakana), Sanskrit and
-  Tagalog (106 characters). Greek and Latin are identical in both archives and stay in train only.
-- "vinyals": background + evaluation (1623 characters) pooled, shuffled with ``seed``; the first
-  ``train_characters`` (1200) train, the other 423 test. As in Vinyals et al. (2016) and Finn et
-  al. (2017) this split is by character, so one alphabet may appear on both sides.
-- "lake": train = images_background (30 alphabets, 964 characters), test = images_evaluation (20
-  alphabets, 659 characters), as in Lake et al. (2015).
-Rotations by 90, 180 and 270° make three more classes of every character (``rotate_train``, on by
-default; ``rotate_test``, off by default).
+Splits "small", "vinyals" and "lake", each with train, validation and test classes: see
+``metabayes.data.omniglot_splits``. Rotations by 90, 180 and 270° make three more classes of
+every character (``rotate_train``, on by default; ``rotate_eval`` for validation and test, off by
+default).
 """
 import hashlib
 import io
@@ -32,10 +25,13 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
+
+from metabayes.data.omniglot_splits import (Characters, OmniglotSplit, split_characters,
+                                            with_rotations)
 
 PathLike = Union[str, os.PathLike]
 
@@ -65,33 +61,18 @@ WAYS_TO_GET_DATA = """Ways to provide Omniglot:
      prepared (needs tensorflow and tensorflow-datasets)."""
 
 
-class Characters(NamedTuple):
-    """One class per row: images [C, 20, 28, 28] uint8 (ink 255); alphabets, characters (folder
-    names, e.g. "character07") and rotations (degrees, counter-clockwise) [C]."""
-
-    images: np.ndarray
-    alphabets: np.ndarray
-    characters: np.ndarray
-    rotations: np.ndarray
-
-
-class OmniglotSplit(NamedTuple):
-    """Meta-train and meta-test classes."""
-
-    train: Characters
-    test: Characters
-
-
 def load_omniglot(split: str = "small", *, data_dir: Optional[PathLike] = None,
                   source: str = "files", cache_dir: Optional[PathLike] = None,
-                  verify_md5: bool = True, seed: int = 0, train_characters: int = 1200,
-                  rotate_train: bool = True, rotate_test: bool = False) -> OmniglotSplit:
-    """Meta-train and meta-test classes of ``split`` ("small", "vinyals" or "lake").
+                  verify_md5: bool = True, seed: int = 0, rotate_train: bool = True,
+                  rotate_eval: bool = False, **split_sizes) -> OmniglotSplit:
+    """Meta-train, validation and meta-test classes of ``split`` ("small", "vinyals", "lake").
 
     data_dir / source / cache_dir: where the data and the decoded cache are (module docstring).
     verify_md5: check archives named like the official ones against their published md5 (turn
-    it off only for custom archives). seed, train_characters: the "vinyals" shuffle and train
-    size. rotate_train / rotate_test: add the 90/180/270° rotations as classes.
+    it off only for custom archives). seed and ``split_sizes`` (train_characters,
+    validation_characters, validation_alphabets): see ``omniglot_splits.split_characters``.
+    rotate_train / rotate_eval: add the 90/180/270° rotations as classes to the training part /
+    to the validation and test parts.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}; got {split!r}")
@@ -105,10 +86,10 @@ def load_omniglot(split: str = "small", *, data_dir: Optional[PathLike] = None,
         folder = find_data_dir(names, data_dir)
         parts = {n: load_archive(archive_path(folder, ARCHIVES[n]), cache, verify_md5)
                  for n in names}
-    train, test = split_characters(split, parts[names[0]], parts[names[1]], seed,
-                                   train_characters)
-    return OmniglotSplit(with_rotations(train) if rotate_train else train,
-                         with_rotations(test) if rotate_test else test)
+    parts = split_characters(split, parts[names[0]], parts[names[1]], seed=seed, **split_sizes)
+    rotated = lambda chars, rotate: with_rotations(chars) if rotate else chars
+    return OmniglotSplit(rotated(parts.train, rotate_train),
+                         rotated(parts.validation, rotate_eval), rotated(parts.test, rotate_eval))
 
 
 def default_cache_dir() -> Path:
@@ -286,36 +267,3 @@ def load_tfds(names: Sequence[str], data_dir: Optional[PathLike], cache: Path
     key = hashlib.md5(os.fspath(builder.data_dir).encode()).hexdigest()
     return {n: cached(cache / f"omniglot-tfds-{TFDS_SPLITS[n]}-{key}-v{DECODE_VERSION}.npz",
                       lambda n=n: decode(n)) for n in names}
-
-
-def subset(chars: Characters, index: np.ndarray) -> Characters:
-    return Characters(*(field[index] for field in chars))
-
-
-def concatenate(first: Characters, second: Characters) -> Characters:
-    return Characters(*(np.concatenate(pair) for pair in zip(first, second)))
-
-
-def split_characters(split: str, first: Characters, second: Characters, seed: int = 0,
-                     train_characters: int = 1200) -> Tuple[Characters, Characters]:
-    """(train, test) of ``split`` from its two archives (see the module docstring)."""
-    if split == "small":
-        return first, subset(second, ~np.isin(second.alphabets, first.alphabets))
-    if split == "lake":
-        return first, second
-    pooled = concatenate(first, second)
-    total = len(pooled.images)
-    if not 0 < train_characters < total:
-        raise ValueError(f"train_characters must be in 1..{total - 1} (the pool holds {total} "
-                         f"characters); got {train_characters}")
-    order = np.random.default_rng(seed).permutation(total)
-    return (subset(pooled, np.sort(order[:train_characters])),
-            subset(pooled, np.sort(order[train_characters:])))
-
-
-def with_rotations(chars: Characters) -> Characters:
-    """[4C, ...]: every character at 0, 90, 180 and 270° (counter-clockwise), rotation-major."""
-    rotations = np.tile(chars.rotations, 4) + np.repeat(np.arange(4) * 90, len(chars.images))
-    return Characters(np.concatenate([np.rot90(chars.images, k, axes=(2, 3)) for k in range(4)]),
-                      np.tile(chars.alphabets, 4), np.tile(chars.characters, 4),
-                      (rotations % 360).astype(np.int32))

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The README's Omniglot test tables: each algorithm at its validation-selected settings
+# (experiments/configs/omniglot.py, SELECTED), trained with equal steps, then evaluated once on
+# the same test tasks. Interval evaluations score validation tasks. Two lanes (ABML, MAML) run
+# side by side, each pinned to one core; a run whose eval.json exists is skipped.
+#
+#   bash experiments/studies/omniglot_protocol.sh [RUNS_DIR]      # default runs/protocol
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS=${1:-runs/protocol}
+PYTHON=${PYTHON:-.venv/bin/python}
+CONFIG=experiments/configs/omniglot.py
+# Cheaper steps than the published setting, to fit a 2-core CPU (README): Conv4-32, M = 4,
+# 5 query images per class in meta-training; 2,000 (5-way) and 300 (20-way) steps.
+SHORT=(--config.filters=32 --config.meta_batch=4 --config.train_query=5)
+FIVE_WAY=(--config.steps=2000 --config.eval_every=500 --config.eval_tasks=500)
+TWENTY_WAY=(--config.steps=300 --config.eval_every=150 --config.eval_tasks=100)
+
+run() {  # core, name, flags...
+  local core=$1 name=$2; shift 2
+  [ -f "$RUNS/$name/eval.json" ] && return 0
+  local pin=(); taskset -c "$core" true 2>/dev/null && pin=(taskset -c "$core")
+  local start=$SECONDS
+  "${pin[@]}" "$PYTHON" -m experiments.omniglot --workdir="$RUNS/$name" "$@" \
+    > "$RUNS/$name.log" 2>&1 || echo "$name failed: see $RUNS/$name.log" >&2
+  echo "$name: $((SECONDS - start)) s wall-clock" >> "$RUNS/wall_clock.txt"
+}
+
+evaluate_with_support_statistics() {  # core, name: the trained run, scored again (no training)
+  local core=$1 name=$2
+  [ -f "$RUNS/${name}_support_bn/eval.json" ] && return 0
+  rm -rf "$RUNS/${name}_support_bn"
+  mkdir -p "$RUNS/${name}_support_bn" && cp -r "$RUNS/$name/checkpoints" "$RUNS/${name}_support_bn/"
+  shift 2
+  run "$core" "${name}_support_bn" "$@" --config.eval_batch_norm=support
+}
+
+mkdir -p "$RUNS"
+(
+  run 0 cpu_demo_abml --config=$CONFIG:cpu_demo
+  evaluate_with_support_statistics 0 cpu_demo_abml --config=$CONFIG:cpu_demo
+  run 0 5w1s_abml --config=$CONFIG:5w1s "${SHORT[@]}" "${FIVE_WAY[@]}"
+  run 0 20w1s_abml --config=$CONFIG:20w1s "${SHORT[@]}" "${TWENTY_WAY[@]}"
+) &
+(
+  run 1 cpu_demo_maml --config=$CONFIG:cpu_demo,maml
+  evaluate_with_support_statistics 1 cpu_demo_maml --config=$CONFIG:cpu_demo,maml
+  run 1 5w1s_maml --config=$CONFIG:5w1s,maml "${SHORT[@]}" "${FIVE_WAY[@]}"
+  run 1 20w1s_maml --config=$CONFIG:20w1s,maml "${SHORT[@]}" "${TWENTY_WAY[@]}"
+) &
+wait

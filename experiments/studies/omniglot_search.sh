@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The validation search behind experiments/configs/omniglot.py's ABML and MAML settings.
+#
+# Every run is the cpu_demo setting (5-way 1-shot, small split, Conv4-32, M = 4, 300 steps,
+# Q = 15, T = 5) with the settings named changed, scored on 100 *validation* tasks
+# (--config.evaluate_on=validation): no run here sees a test task. Round 2 was written after
+# reading round 1 (README, "How the settings were chosen"). Two lanes run side by side, each
+# pinned to one core; a run whose eval.json exists is skipped. Tabulate with
+#   python -m experiments.omniglot_compare --workdirs=runs/search/abml_base,...
+#
+#   bash experiments/studies/omniglot_search.sh [RUNS_DIR]      # default runs/search
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS=${1:-runs/search}
+PYTHON=${PYTHON:-.venv/bin/python}
+# validation tasks only, from the settings before the search (later flags override these)
+BEFORE_SELECTION=(--config.evaluate_on=validation --config.inner_lr=0.08
+                  --config.eval_inner_steps=3)
+
+run() {  # core, name, flags...
+  local core=$1 name=$2; shift 2
+  [ -f "$RUNS/$name/eval.json" ] && return 0
+  local pin=(); taskset -c "$core" true 2>/dev/null && pin=(taskset -c "$core")
+  "${pin[@]}" "$PYTHON" -m experiments.omniglot "${BEFORE_SELECTION[@]}" \
+    --workdir="$RUNS/$name" "$@" > "$RUNS/$name.log" 2>&1 \
+    || echo "$name failed: see $RUNS/$name.log" >&2
+}
+
+mkdir -p "$RUNS"
+(  # lane 0
+  # round 1: ABML one setting at a time (inner lr 0.08, β 7.7e-5, σ_θ e^−4.5, gradient σ_λ)
+  run 0 abml_base
+  run 0 abml_fisher --config.local_variance=fisher
+  run 0 abml_sigma-3.5 --config.init_log_sigma=-3.5
+  run 0 abml_kl_x10 --config.kl_weight=7.7e-4
+  run 0 abml_flipout --config.estimator=flipout
+  # round 2: the two helpful changes of round 1 (Fisher σ_λ, 5 test-time steps) together, then
+  # with the other candidates
+  run 0 abml_fisher_eval_steps5 --config.local_variance=fisher --config.eval_inner_steps=5
+  run 0 abml_fisher_lr_half_eval_steps5 --config.local_variance=fisher --config.inner_lr=0.04 \
+    --config.eval_inner_steps=5
+  # round 3: half the μ step size (it helped MAML) without Fisher, and the outer loss on the
+  # query set alone (MAML's choice, not the paper's) as an ablation
+  run 0 abml_eval_steps5_lr_half --config.eval_inner_steps=5 --config.inner_lr=0.04
+  run 0 abml_query_eval_steps5 --config.outer_data=query --config.eval_inner_steps=5
+) &
+(  # lane 1
+  # round 1: MAML (inner lr 0.08, 1 step in training, 3 at test), then ABML
+  run 1 maml_base --config.algorithm=maml
+  run 1 maml_lr_half --config.algorithm=maml --config.inner_lr=0.04
+  run 1 maml_eval_steps5 --config.algorithm=maml --config.eval_inner_steps=5
+  run 1 abml_eval_steps5 --config.eval_inner_steps=5
+  # round 2
+  run 1 maml_lr_quarter --config.algorithm=maml --config.inner_lr=0.02
+  run 1 maml_lr_half_eval_steps5 --config.algorithm=maml --config.inner_lr=0.04 \
+    --config.eval_inner_steps=5
+  run 1 maml_lr_half_steps2 --config.algorithm=maml --config.inner_lr=0.04 --config.inner_steps=2
+  # round 3
+  run 1 maml_lr_0.06 --config.algorithm=maml --config.inner_lr=0.06
+) &
+wait
