@@ -43,6 +43,11 @@ mkdir -p "$RUNS"
   # query set alone (MAML's choice, not the paper's) as an ablation
   run 0 abml_eval_steps5_lr_half --config.eval_inner_steps=5 --config.inner_lr=0.04
   run 0 abml_query_eval_steps5 --config.outer_data=query --config.eval_inner_steps=5
+  # after the selection and the test runs: a 10× smaller β at the selected settings
+  run 0 abml_selected_kl_x0.1 --config.eval_inner_steps=5 --config.inner_lr=0.04 \
+    --config.kl_weight=7.7e-6
+  run 0 abml_selected_kl_0 --config.eval_inner_steps=5 --config.inner_lr=0.04 \
+    --config.kl_weight=0.0
 ) &
 (  # lane 1
   # round 1: MAML (inner lr 0.08, 1 step in training, 3 at test), then ABML
