@@ -101,9 +101,9 @@ def test_batch_norm_takes_its_statistics_from_the_first_rows():
     np.testing.assert_allclose(BatchNorm().apply(variables, x, statistics_rows=4), expected,
                                rtol=1e-5, atol=1e-5)
     whole = np.asarray(x)
-    np.testing.assert_allclose(BatchNorm().apply(variables, x),
-                               (whole - whole.mean((0, 1, 2))) / np.sqrt(whole.var((0, 1, 2)) + 1e-5),
-                               rtol=1e-5, atol=1e-5)
+    transductive = (whole - whole.mean((0, 1, 2))) / np.sqrt(whole.var((0, 1, 2)) + 1e-5)
+    np.testing.assert_allclose(BatchNorm().apply(variables, x), transductive, rtol=1e-5,
+                               atol=1e-5)
 
 
 def test_support_mode_scores_the_outer_queries_with_the_support_statistics():
