@@ -64,3 +64,20 @@ mkdir -p "$RUNS"
   run 1 maml_lr_0.06 --config.algorithm=maml --config.inner_lr=0.06
 ) &
 wait
+
+# 20-way check of the selection (after the test runs; TWENTY_WAY=1): the published inner step
+# size against the selected half, for both algorithms, 150 steps, 40 validation tasks.
+if [ "${TWENTY_WAY:-0}" = 1 ]; then
+  run20() {  # core, name, config name, flags...
+    local core=$1 name=$2 setting=$3; shift 3
+    local BEFORE_SELECTION=(--config=experiments/configs/omniglot.py:$setting
+      --config.evaluate_on=validation --config.filters=32 --config.meta_batch=4
+      --config.train_query=5 --config.steps=150 --config.eval_every=150 --config.eval_tasks=40)
+    run "$core" "$name" "$@"
+  }
+  ( run20 0 20w_abml_selected 20w1s
+    run20 0 20w_abml_lr_published 20w1s --config.inner_lr=0.005 ) &
+  ( run20 1 20w_maml_selected 20w1s,maml
+    run20 1 20w_maml_lr_published 20w1s,maml --config.inner_lr=0.005 ) &
+  wait
+fi
