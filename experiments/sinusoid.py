@@ -55,9 +55,14 @@ def check_seen_range(seen_range, input_range) -> None:
                          f"got {tuple(seen_range)}")
 
 
+def on_range(grid, low, high):
+    """The grid points [G] in [low, high]."""
+    return (grid >= low) & (grid <= high)
+
+
 def seen_unseen_sd(std, grid, seen_range):
     """Median over tasks of the mean sd [M, G] on ``seen_range`` and ≥ 1 unit beyond it."""
-    seen = (grid >= seen_range[0]) & (grid <= seen_range[1])
+    seen = on_range(grid, *seen_range)
     unseen = (grid <= seen_range[0] - 1) | (grid >= seen_range[1] + 1)
     return (float(np.median(np.mean(std[:, seen], axis=1))),
             float(np.median(np.mean(std[:, unseen], axis=1))))
@@ -67,8 +72,7 @@ def mirror_ratio(std, grid, seen_range):
     """Median over tasks of sd on the mirror image −``seen_range`` over sd on ``seen_range``
     (each a mean over the grid points [G] there), for sd [M, G] of tasks seen on seen_range."""
     low, high = seen_range
-    seen = (grid >= low) & (grid <= high)
-    mirror = (grid >= -high) & (grid <= -low)
+    seen, mirror = on_range(grid, low, high), on_range(grid, -high, -low)
     return float(np.median(np.mean(std[:, mirror], axis=1) / np.mean(std[:, seen], axis=1)))
 
 

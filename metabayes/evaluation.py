@@ -1,4 +1,5 @@
 """Posterior-predictive evaluation over many test tasks (MATH.md §5)."""
+import functools
 from typing import Dict
 
 import jax
@@ -79,6 +80,12 @@ def classification_evaluation(learner: MetaLearner, params: MetaParams, batches,
     return report, entropy_in, entropy_out
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _adapt_tasks(learner: MetaLearner, params: MetaParams, theta, support, keys):
+    """q(φ; λ) of M tasks [M, N_s, ...] from θ, compiled once per learner and shape."""
+    return jax.vmap(lambda s, k: learner.adapt(params, theta, s, k))(support, keys)
+
+
 def posterior_scales(learner: MetaLearner, params: MetaParams, support, key: jax.Array
                      ) -> Dict[str, float]:
     """Per parameter (e.g. "Conv3x3_0/kernel"): the mean prior scale σ_θ, and the mean adapted
@@ -86,8 +93,8 @@ def posterior_scales(learner: MetaLearner, params: MetaParams, support, key: jax
     theta = params.q_theta.mean
     if theta.is_point_mass:
         return {}
-    keys = jax.random.split(key, support[0].shape[0])
-    adapted = jax.jit(jax.vmap(lambda s, k: learner.adapt(params, theta, s, k)))(support, keys)
+    adapted = _adapt_tasks(learner, params, theta, support,
+                           jax.random.split(key, support[0].shape[0]))
     names = ["/".join(str(getattr(p, "key", p)) for p in path)
              for path, _ in jax.tree_util.tree_flatten_with_path(theta.std)[0]]
     prior = jax.tree_util.tree_leaves(theta.std)
