@@ -4,7 +4,7 @@ import sys
 from typing import Callable, Sequence
 
 import jax
-from absl import app, logging
+from absl import app, flags, logging
 
 
 def prepare_main(argv: Sequence[str]) -> None:
@@ -27,6 +27,18 @@ def explain_out_of_memory(stage: str, remedy: str):
                           f"{remedy}") from None
 
 
+def parse_flags(argv: Sequence[str]) -> Sequence[str]:
+    """absl's flag parsing, where a bad flag, or a config file that raises (e.g. an unknown
+    config name), ends the program with one line naming the flag and the reason, not the
+    config file's traceback."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = f"{lines[0]} {lines[-1]}" if len(lines) > 1 else lines[0]
+        sys.exit(f"error: {reason}")
+
+
 def run(main: Callable[[Sequence[str]], None]) -> None:
     """``app.run(main)`` after ``prepare_main``, where a ValueError naming a flag (``--...``)
     or a FileNotFoundError (a data path) ends the program with its message on stderr and exit
@@ -39,4 +51,4 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
             if isinstance(error, ValueError) and "--" not in str(error):
                 raise
             sys.exit(f"error: {error}")
-    app.run(checked_main)
+    app.run(checked_main, flags_parser=parse_flags)

@@ -2,6 +2,8 @@
 figures, resumes from a checkpoint to the same parameters, and serves predictions."""
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -155,3 +157,13 @@ def test_each_algorithm_gets_its_validation_selected_settings():
     for bad in ("5w2s", "cpu_demo,reptile"):
         with pytest.raises(ValueError, match="unknown omniglot config"):
             get_config(bad)
+
+
+def test_an_unknown_config_name_ends_the_program_with_one_line(tmp_path):
+    """From the command line: exit 1, the flag and the config's own reason, no traceback."""
+    run = subprocess.run([sys.executable, "-m", "experiments.omniglot",
+                          "--config=experiments/configs/omniglot.py:cpu_demo,reptile",
+                          f"--workdir={tmp_path}"], capture_output=True, text=True, timeout=300,
+                         cwd=os.path.join(os.path.dirname(__file__), ".."))
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "--config=" in run.stderr and "unknown omniglot config 'cpu_demo,reptile'" in run.stderr
