@@ -1,16 +1,19 @@
 """The PyTorch peer's meta-step under ``torch.profiler``, its self time sorted into Conv4's layers.
 
-Run by ``benchmarks.profile_step`` with the peers' Python (``benchmarks/setup_peers.sh``): takes
-``peer_torch.py``'s arguments plus ``--peer_dir``, runs ``--warmup`` steps, times ``--steps``
-(median ``step_s``), profiles the same batches again and prints one JSON line ``{"step_s": ...,
-"by_layer": {layer: profiled seconds per step}, "by_op": {...}}``. Each op's self time goes to
-the layer of its outermost ATen op, or for backward ops to the autograd node that ran it
+    .venv-peer/bin/python -m benchmarks.profile_peer --algo torch_abml --meta_batch 4 --steps 3
+
+Run by ``benchmarks.profile_step`` with the peers' Python (``benchmarks/setup_peers.sh``), from
+the repository's root, with ``python -m benchmarks.peers``'s arguments: builds the same peer,
+runs ``--warmup`` meta-steps, times ``--steps`` more (median ``step_s``), profiles the same
+batches again and prints one JSON line ``{"algo": ..., "step_s": ..., "by_layer": {layer:
+profiled seconds per step}, "by_op": {...}}``. Each op's self time goes to the layer of its
+outermost ATen op, or for backward ops to the autograd node that ran it
 (``ConvolutionBackward0``, ``NativeBatchNormBackwardBackward0``, ...).
 """
 import collections
+import itertools
 import json
 import statistics
-import sys
 import time
 
 LAYERS = (("onvolution", "conv / dense matmul"), ("conv2d", "conv / dense matmul"),
@@ -35,39 +38,37 @@ def layer_of(event) -> str:
                 "rest of the step (loss, KL, optimizer, RNG)")
 
 
-def main():
-    argv = sys.argv[1:]
-    folder = argv.pop(argv.index("--peer_dir") + 1)
-    argv.remove("--peer_dir")
-    sys.path.insert(0, folder)
+def main(argv=None):
+    from benchmarks.peers import require_torch
+    from benchmarks.peers.options import parse_args
+    args = parse_args(argv)
+    require_torch()
     import torch
-    import peer_torch
+    from benchmarks.peers.run import build, meta_batches, meta_step
 
-    args = peer_torch.parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    step, _, _ = peer_torch.BUILDERS[args.algo](args, {})
-    sampler = peer_torch.TaskSampler(args.ways, args.shots, args.query, args.meta_batch,
-                                     seed=args.seed + 1)
-    for _ in range(args.warmup):
-        step(sampler.sample())
-    batches = [sampler.sample() for _ in range(args.steps)]
+    peer = build(args)
+    optimizer = torch.optim.Adam(peer.parameters(), args.meta_lr)
+    batches = meta_batches(args)
+    for batch in itertools.islice(batches, args.warmup):
+        meta_step(peer, optimizer, batch)
+    timed = list(itertools.islice(batches, args.steps))
     times = []
-    for batch in batches:
+    for batch in timed:
         start = time.perf_counter()
-        step(batch)
+        meta_step(peer, optimizer, batch)
         times.append(time.perf_counter() - start)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
-        for batch in batches:
-            step(batch)
+        for batch in timed:
+            meta_step(peer, optimizer, batch)
     by_layer, by_op = collections.Counter(), collections.Counter()
     for event in profile.events():
         seconds = event.self_cpu_time_total * 1e-6 / args.steps
         if seconds > 0 and not event.name.startswith("autograd::engine"):
             by_layer[layer_of(event)] += seconds
             by_op[event.name] += seconds
-    print(json.dumps({"algo": args.algo, "step_s": statistics.median(times), "by_layer": dict(by_layer),
-                      "by_op": dict(by_op.most_common(25))}))
+    print(json.dumps({"algo": args.algo, "step_s": statistics.median(times),
+                      "by_layer": dict(by_layer), "by_op": dict(by_op.most_common(25))}))
 
 
 if __name__ == "__main__":

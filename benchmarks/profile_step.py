@@ -7,8 +7,8 @@ Ours: ``jax.profiler`` traces ``--steps`` compiled steps of a ``benchmarks.step_
 XLA:CPU thunk event is matched to its instruction in the optimised HLO, and the instruction to
 the source line its metadata names, which says which layer of Conv4 (or which other part of the
 step) it computes, forward or backward. The peer: ``benchmarks/profile_peer.py`` runs
-``torch.profiler`` over the same configuration in the peers' virtualenv and sorts ATen ops into
-the same layers. Prints seconds per step per layer for both and writes JSON. Thunk times are
+``torch.profiler`` over the same configuration of ``benchmarks.peers`` in the peers' virtualenv
+and sorts ATen ops into the same layers. Prints seconds per step per layer for both and writes JSON. Thunk times are
 wall time per thunk; thunks that XLA runs concurrently overlap, so a column can sum to more
 than the step.
 """
@@ -27,7 +27,7 @@ import time
 import jax
 from absl import app, flags
 
-from benchmarks.step_time import peer_command, row_inputs, rows
+from benchmarks.step_time import ROOT, peer_command, resolve_peer_python, row_inputs, rows
 
 # Layer of Conv4 (or other part of the step) by the function whose source line made the op.
 LAYERS = {"conv3x3_patches": "conv (im2col slices)", "_linear": "conv / dense matmul",
@@ -203,14 +203,12 @@ def main(argv):
                              f"got {_ROW.value!r}")
     if _STEPS.value < 1:
         raise app.UsageError(f"--steps must be >= 1, got {_STEPS.value}")
-    row = suite[_ROW.value]
+    row, peer_python = suite[_ROW.value], resolve_peer_python(_PEER_PYTHON.value)
     ours = profile_ours(row, _STEPS.value)
     peer = {}
-    if _PEER_PYTHON.value and row.peer_args:
-        command = peer_command(row, _STEPS.value, _PEER_PYTHON.value, _PEER_DIR.value)
-        command[1] = os.path.join(os.path.dirname(__file__), "profile_peer.py")
-        done = subprocess.run(command + ["--peer_dir", _PEER_DIR.value], capture_output=True,
-                              text=True)
+    if peer_python and row.peer_args:
+        command = peer_command(row, _STEPS.value, peer_python, module="benchmarks.profile_peer")
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         if done.returncode:
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
         peer = json.loads(done.stdout.strip().splitlines()[-1])
@@ -235,6 +233,4 @@ if __name__ == "__main__":
     _OUT = flags.DEFINE_string("out", "", "Where to write the JSON (none if empty).")
     _PEER_PYTHON = flags.DEFINE_string("peer_python", "", "Python of the peers' virtualenv; "
                                        "empty: profile ours only.")
-    _PEER_DIR = flags.DEFINE_string("peer_dir", os.path.join("..", "shared", "bench"),
-                                    "Folder holding peer_torch.py.")
     app.run(main)

@@ -1,15 +1,15 @@
 r"""Time one jitted meta-training step (inner loops + outer gradient + optax update), beside the
-PyTorch peers of ``../shared/bench`` on the same machine.
+PyTorch peers of ``benchmarks/peers`` (``python -m benchmarks.peers``) on the same machine.
 
     python -m benchmarks.step_time --suite=omniglot --out=benchmarks/results/step_time.json
-    bash benchmarks/setup_peers.sh .venv-peer            # once: torch 2.13 CPU, learn2learn
+    bash benchmarks/setup_peers.sh .venv-peer            # once: torch 2.13, learn2learn
     python -m benchmarks.step_time --suite=omniglot --peer_python=.venv-peer/bin/python \
         --out=benchmarks/results/step_time.json --benchmarks_md=BENCHMARKS.md
 
 Every row runs in a fresh process, one after the other (never two at once), so its compile time
 and peak memory are its own: first ours, then its PyTorch peer (the hand-written ABML loop for
-ABML rows, learn2learn for MAML rows; same shapes, Conv4 with floor max-pool = ``--arch
-maxpool``, batch statistics, same order of differentiation). Prints a table with the ratio JAX
+ABML rows, learn2learn for MAML rows; same shapes, Conv4 with floor max-pool, batch
+statistics, same order of differentiation). Prints a table with the ratio JAX
 time / peer time, writes JSON, and optionally replaces the table between the step-time markers
 of a markdown file. Data are random arrays of the configured shapes. Machines are noisy: compare
 ratios measured in one run, never absolute seconds across runs.
@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from metabayes.sharding import replicate, shard_tasks
 from metabayes.tasks import Task
 
 MARKERS = ("<!-- step_time:begin -->", "<!-- step_time:end -->")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # runs ``-m benchmarks.*``
 
 
 class Row(NamedTuple):
@@ -43,7 +45,8 @@ class Row(NamedTuple):
     learner: mb.MetaLearner
     make_batch: object       # (key, meta_batch) -> Task
     meta_batch: int
-    peer_args: Tuple[str, ...]   # peer_torch.py arguments of the same configuration; () for none
+    peer_args: Tuple[str, ...]   # ``python -m benchmarks.peers`` arguments of the same
+    #                              configuration, beyond ``peer_command``'s; () for none
     env: Tuple[Tuple[str, str], ...] = ()   # environment of the row's process (XLA / JAX flags)
 
 
@@ -70,7 +73,7 @@ def rows(suite):
     abml = lambda samples, net=None, **kw: mb.abml(net or conv(), outer_samples=samples,
                                                    kl_weight=1e-4, init_log_sigma=-4.0, **common,
                                                    **kw)
-    torch_abml = lambda samples: ("--algo", "torch_abml", "--impl", "loop", "--samples", str(samples))
+    torch_abml = lambda samples: ("--algo", "torch_abml", "--samples", str(samples))
     if suite == "smoke":
         smoke_net = mb.Conv4(num_classes=5, filters=8, blocks=2)   # every kind of layer, fast to compile
         yield Row("abml smoke", mb.abml(smoke_net, inner_lr=1e-3, inner_steps=1), omniglot_batch, 2, ())
@@ -107,12 +110,23 @@ def rows(suite):
                   omniglot_batch, 32, ("--algo", "l2l_maml"))
 
 
-def peer_command(row: Row, steps: int, python: str, folder: str) -> list:
-    """peer_torch.py's command line for ``row`` (Omniglot 5-way 1-shot shapes, all cores)."""
-    return [python, os.path.join(folder, "peer_torch.py"), *row.peer_args,
-            "--arch", "maxpool", "--ways", "5", "--shots", "1", "--query", "15",
+def peer_command(row: Row, steps: int, python: str, module: str = "benchmarks.peers") -> list:
+    """The command line of ``row``'s PyTorch peer (Omniglot 5-way 1-shot shapes, all cores), run
+    by ``python`` from ``ROOT``; ``module``: the peers' program (``benchmarks.profile_peer``
+    takes the same arguments)."""
+    return [python, "-m", module, *row.peer_args, "--ways", "5", "--shots", "1", "--query", "15",
             "--inner_steps", "5", "--inner_lr", "0.4", "--meta_batch", str(row.meta_batch),
             "--threads", str(os.cpu_count()), "--warmup", "2", "--steps", str(steps)]
+
+
+def resolve_peer_python(python: str) -> str:
+    """``--peer_python`` as an absolute path ("" stays "": no peers); UsageError if it is not an
+    executable."""
+    found = shutil.which(python) if python else ""
+    if python and not found:
+        raise app.UsageError(f"--peer_python={python} is not an executable; build the peers' "
+                             "environment with `bash benchmarks/setup_peers.sh .venv-peer`")
+    return os.path.abspath(found) if found else ""
 
 
 def peak_rss_mb():
@@ -161,9 +175,10 @@ def time_row(row: Row, steps: int, mesh=None) -> dict:
 
 
 def run_json(command: list, env=()) -> dict:
-    """Run ``command`` with ``env`` added to the environment; return the JSON object on the
-    last line of its stdout."""
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **dict(env)})
+    """Run ``command`` from ``ROOT`` with ``env`` added to the environment; return the JSON
+    object on the last line of its stdout."""
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **dict(env)})
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -210,15 +225,13 @@ def main(argv):
                                  f"{[r.name for r in suite]}, got {_ONLY.value!r}")
         print(json.dumps(time_row(row, _STEPS.value)))
         return
-    if _PEER_PYTHON.value and not os.path.isfile(os.path.join(_PEER_DIR.value, "peer_torch.py")):
-        raise app.UsageError(f"--peer_dir={_PEER_DIR.value} holds no peer_torch.py")
+    peer_python = resolve_peer_python(_PEER_PYTHON.value)
     results = []
     for row in [r for r in suite if not _ROWS.value or r.name in _ROWS.value]:
         result = run_json([sys.executable, "-m", "benchmarks.step_time", f"--suite={_SUITE.value}",
                            f"--steps={_STEPS.value}", f"--only={row.name}"], row.env)
-        if _PEER_PYTHON.value and row.peer_args:
-            result["peer"] = run_json(peer_command(row, _STEPS.value, _PEER_PYTHON.value,
-                                                   _PEER_DIR.value))
+        if peer_python and row.peer_args:
+            result["peer"] = run_json(peer_command(row, _STEPS.value, peer_python))
         results.append(result)
         print(format_table(results).splitlines()[-1], flush=True)
     table = format_table(results)
@@ -247,8 +260,6 @@ if __name__ == "__main__":  # flags exist only when run as a program, so benchma
     _PEER_PYTHON = flags.DEFINE_string(
         "peer_python", "", "Python of the PyTorch peers' virtualenv (benchmarks/setup_peers.sh); "
         "empty: time JAX only.")
-    _PEER_DIR = flags.DEFINE_string("peer_dir", os.path.join("..", "shared", "bench"),
-                                    "Folder holding peer_torch.py.")
     _BENCHMARKS_MD = flags.DEFINE_string(
         "benchmarks_md", "", "Markdown file whose table between the step-time markers is replaced.")
     _ONLY = flags.DEFINE_string("only", "", "Time this one row in this process and print its JSON "

@@ -1,8 +1,11 @@
-"""The step-time benchmark runs end to end (its smoke suite) and rewrites its BENCHMARKS.md table."""
+"""The step-time benchmark runs end to end (its smoke suite) and rewrites its BENCHMARKS.md table;
+the PyTorch peers (benchmarks/peers) take its arguments, import without torch, pass their checks."""
 import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -40,3 +43,72 @@ def test_profile_attributes_thunk_time_to_conv4_layers(tmp_path):
     for layer in ("conv / dense matmul", "conv (im2col slices)", "batch norm", "max-pool"):
         assert ours["by_layer"].get(layer, 0) > 0, (layer, ours["by_layer"])
     assert abs(sum(ours["by_layer"].values()) - sum(ours["by_kind"].values())) < 1e-9
+
+
+# ------------------------------------------------------------------ the PyTorch peers
+PEER_VENV_PYTHON = os.path.join(ROOT, ".venv-peer", "bin", "python")
+NO_TORCH = "import sys; sys.modules['torch'] = None\n"   # as if torch were not installed
+
+
+def test_step_time_rows_pass_arguments_the_peers_accept():
+    """Every omniglot row's peer command parses with the peers' own command line (no torch)."""
+    from benchmarks.peers.options import parse_args
+    from benchmarks.step_time import peer_command, rows
+
+    peered = [row for row in rows("omniglot") if row.peer_args]
+    assert {row.peer_args[1] for row in peered} == {"torch_abml", "l2l_maml"}
+    for row in peered:
+        command = peer_command(row, 3, "python")
+        assert command[1:3] == ["-m", "benchmarks.peers"]
+        args = parse_args(command[3:])
+        assert (args.meta_batch, args.steps, args.query, args.inner_steps) == (
+            row.meta_batch, 3, 15, 5)
+        assert args.first_order == ("FO" in row.name)
+
+
+def test_peers_import_without_torch_and_say_how_to_get_it():
+    """benchmarks.peers imports without torch; its programs stop with the setup command."""
+    program = NO_TORCH + (
+        "import benchmarks.peers as peers\n"
+        "assert not peers.torch_available()\n"
+        "try:\n"
+        "    import benchmarks.peers.run\n"
+        "except ModuleNotFoundError as error:\n"
+        "    assert error.name == 'torch' and 'setup_peers.sh' in str(error), error\n"
+        "    print('clear error')\n")
+    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "clear error" in done.stdout, done.stderr[-3000:]
+    done = subprocess.run([sys.executable, "-c", NO_TORCH + "import runpy; runpy.run_module("
+                           "'benchmarks.peers', run_name='__main__')", "--algo", "torch_abml"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "benchmarks/setup_peers.sh" in done.stderr, done.stderr[-3000:]
+
+
+def peer_python():
+    """A Python with torch: this one, else the peers' virtualenv at .venv-peer; None if neither."""
+    try:
+        import torch  # noqa: F401
+        return sys.executable
+    except ImportError:
+        return PEER_VENV_PYTHON if os.path.isfile(PEER_VENV_PYTHON) else None
+
+
+def test_peers_meta_gradients_check_and_a_step_runs():
+    """benchmarks.peers.check passes (torch_maml == learn2learn, ABML with σ → 0 == MAML, both
+    meta-gradients == finite differences) and a tiny timed ABML run prints its JSON."""
+    python = peer_python()
+    if python is None:
+        pytest.skip("torch is not installed here nor in .venv-peer (the PyTorch peers' "
+                    "environment: bash benchmarks/setup_peers.sh .venv-peer)")
+    done = subprocess.run([python, "-m", "benchmarks.peers.check"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and " 0 failed" in done.stdout, done.stdout + done.stderr[-3000:]
+    done = subprocess.run([python, "-m", "benchmarks.peers", "--algo", "torch_abml",
+                           "--meta_batch", "1", "--query", "1", "--inner_steps", "1",
+                           "--warmup", "0", "--steps", "1", "--threads", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["algo"] == "torch_abml" and len(result["times_s"]) == 1
+    assert result["meta_params"] == 2 * 112261   # μ_θ and log σ_θ of Conv4 (64 filters, 5 ways)

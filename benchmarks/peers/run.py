@@ -1,0 +1,109 @@
+"""Time one peer: ``python -m benchmarks.peers --algo ALGO [options]`` (``options.py``).
+
+Runs ``--warmup`` then ``--steps`` meta-steps (zero the gradients, the peer's meta-gradient,
+one Adam step), each on a fresh random meta-batch drawn before its clock starts, logs each step
+on stderr and prints one JSON line on stdout: ``algo``, ``config``, ``median_s`` / ``min_s`` /
+``max_s`` / ``mean_s`` and ``times_s`` per timed step, ``peak_rss_mb`` (the process's maximum
+resident set), ``meta_params`` (their count), the losses of the first and last steps, versions.
+"""
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from typing import Tuple
+
+from benchmarks.peers import require_torch
+from benchmarks.peers.options import parse_args
+
+require_torch()
+import torch  # noqa: E402
+
+from benchmarks.peers.abml import TorchABML  # noqa: E402
+from benchmarks.peers.conv4 import init_params  # noqa: E402
+from benchmarks.peers.data import MetaBatch, random_meta_batch  # noqa: E402
+from benchmarks.peers.maml import TorchMAML  # noqa: E402
+
+ABML_OPTIONS = ("samples", "kl_weight", "hyper_weight", "log_sigma_init", "a0", "b0")
+
+
+def build(args):
+    """The peer ``args.algo`` names, its weights drawn after ``torch.manual_seed(args.seed)``."""
+    torch.manual_seed(args.seed)
+    if args.algo == "l2l_maml":
+        from benchmarks.peers.l2l import Learn2LearnMAML
+        return Learn2LearnMAML(args.ways, args.inner_lr, args.inner_steps, args.first_order)
+    params = init_params(args.ways)
+    if args.algo == "torch_maml":
+        return TorchMAML(params, args.inner_lr, args.inner_steps, args.first_order)
+    return TorchABML(params, args.inner_lr, args.inner_steps, args.first_order,
+                     **{name: getattr(args, name) for name in ABML_OPTIONS})
+
+
+def meta_step(peer, optimizer: torch.optim.Optimizer, batch: MetaBatch) -> Tuple[float, float]:
+    """One meta-training step, what is timed: zero the gradients, the peer's meta-gradient, one
+    optimizer step. Returns (meta-loss, query NLL)."""
+    optimizer.zero_grad()
+    loss, nll = peer.meta_gradient(batch)
+    optimizer.step()
+    return loss, nll
+
+
+def meta_batches(args):
+    """The run's endless stream of random meta-batches (``data.random_meta_batch``)."""
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    while True:
+        yield random_meta_batch(args.meta_batch, args.ways, args.shots, args.query, generator)
+
+
+def time_steps(peer, args) -> dict:
+    """Seconds and losses of ``args.warmup + args.steps`` meta-steps of ``peer`` under Adam."""
+    optimizer = torch.optim.Adam(peer.parameters(), args.meta_lr)
+    batches = meta_batches(args)
+    times, losses, nlls = [], [], []
+    for step in range(args.warmup + args.steps):
+        batch = next(batches)
+        start = time.perf_counter()
+        loss, nll = meta_step(peer, optimizer, batch)
+        seconds = time.perf_counter() - start
+        losses.append(loss)
+        nlls.append(nll)
+        if step >= args.warmup:
+            times.append(seconds)
+        print(f"step {step:4d} loss {loss:.4f} query_nll {nll:.4f} time {seconds:.3f}s",
+              file=sys.stderr)
+    return {"times": times, "losses": losses, "nlls": nlls}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.flush_denormal:
+        torch.set_flush_denormal(True)
+    peer = build(args)
+    run = time_steps(peer, args)
+    times, losses, nlls = run["times"], run["losses"], run["nlls"]
+    versions = {"torch": torch.__version__}
+    if args.algo == "l2l_maml":
+        versions.update(learn2learn=peer.version,
+                        torchvision_placeholder=peer.torchvision_placeholder)
+    config = {k: v for k, v in vars(args).items()
+              if k not in ("algo", "steps", "warmup", "seed")
+              and (args.algo == "torch_abml" or k not in ABML_OPTIONS)}
+    k = max(1, min(5, len(losses) // 4))   # first / last k steps, warm-up included
+    mean = lambda values: sum(values) / len(values) if values else None
+    print(json.dumps({
+        "peer": "pytorch", "algo": args.algo, "config": config,
+        "steps": args.steps, "warmup": args.warmup,
+        "median_s": statistics.median(times) if times else None,
+        "min_s": min(times, default=None), "max_s": max(times, default=None),
+        "mean_s": mean(times), "times_s": [round(t, 4) for t in times],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "meta_params": sum(p.numel() for p in peer.parameters()),
+        "loss_first": mean(losses[:k]), "loss_last": mean(losses[-k:]),
+        "query_nll_first": mean(nlls[:k]), "query_nll_last": mean(nlls[-k:]),
+        "query_nll_per_step": [round(v, 4) for v in nlls],
+        "versions": versions, "python": platform.python_version(), "nproc": os.cpu_count(),
+    }))
