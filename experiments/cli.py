@@ -1,10 +1,23 @@
-"""How every experiment's program runs (``run(main)``), and errors it turns into one clear line."""
+"""How every experiment's program runs (``run(main)``), and the one place where the errors a user
+can cause become one line naming the ``--config.KEY`` flags to change.
+
+Library errors name library options in backticks (`inner_lr`). ``flag_names`` turns each into
+the flag that sets it: ``--config.inner_lr``, or another key where the experiment built the
+library object from one (the test-time learner's `inner_steps` is ``--config.eval_inner_steps``:
+``metabayes.config.options_set_by``).
+"""
 import contextlib
+import re
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import jax
 from absl import app, flags, logging
+
+from metabayes.config import USER_ERRORS
+from metabayes.data.errors import DataError
+
+OPTION = re.compile(r"`([\w.]+)`")
 
 
 def prepare_main(argv: Sequence[str]) -> None:
@@ -12,6 +25,23 @@ def prepare_main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {list(argv[1:])}")
     logging.set_verbosity(logging.WARNING)
+
+
+def flag_names(message: str, keys: Iterable[str], renames: Mapping[str, Any] = {}) -> str:
+    """``message`` with every `option` written as the flag that sets it: ``--config.KEY`` where
+    KEY (``renames[option]``, else the option itself) is one of the config's ``keys``; a rename
+    to (KEY, FALLBACK) names both, "--config.KEY (unset: --config.FALLBACK)". Any other `option`
+    keeps its name, without the backticks."""
+    keys = set(keys)
+    as_flag = lambda key: f"--config.{key}" if key in keys else key
+
+    def flag(match: re.Match) -> str:
+        key = renames.get(match[1], match[1])
+        if isinstance(key, str):
+            return as_flag(key)
+        return f"{as_flag(key[0])} (unset: {as_flag(key[1])})"
+
+    return OPTION.sub(flag, message)
 
 
 @contextlib.contextmanager
@@ -39,16 +69,37 @@ def parse_flags(argv: Sequence[str]) -> Sequence[str]:
         sys.exit(f"error: {reason}")
 
 
-def run(main: Callable[[Sequence[str]], None]) -> None:
-    """``app.run(main)`` after ``prepare_main``, where a ValueError naming a flag (``--...``)
-    or a FileNotFoundError (a data path) ends the program with its message on stderr and exit
-    status 1, not a traceback."""
+def is_users_error(error: BaseException) -> bool:
+    """A bad option, bad or missing data, divergence or memory, not a bug: ValueErrors and
+    ImportErrors count when they name an option (`option` or --flag) or are about data."""
+    if isinstance(error, (FileNotFoundError, FloatingPointError, MemoryError, ConnectionError,
+                          DataError)):
+        return True
+    return isinstance(error, USER_ERRORS) and bool(OPTION.search(str(error)) or "--" in str(error))
+
+
+def run(main: Callable[[Sequence[str]], None], config: Optional[flags.FlagHolder] = None) -> None:
+    """``app.run(main)`` after ``prepare_main``, where a user's error (``is_users_error``) ends
+    the program with one line on stderr, its options named as ``config``'s flags, and exit
+    status 1; other errors (bugs) keep their traceback."""
     def checked_main(argv: Sequence[str]) -> None:
         prepare_main(argv)
         try:
             main(argv)
-        except (ValueError, FileNotFoundError) as error:
-            if isinstance(error, ValueError) and "--" not in str(error):
+        except USER_ERRORS as error:
+            if not is_users_error(error):
                 raise
-            sys.exit(f"error: {error}")
+            keys = config_keys(config.value) if config is not None else ()
+            message = " ".join(str(error).split()) or type(error).__name__
+            sys.exit(f"error: {flag_names(message, keys, getattr(error, 'option_renames', {}))}")
     app.run(checked_main, flags_parser=parse_flags)
+
+
+def config_keys(config) -> list:
+    """Every key of a (nested) config, nested ones dotted: ["seed", "neural_linear.hidden"]."""
+    keys = []
+    for key, value in config.items():
+        keys.append(key)
+        if hasattr(value, "items"):
+            keys.extend(f"{key}.{inner}" for inner in config_keys(value))
+    return keys

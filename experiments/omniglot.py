@@ -22,8 +22,11 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments.cli import explain_out_of_memory, run
+from experiments.configs import omniglot as omniglot_configs
+from experiments.run_config import write_run_config
 from metabayes.checkpointing import Checkpointer
-from metabayes.config import make_evaluator
+from metabayes.config import EVALUATION_KEYS, make_evaluator, options_set_by
+from metabayes.config_checks import check_config
 from metabayes.data.episodes import EpisodeSampler, Prefetcher
 from metabayes.data.omniglot import load_omniglot
 from metabayes.evaluation import classification_evaluation, posterior_scales, split_out_of_episode
@@ -66,7 +69,7 @@ def evaluate(evaluator, params, sampler, config, num_tasks, key):
     same tasks for every run with this seed): (report, in-episode entropies, out-of-episode
     ones)."""
     batches = (sampler.batch(t) for t in range(math.ceil(num_tasks / config.eval_meta_batch)))
-    with explain_out_of_memory("evaluation", EVALUATION_MEMORY):
+    with explain_out_of_memory("evaluation", EVALUATION_MEMORY), options_set_by(EVALUATION_KEYS):
         return classification_evaluation(evaluator, params, batches, key, config.ways,
                                           config.eval_samples, config.num_bins)
 
@@ -86,30 +89,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     end of a run whose settings are chosen; "validation" for the runs that choose them, which
     never see a test task. The final parameters are evaluated (no checkpoint selection).
 
+    Every key is checked (``RULES``) and the derived ones resolved before any work. A run that
+    resumes must have the settings of its config.json, but for ``RESUMABLE_CHANGES``.
+
     On several hosts every process runs this: each samples its own M / hosts tasks per step,
     all write the checkpoints together (orbax; ``workdir`` must be shared storage) and only
     process 0 writes the logs and results.
     """
+    check_config(config, omniglot_configs.RULES)
+    config = omniglot_configs.resolve(config)
     hosts, host = jax.process_count(), jax.process_index()
     if config.meta_batch % hosts:
         raise ValueError(f"--config.meta_batch={config.meta_batch} must be a multiple of the "
                          f"number of hosts ({hosts})")
-    if config.train_query is not None and config.train_query < 1:
-        raise ValueError(f"--config.train_query must be at least 1 (or unset, for "
-                         f"--config.query); got {config.train_query}")
-    if config.evaluate_on not in EVALUATION_SEEDS:
-        raise ValueError(f"--config.evaluate_on must be one of {sorted(EVALUATION_SEEDS)}, got "
-                         f"{config.evaluate_on!r}")
     learner = omniglot_learner(config)            # bad learner flags fail before the data load
     evaluator = make_evaluator(config, learner)
     primary = host == 0
-    os.makedirs(workdir, exist_ok=True)
-    if primary:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=1))
-    data = load_omniglot(config.split, data_dir=config.data_dir, source=config.data_source,
-                         seed=config.seed, rotate_train=config.rotate,
-                         **{key: config[key] for key in SPLIT_SIZES})
+    checkpoints = os.path.join(workdir, "checkpoints")
+    write_run_config(workdir, config, resuming=bool(os.path.isdir(checkpoints)
+                                                    and os.listdir(checkpoints)),
+                     resumable=omniglot_configs.RESUMABLE_CHANGES, force=config.force_resume,
+                     write=primary)
+    with options_set_by({"source": "data_source", "rotate_train": "rotate"}):
+        data = load_omniglot(config.split, data_dir=config.data_dir, source=config.data_source,
+                             verify_md5=config.verify_md5, seed=config.seed,
+                             rotate_train=config.rotate, **{key: config[key] for key in SPLIT_SIZES})
     train_query = config.query if config.train_query is None else config.train_query
     sampler = checked_sampler("training split", "--config.ways / shots / train_query / meta_batch",
                               images=data.train.images, ways=config.ways, shots=config.shots,
@@ -121,8 +125,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
                                         config.evaluate_on)   # bad flags fail before training
     init_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     state = learner.init(init_key, jnp.zeros((config.ways * config.shots, 28, 28, 1)))
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
-                                config.keep_checkpoints)
+    checkpointer = Checkpointer(checkpoints, config.checkpoint_every, config.keep_checkpoints)
     restored = checkpointer.restore(state)
     trained_before = 0.0  # seconds of training before this process, from the checkpoint
     if restored is not None:
@@ -213,4 +216,4 @@ if __name__ == "__main__":  # flags exist only when run as a program, so modules
         "config", os.path.join(os.path.dirname(__file__), "configs", "omniglot.py") + ":cpu_demo",
         "Config file and name: experiments/configs/omniglot.py:{cpu_demo,5w1s,5w5s,20w1s,20w5s}.")
     _WORKDIR = flags.DEFINE_string("workdir", "runs/omniglot", "Outputs and checkpoints go here.")
-    run(main)
+    run(main, _CONFIG)

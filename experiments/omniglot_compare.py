@@ -13,6 +13,7 @@ import os
 from absl import app, flags
 
 from experiments.cli import run
+from metabayes.data.errors import DataError
 from metabayes.plotting import plot_entropy_cdf
 
 SAME_TASKS = ("seed", "split", "evaluate_on", "data_source", "data_dir", "ways", "shots", "query",
@@ -27,8 +28,12 @@ def load_run(workdir: str) -> dict:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--workdirs: {path} is missing; is {workdir} a finished "
                                     "experiments.omniglot run?")
-        with open(path) as f:
-            run[name] = json.load(f)
+        try:
+            with open(path) as f:
+                run[name] = json.load(f)
+        except ValueError as error:
+            raise DataError(f"{path}: not valid JSON ({error}); rerun the experiment "
+                            "(it rewrites the file)") from None
     return run
 
 
@@ -38,8 +43,8 @@ def check_same_tasks(runs: dict) -> None:
     for workdir, run in others:
         for key in SAME_TASKS:
             if run["config"].get(key) != reference["config"].get(key):
-                raise ValueError(f"{workdir} and {first} were evaluated on different tasks: "
-                                 f"{key} = {run['config'].get(key)!r} vs "
+                raise ValueError(f"--workdirs: {workdir} and {first} were evaluated on different "
+                                 f"tasks: {key} = {run['config'].get(key)!r} vs "
                                  f"{reference['config'].get(key)!r}")
 
 

@@ -18,8 +18,11 @@ from ml_collections import config_flags
 
 from experiments.cli import run
 import metabayes as mb
-from metabayes.config import add_learner_defaults, make_evaluator, make_learner
+from metabayes.config import (EVALUATION_KEYS, LEARNER_RULES, add_learner_defaults,
+                              make_evaluator, make_learner, options_set_by)
+from metabayes.config_checks import check_config, integer, number, one_of, positive, sequence_of
 from metabayes.data.sinusoid import SinusoidTasks, sine
+from metabayes.models import ACTIVATIONS
 from metabayes.evaluation import predict_tasks, regression_metrics
 from metabayes.plotting import plot_regression_tasks
 from metabayes.training import fit
@@ -45,12 +48,19 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
+RULES = {**LEARNER_RULES, "seed": integer(0), "steps": integer(1), "meta_batch": integer(1),
+         "support": integer(1), "query": integer(1), "hidden": sequence_of(integer(1)),
+         "activation": one_of(*ACTIVATIONS), "noise_std": positive(),
+         "seen_range": sequence_of(number(), length=2), "eval_tasks": integer(2),
+         "plot_tasks": integer(1), "log_every": integer(1)}
+
+
 def check_seen_range(seen_range, input_range) -> None:
     """``seen_range`` must be (low, high) inside ``input_range`` leaving ≥ 1 unit unseen beyond it."""
     low, high = input_range
     if not (len(seen_range) == 2 and low <= seen_range[0] <= seen_range[1] - 0.1
             and seen_range[1] <= high and (seen_range[0] - 1 >= low or seen_range[1] + 1 <= high)):
-        raise ValueError(f"--config.seen_range must be (low, high) with {low} <= low <= high - 0.1, "
+        raise ValueError(f"`seen_range` must be (low, high) with {low} <= low <= high - 0.1, "
                          f"high <= {high}, and at least 1 unit of [{low}, {high}] beyond it, "
                          f"got {tuple(seen_range)}")
 
@@ -96,6 +106,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     of the two ratios, which cancels any fixed asymmetry of the band in x (1: the band does not
     depend on where the support lies).
     """
+    check_config(config, RULES)
     tasks = SinusoidTasks(support=config.support, query=config.query)
     check_seen_range(config.seen_range, tasks.input_range)
     os.makedirs(workdir, exist_ok=True)
@@ -115,8 +126,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     train_seconds = time.perf_counter() - start
 
     test_tasks, amplitudes, phases = tasks.sample(eval_key, config.eval_tasks)
-    scores = regression_metrics(evaluator, state.params, test_tasks, predict_key,
-                                config.eval_samples)
+    with options_set_by(EVALUATION_KEYS):
+        scores = regression_metrics(evaluator, state.params, test_tasks, predict_key,
+                                    config.eval_samples)
     seen, seen_amplitudes, seen_phases = seen_tasks.sample(seen_key, config.eval_tasks)
     grid = np.linspace(*tasks.input_range, 201, dtype=np.float32)
     mean, std = grid_predictive(evaluator, state.params, test_tasks.support, predict_key,
@@ -180,4 +192,4 @@ def main(argv):
 if __name__ == "__main__":  # flags exist only when run as a program, so modules import freely
     _CONFIG = config_flags.DEFINE_config_dict("config", get_config())
     _WORKDIR = flags.DEFINE_string("workdir", "runs/sinusoid", "Where metrics.json and sinusoid.png go.")
-    run(main)
+    run(main, _CONFIG)

@@ -28,38 +28,24 @@ from experiments.cli import run
 import metabayes as mb
 from metabayes.bandit_agents import (MetaAgent, NeuralLinear, UniformAgent,
                                      normalised_regret, play)
-from metabayes.bandits import INPUT_DIM, ArmRewardMLP, check_delta, sample_episodes
+from experiments.configs.wheel_bandit import RESUMABLE_CHANGES, RULES
+from experiments.run_config import write_run_config
+from metabayes.bandits import INPUT_DIM, ArmRewardMLP, sample_episodes
 from metabayes.checkpointing import Checkpointer
 from metabayes.config import ALGORITHMS, make_evaluator, make_learner
+from metabayes.config_checks import check_config
 from metabayes.plotting import plot_regret
 from metabayes.training import fit
 
 POLICY = {"abml": "thompson", "maml": "greedy"}
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-    """ValueError naming the flag of the first bad evaluation or episode setting."""
-    def positive_int(name, value):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"--config.{name} must be an integer >= 1, got {value!r}")
-
-    if isinstance(config.deltas, (str, float, int)) or not len(config.deltas):
-        raise ValueError(f"--config.deltas must be a non-empty list of numbers in [0, 1], "
-                         f"got {config.deltas!r}")
-    for delta in config.deltas:
-        check_delta(delta, "deltas")
-    for name in ("n", "trials", "readapt_every", "max_history", "meta_batch", "support", "query",
-                 "curve_points"):
-        positive_int(name, config[name])
-    for name in ("retrain_every", "train_steps", "batch_size"):
-        positive_int(f"neural_linear.{name}", config.neural_linear[name])
-    if config.min_support is not None and not 0 <= config.min_support <= config.support:
-        raise ValueError(f"--config.min_support must be in [0, --config.support={config.support}] "
-                         f"or None, got {config.min_support!r}")
-    unknown = [a for a in config.algorithms if a not in ALGORITHMS]
-    if unknown or isinstance(config.algorithms, str):
-        raise ValueError(f"--config.algorithms must be a list drawn from {ALGORITHMS}, "
-                         f"got {config.algorithms!r}")
+def check_settings(config: ml_collections.ConfigDict) -> None:
+    """Every key against its rule (``RULES``), then min_support against support."""
+    check_config(config, RULES)
+    if config.min_support is not None and config.min_support > config.support:
+        raise ValueError(f"`min_support` must be at most `support`={config.support} (or unset), "
+                         f"got {config.min_support!r}")
 
 
 def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: bool):
@@ -163,9 +149,14 @@ def table(config, summary) -> str:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        progress: bool = True) -> dict:
-    """Meta-train every algorithm, play every agent, write results.json and regret.png."""
-    check_config(config)
-    os.makedirs(workdir, exist_ok=True)
+    """Meta-train every algorithm, play every agent, write results.json and regret.png. Every
+    key is checked first; a run that resumes must have the settings of its config.json, but for
+    ``RESUMABLE_CHANGES``."""
+    check_settings(config)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    write_run_config(workdir, config, resuming=bool(os.path.isdir(checkpoints)
+                                                    and os.listdir(checkpoints)),
+                     resumable=RESUMABLE_CHANGES, force=config.force_resume)
     train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed))
     learners, train_seconds, histories = {}, {}, {}
     for algorithm in config.algorithms:
@@ -206,4 +197,4 @@ if __name__ == "__main__":  # flags exist only when run as a program, so modules
         "config", os.path.join(os.path.dirname(__file__), "configs", "wheel_bandit.py"),
         "The wheel-bandit config file (experiments/configs/wheel_bandit.py).")
     _WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit", "Outputs and checkpoints go here.")
-    run(main)
+    run(main, _CONFIG)

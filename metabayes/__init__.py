@@ -1,7 +1,7 @@
 """metabayes: Amortized Bayesian Meta-Learning (Ravi & Beatson, ICLR 2019) in JAX.
 
 The ELBO terms (``elbo``), the inner loop (``inner_loop``), the meta-learner and its train step
-(``algorithms``); see ../shared/docs/MATH.md for the mathematics each implements.
+(``algorithms``); see docs/MATH.md for the mathematics each implements.
 """
 from metabayes.xla_flags import set_default_xla_flag
 
@@ -11,8 +11,21 @@ from metabayes.xla_flags import set_default_xla_flag
 # them off before the CPU backend starts; set the flag yourself in XLA_FLAGS to override.
 set_default_xla_flag("xla_cpu_use_fusion_emitters", "false")
 
-from metabayes.algorithms import (MetaLearner, MetaParams, NonFiniteLossError, TrainState, abml,
-                                  maml)
+# distrax loads TensorFlow Probability's JAX substrate, which imports TensorFlow whenever it is
+# installed, only to copy docstrings (tensorflow/probability#1714): seconds and ~600 MB. TensorFlow
+# is for data_source="tfds" alone, so it is hidden while distrax loads (`import tensorflow`
+# raises ImportError, which TFP handles), unless something imported it already.
+import sys as _sys
+if "tensorflow" not in _sys.modules:
+    _sys.modules["tensorflow"] = None
+    try:
+        import distrax  # noqa: F401
+    finally:
+        if _sys.modules.get("tensorflow", 0) is None:
+            del _sys.modules["tensorflow"]
+
+from metabayes.algorithms import (DivergenceError, MetaLearner, MetaParams, NonFiniteLossError,
+                                  TrainState, abml, maml)
 from metabayes.elbo import (draw_outputs, elbo, expected_log_likelihood, global_kl, local_kl,
                             sample_outputs)
 from metabayes.hyperprior import Hyperprior
@@ -26,7 +39,7 @@ from metabayes.tasks import Task
 __version__ = "0.1.0"
 
 __all__ = [
-    "Categorical", "Conv4", "Gaussian", "GaussianPredictive", "Hyperprior", "MLP",
+    "Categorical", "Conv4", "DivergenceError", "Gaussian", "GaussianPredictive", "Hyperprior", "MLP",
     "MeanFieldGaussian", "MetaLearner", "MetaParams", "NonFiniteLossError", "Task", "TrainState",
     "abml", "adapt", "draw_outputs", "elbo", "expected_log_likelihood", "fisher_diagonal",
     "fisher_precision_update", "global_kl", "local_kl", "local_objective", "maml",

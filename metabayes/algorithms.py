@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metabayes.elbo import check_estimator, draw_outputs, expected_log_likelihood, global_kl, local_kl
+from metabayes.elbo import check_estimator, draw_outputs, global_kl, local_kl, mean_log_likelihood
 from metabayes.hyperprior import Hyperprior
 from metabayes.inner_loop import adapt, check_num_steps, check_local_variance
 from metabayes.likelihoods import Categorical, Likelihood
@@ -31,6 +31,15 @@ BATCH_NORM = ("transductive", "support")
 
 class NonFiniteLossError(FloatingPointError):
     """The meta-loss or its gradient became NaN or infinite."""
+
+
+class DivergenceError(FloatingPointError):
+    """The meta-loss grew by orders of magnitude, or is far worse than guessing, while finite."""
+
+    def __init__(self, what: str):
+        super().__init__(
+            f"{what}: meta-training diverges. Lower the inner step size `inner_lr` (inner SGD on "
+            "the summed likelihood is stable only below 2 / its curvature) or `outer_lr`.")
 
 
 @flax.struct.dataclass
@@ -116,24 +125,24 @@ class MetaLearner:
             check_local_variance(self.local_variance, self.precision_damping, self.kl_weight)
         check_estimator(self.estimator)
         if self.theta_family not in THETA_FAMILIES:
-            raise ValueError(f"theta_family must be one of {THETA_FAMILIES}, got {self.theta_family!r}")
+            raise ValueError(f"`theta_family` must be one of {THETA_FAMILIES}, got {self.theta_family!r}")
         if self.outer_data not in OUTER_DATA:
-            raise ValueError(f"outer_data must be one of {OUTER_DATA}, got {self.outer_data!r}")
+            raise ValueError(f"`outer_data` must be one of {OUTER_DATA}, got {self.outer_data!r}")
         if self.batch_norm not in BATCH_NORM:
-            raise ValueError(f"batch_norm must be one of {BATCH_NORM}, got {self.batch_norm!r}")
+            raise ValueError(f"`batch_norm` must be one of {BATCH_NORM}, got {self.batch_norm!r}")
         optional = ("task_chunk",) if self.task_chunk is not None else ()
         for name in ("inner_samples", "outer_samples", "num_tasks") + optional:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+                raise ValueError(f"`{name}` must be an integer >= 1, got {getattr(self, name)!r}")
         if not (self.inner_lr > 0 and math.isfinite(self.inner_lr)):
-            raise ValueError(f"inner_lr must be a positive number, got {self.inner_lr!r}")
+            raise ValueError(f"`inner_lr` must be a positive number, got {self.inner_lr!r}")
         if not (self.kl_weight >= 0 and math.isfinite(self.kl_weight)):
-            raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight!r}")
+            raise ValueError(f"`kl_weight` must be >= 0, got {self.kl_weight!r}")
         if self.hyperprior is not None and not isinstance(self.hyperprior, Hyperprior):
-            raise ValueError(f"hyperprior must be a metabayes.Hyperprior or None, got {self.hyperprior!r}")
+            raise ValueError(f"`hyperprior` must be a metabayes.Hyperprior or None, got {self.hyperprior!r}")
         if self.theta_family == "deterministic" and (self.kl_weight or self.hyperprior is not None):
-            raise ValueError("theta_family='deterministic' (MAML, σ_θ = 0) needs kl_weight=0 and "
-                             "hyperprior=None: a KL to a point mass is undefined")
+            raise ValueError("`theta_family`='deterministic' (MAML, σ_θ = 0) needs `kl_weight`=0 and "
+                             "`hyperprior`=None: a KL to a point mass is undefined")
 
     def replace_inner_steps(self, inner_steps: int) -> "MetaLearner":
         """The same learner with K = ``inner_steps`` (e.g. more steps at test time)."""
@@ -190,11 +199,14 @@ class MetaLearner:
         theta = params.q_theta.sample(theta_key)
         local_posterior = self.adapt(params, theta, task.support, adapt_key)
         outer = concatenate(task.support, task.query) if self.outer_data == "support_query" else task.query
-        nll = -expected_log_likelihood(self.network(task.support[0]), local_posterior, outer,
-                                       outer_key, self.outer_samples, likelihood=self.likelihood,
-                                       estimator=self.estimator)
+        outputs = draw_outputs(self.network(task.support[0]), local_posterior, outer[0],
+                               outer_key, self.outer_samples, self.estimator)
+        nll = -mean_log_likelihood(outputs, outer[1], self.likelihood)
         kl = local_kl(local_posterior, theta) if self.kl_weight else jnp.zeros(())
-        return nll + self.kl_weight * kl, {"outer_nll": nll, "local_kl": kl}
+        query_rows = task.query[1].shape[0]   # the query set is the last rows of the outer data
+        fit = self.likelihood.fit_metrics(outputs[:, -query_rows:], task.query[1])
+        return nll + self.kl_weight * kl, {"outer_nll": nll, "local_kl": kl,
+                                           **{f"query_{name}": v for name, v in fit.items()}}
 
     def loss(self, params: MetaParams, batch: Task, key: jax.Array):
         """The meta-batch loss (1/M) Σ_i task_loss_i + (1/N) KL(q(θ) || p(θ)), and metrics."""
@@ -232,14 +244,14 @@ class MetaLearner:
     def check_finite(self, metrics: Dict[str, Any], step: int) -> None:
         """Raise NonFiniteLossError naming the likely causes if a step was not finite."""
         if not bool(metrics["finite"]):
+            gradient = "finite" if bool(metrics["finite_gradient"]) else "not finite"
             raise NonFiniteLossError(
                 f"the meta-loss or its gradient is not finite at step {step} (loss "
-                f"{float(metrics['loss'])}, gradient "
-                f"{'finite' if bool(metrics['finite_gradient']) else 'not finite'}). Likely causes: inner_lr={self.inner_lr} too large "
-                f"for kl_weight={self.kl_weight} and the prior scale sigma_theta "
-                f"(init_log_sigma={self.init_log_sigma}): inner SGD diverges when "
-                "inner_lr * kl_weight / sigma_theta^2 > 2. Lower inner_lr or kl_weight, raise "
-                "init_log_sigma, or set scale_by_prior_variance=True.")
+                f"{float(metrics['loss'])}, gradient {gradient}). Likely causes: `inner_lr`="
+                f"{self.inner_lr} too large for `kl_weight`={self.kl_weight} and the prior scale "
+                f"sigma_theta (`init_log_sigma`={self.init_log_sigma}): inner SGD diverges when "
+                "inner_lr * kl_weight / sigma_theta^2 > 2. Lower `inner_lr` or `kl_weight`, raise "
+                "`init_log_sigma`, or set `scale_by_prior_variance`.")
 
     def predict(self, params: MetaParams, support, query_inputs: jax.Array, key: jax.Array,
                 num_samples: int = 10):

@@ -109,10 +109,10 @@ class MetaAgent:
 
     def __post_init__(self):
         if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+            raise ValueError(f"`policy` must be one of {POLICIES}, got {self.policy!r}")
         for name in ("readapt_every", "max_history"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"--config.{name} must be an integer >= 1, "
+                raise ValueError(f"`{name}` must be an integer >= 1, "
                                  f"got {getattr(self, name)!r}")
 
     def init(self, params: MetaParams) -> MetaAgentState:

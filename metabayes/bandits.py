@@ -33,18 +33,6 @@ SAFE_MEAN, BASE_MEAN, WHEEL_MEAN = 1.2, 1.0, 50.0
 NOISE_STD = 0.01
 
 
-def check_delta(delta: float, flag: str = "deltas") -> float:
-    """δ as a float; ValueError naming ``--config.<flag>`` unless 0 ≤ δ ≤ 1."""
-    try:
-        value = float(delta)
-    except (TypeError, ValueError):
-        raise ValueError(f"--config.{flag} must hold numbers in [0, 1], got {delta!r}") from None
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise ValueError(f"--config.{flag} must hold numbers in [0, 1] (the wheel bandit's δ), "
-                         f"got {delta!r}")
-    return value
-
-
 def sample_contexts(key: jax.Array, n: int) -> jax.Array:
     """n contexts uniform in the unit disc (radius √U, angle 2πU'): [n, 2]."""
     radius_key, angle_key = jax.random.split(key)

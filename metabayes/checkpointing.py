@@ -16,7 +16,7 @@ class Checkpointer:
 
     def __init__(self, directory: str, every: int = 500, keep: int = 3):
         if every < 1 or keep < 1:
-            raise ValueError(f"checkpoint every and keep must be >= 1, got {every} and {keep}")
+            raise ValueError(f"`every` and `keep` (checkpoints) must be integers >= 1, got {every} and {keep}")
         self.manager = ocp.CheckpointManager(
             os.path.abspath(directory),
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
@@ -24,6 +24,10 @@ class Checkpointer:
 
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
+
+    def should_save(self, step: int) -> bool:
+        """Whether ``save(step, ...)`` writes a checkpoint (every ``every`` steps)."""
+        return self.manager.should_save(step)
 
     def save(self, step: int, state: TrainState, metadata: Dict[str, Any], force: bool = False):
         """Save at ``step`` if it is a multiple of ``every`` (or ``force``)."""

@@ -4,24 +4,47 @@ Shared config keys: algorithm (abml | maml), first_order, inner_steps, eval_inne
 eval_inner_lr, inner_optimizer, inner_lr, inner_optimizer_log_sigma, inner_lr_log_sigma,
 outer_lr, inner_samples, outer_samples, kl_weight, theta_family, outer_data, batch_norm,
 eval_batch_norm, estimator, s0, a0, b0, init_log_sigma, scale_by_prior_variance, meta_sgd,
-local_variance, precision_damping, num_tasks, task_chunk. Errors name the flag as
-``--config.KEY``.
+local_variance, precision_damping, num_tasks, task_chunk, each with its rule in
+``LEARNER_RULES``. Errors name options in backticks (`inner_lr`); the experiments' command line
+turns them into ``--config.KEY`` flags (``experiments.cli``), and ``options_set_by`` says which
+key set an option where they differ (the test-time learner's `inner_steps` is eval_inner_steps).
 """
+import contextlib
 import dataclasses
 import functools
+from typing import Mapping
 
 import flax.linen as nn
 import ml_collections
 import optax
 
-from metabayes.algorithms import MetaLearner, abml, maml
+from metabayes.algorithms import BATCH_NORM, OUTER_DATA, MetaLearner, abml, maml
+from metabayes.config_checks import BOOLEAN, integer, number, one_of, optional, positive
 from metabayes.hyperprior import Hyperprior
-from metabayes.inner_loop import per_part_optimizer
+from metabayes.inner_loop import LOCAL_VARIANCES, per_part_optimizer
+from metabayes.layers import ESTIMATORS
 from metabayes.likelihoods import Likelihood
 
 # eps_root > 0 keeps Adam differentiable where a gradient is exactly zero (second order).
 INNER_OPTIMIZERS = {"sgd": optax.sgd, "adam": functools.partial(optax.adam, eps_root=1e-12)}
 ALGORITHMS = ("abml", "maml")
+# What a user can cause and gets told in one line: bad options or data, divergence, memory.
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, MemoryError, ImportError,
+               ConnectionError)
+# The test-time learner's options and the keys that set them ((key, the key it falls back to)).
+EVALUATION_KEYS = {"inner_steps": "eval_inner_steps", "inner_lr": ("eval_inner_lr", "inner_lr"),
+                   "batch_norm": ("eval_batch_norm", "batch_norm")}
+
+
+@contextlib.contextmanager
+def options_set_by(renames: Mapping[str, str]):
+    """Errors raised inside the block name the config keys that ``renames`` maps their options
+    to (read by ``experiments.cli``), e.g. ``EVALUATION_KEYS`` around the test-time learner."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        error.option_renames = {**renames, **getattr(error, "option_renames", {})}
+        raise
 
 
 def inner_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -30,7 +53,7 @@ def inner_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfor
     log_sigma_name = config.inner_optimizer_log_sigma or config.inner_optimizer
     for name in (config.inner_optimizer, log_sigma_name):
         if name not in INNER_OPTIMIZERS:
-            raise ValueError(f"--config.inner_optimizer(_log_sigma) must be one of "
+            raise ValueError(f"`inner_optimizer` and `inner_optimizer_log_sigma` must be one of "
                              f"{sorted(INNER_OPTIMIZERS)}, got {name!r}")
     mean_optimizer = INNER_OPTIMIZERS[config.inner_optimizer](config.inner_lr)
     if config.inner_lr_log_sigma is None and config.inner_optimizer_log_sigma is None:
@@ -44,49 +67,39 @@ def make_learner(config: ml_collections.ConfigDict, model: nn.Module,
                  likelihood: Likelihood) -> MetaLearner:
     """The MetaLearner that ``config`` describes, for ``model`` and ``likelihood``."""
     if config.algorithm not in ALGORITHMS:
-        raise ValueError(f"--config.algorithm must be one of {ALGORITHMS}, got {config.algorithm!r}")
-    try:
-        common = dict(
-            likelihood=likelihood, inner_lr=config.inner_lr, inner_steps=config.inner_steps,
-            outer_optimizer=optax.adam(config.outer_lr), inner_optimizer=inner_optimizer(config),
-            first_order=config.first_order, batch_norm=config.get("batch_norm", "transductive"),
-            num_tasks=config.num_tasks, meta_sgd=config.meta_sgd,
-            task_chunk=config.get("task_chunk"))
-        if config.outer_data is not None:   # None: the algorithm's own (MAML query, ABML both)
-            common["outer_data"] = config.outer_data
-        if config.algorithm == "maml":
-            return maml(model, **common)
-        return abml(model, inner_samples=config.inner_samples,
-                    outer_samples=config.outer_samples, kl_weight=config.kl_weight,
-                    theta_family=config.theta_family, estimator=config.estimator,
-                    hyperprior=Hyperprior(config.s0, config.a0, config.b0),
-                    init_log_sigma=config.init_log_sigma,
-                    scale_by_prior_variance=config.scale_by_prior_variance,
-                    local_variance=config.local_variance,
-                    precision_damping=config.precision_damping, **common)
-    except ValueError as error:
-        raise ValueError(f"bad --config value: {error}") from None
+        raise ValueError(f"`algorithm` must be one of {ALGORITHMS}, got {config.algorithm!r}")
+    common = dict(
+        likelihood=likelihood, inner_lr=config.inner_lr, inner_steps=config.inner_steps,
+        outer_optimizer=optax.adam(config.outer_lr), inner_optimizer=inner_optimizer(config),
+        first_order=config.first_order, batch_norm=config.get("batch_norm", "transductive"),
+        num_tasks=config.num_tasks, meta_sgd=config.meta_sgd, task_chunk=config.get("task_chunk"))
+    if config.outer_data is not None:   # None: the algorithm's own (MAML query, ABML both)
+        common["outer_data"] = config.outer_data
+    if config.algorithm == "maml":
+        return maml(model, **common)
+    return abml(model, inner_samples=config.inner_samples, outer_samples=config.outer_samples,
+                kl_weight=config.kl_weight, theta_family=config.theta_family,
+                estimator=config.estimator, hyperprior=Hyperprior(config.s0, config.a0, config.b0),
+                init_log_sigma=config.init_log_sigma,
+                scale_by_prior_variance=config.scale_by_prior_variance,
+                local_variance=config.local_variance, precision_damping=config.precision_damping,
+                **common)
 
 
 def make_evaluator(config: ml_collections.ConfigDict, learner: MetaLearner) -> MetaLearner:
     """The learner used at test time: ``eval_inner_steps`` inner steps at ``eval_inner_lr``
     (None: ``inner_lr``; it sets μ's step size, and log σ's where that follows μ's), with batch
-    norm ``eval_batch_norm`` (None: ``batch_norm``)."""
-    if config.get("eval_batch_norm") is not None:
-        try:
+    norm ``eval_batch_norm`` (None: ``batch_norm``). Its errors name those keys."""
+    with options_set_by(EVALUATION_KEYS):
+        if config.get("eval_batch_norm") is not None:
             learner = dataclasses.replace(learner, batch_norm=config.eval_batch_norm)
-        except ValueError as error:
-            raise ValueError(f"bad --config.eval_batch_norm: {error}") from None
-    if config.get("eval_inner_lr") is None:
-        return learner.replace_inner_steps(config.eval_inner_steps)
-    test = config.copy_and_resolve_references()
-    with test.unlocked():
-        test.inner_lr = config.eval_inner_lr
-    try:
+        if config.get("eval_inner_lr") is None:
+            return learner.replace_inner_steps(config.eval_inner_steps)
+        test = config.copy_and_resolve_references()
+        with test.unlocked():
+            test.inner_lr = config.eval_inner_lr
         return dataclasses.replace(learner, inner_steps=config.eval_inner_steps,
                                    inner_lr=test.inner_lr, inner_optimizer=inner_optimizer(test))
-    except ValueError as error:
-        raise ValueError(f"bad --config.eval_inner_lr: {error}") from None
 
 
 def add_learner_defaults(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -122,3 +135,21 @@ def add_learner_defaults(c: ml_collections.ConfigDict) -> ml_collections.ConfigD
     c.num_tasks = 100_000           # N of the 1/N global-KL scaling
     c.task_chunk = ml_collections.config_dict.placeholder(int)   # None: vmap all M tasks at once
     return c
+
+
+# The rule of each key of ``add_learner_defaults`` (``metabayes.config_checks``).
+LEARNER_RULES = {
+    "algorithm": one_of(*ALGORITHMS), "first_order": BOOLEAN, "inner_steps": integer(0),
+    "eval_inner_steps": integer(0), "eval_inner_lr": optional(positive()),
+    "inner_optimizer": one_of(*INNER_OPTIMIZERS), "inner_lr": positive(),
+    "inner_optimizer_log_sigma": optional(one_of(*INNER_OPTIMIZERS)),
+    "inner_lr_log_sigma": optional(positive()), "outer_lr": positive(),
+    "inner_samples": integer(1), "outer_samples": integer(1), "eval_samples": integer(1),
+    "kl_weight": number(0.0), "theta_family": one_of("point", "gaussian"),
+    "outer_data": optional(one_of(*OUTER_DATA)), "batch_norm": one_of(*BATCH_NORM),
+    "eval_batch_norm": optional(one_of(*BATCH_NORM)), "estimator": one_of(*ESTIMATORS),
+    "s0": positive(), "a0": positive(), "b0": positive(), "init_log_sigma": number(),
+    "scale_by_prior_variance": BOOLEAN, "meta_sgd": BOOLEAN,
+    "local_variance": one_of(*LOCAL_VARIANCES), "precision_damping": number(0.0, 1.0, open_low=True),
+    "num_tasks": integer(1), "task_chunk": optional(integer(1)),
+}

@@ -21,7 +21,7 @@ ApplyFn = Callable[..., jax.Array]
 
 def check_estimator(estimator: str) -> str:
     if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        raise ValueError(f"`estimator` must be one of {ESTIMATORS}, got {estimator!r}")
     return estimator
 
 
@@ -71,6 +71,12 @@ def expected_log_likelihood(apply_fn: ApplyFn, posterior: MeanFieldGaussian, dat
     """
     inputs, targets = data
     outputs = draw_outputs(apply_fn, posterior, inputs, key, num_samples, estimator)
+    return mean_log_likelihood(outputs, targets, likelihood)
+
+
+def mean_log_likelihood(outputs: jax.Array, targets: jax.Array,
+                        likelihood: Likelihood = Categorical()) -> jax.Array:
+    """(1/S) Σ_s Σ_n log p(y_n | outputs_s,n) for outputs [S, N, ...] of S draws."""
     return jnp.mean(jax.vmap(lambda out: likelihood.log_prob(out, targets))(outputs))
 
 

@@ -12,11 +12,32 @@ from metabayes.metrics import (classification_report, mean_ci95, out_of_episode_
 from metabayes.tasks import Task, check_task
 
 
+class NonFinitePredictionError(FloatingPointError):
+    """The posterior predictive of some test tasks is NaN or infinite."""
+
+
+def check_finite_predictions(predictive) -> None:
+    """NonFinitePredictionError naming the likely options unless every entry of ``predictive``
+    (class probabilities [M, N_q, C] or a GaussianPredictive) is finite."""
+    leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(predictive)]
+    bad = sum(int(np.sum(~np.isfinite(leaf))) for leaf in leaves)
+    if bad:
+        total = sum(leaf.size for leaf in leaves)
+        raise NonFinitePredictionError(
+            f"the posterior predictive is not finite ({bad} of {total} values): the test-time "
+            "inner loop diverged, or meta-training did (its loss growing by orders of "
+            "magnitude). Lower the inner step size `inner_lr` or the number of inner steps "
+            "`inner_steps`.")
+
+
 def predict_tasks(learner: MetaLearner, params: MetaParams, support, query_inputs: jax.Array,
                   key: jax.Array, num_samples: int):
-    """``learner.predict`` for M tasks at once: support [M, N_s, ...], query inputs [M, N_q, ...]."""
+    """``learner.predict`` for M tasks at once: support [M, N_s, ...], query inputs [M, N_q, ...];
+    NonFinitePredictionError if the predictive is not finite."""
     keys = jax.random.split(key, query_inputs.shape[0])
-    return learner.predict_tasks(params, support, query_inputs, keys, num_samples)
+    predictive = learner.predict_tasks(params, support, query_inputs, keys, num_samples)
+    check_finite_predictions(predictive)
+    return predictive
 
 
 def regression_metrics(learner: MetaLearner, params: MetaParams, tasks: Task, key: jax.Array,
@@ -68,6 +89,7 @@ def classification_evaluation(learner: MetaLearner, params: MetaParams, batches,
         scored = np.asarray(learner.predict_tasks(
             params, task.support, np.concatenate([task.query[0], outside], axis=1), keys,
             num_samples))
+        check_finite_predictions(scored)
         inside, out = scored[:, :inside_count], scored[:, inside_count:]
         probs.append(inside)
         labels.append(task.query[1])

@@ -28,7 +28,7 @@ class Hyperprior:
         for name in ("s0", "a0", "b0"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"hyperprior {name} must be a positive finite number, got {value!r}")
+                raise ValueError(f"hyperprior `{name}` must be a positive finite number, got {value!r}")
 
     def log_prob_mean(self, mu: jax.Array) -> jax.Array:
         """log N(μ; 0, s0²), elementwise."""

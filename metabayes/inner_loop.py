@@ -16,7 +16,7 @@ from metabayes.tasks import Data
 
 def check_num_steps(num_steps: int, flag: str = "inner_steps") -> int:
     if not isinstance(num_steps, int) or num_steps < 0:
-        raise ValueError(f"{flag} (K, the number of inner-loop steps) must be an integer >= 0, "
+        raise ValueError(f"`{flag}` (K, the number of inner-loop steps) must be an integer >= 0, "
                          f"got {num_steps!r}")
     return num_steps
 
@@ -26,13 +26,13 @@ LOCAL_VARIANCES = ("gradient", "fisher")
 
 def check_local_variance(local_variance: str, damping: float, kl_weight: float) -> None:
     if local_variance not in LOCAL_VARIANCES:
-        raise ValueError(f"local_variance must be one of {LOCAL_VARIANCES}, got {local_variance!r}")
+        raise ValueError(f"`local_variance` must be one of {LOCAL_VARIANCES}, got {local_variance!r}")
     if local_variance == "fisher":
         if not 0 < damping <= 1:
-            raise ValueError(f"precision_damping must be in (0, 1], got {damping!r}")
+            raise ValueError(f"`precision_damping` must be in (0, 1], got {damping!r}")
         if not kl_weight > 0:
-            raise ValueError("local_variance='fisher' needs kl_weight > 0 (σ_λ⁻² = F/β + σ_θ⁻²), "
-                             f"got kl_weight={kl_weight!r}")
+            raise ValueError("`local_variance`='fisher' needs `kl_weight` > 0 (σ_λ⁻² = F/β + σ_θ⁻²), "
+                             f"got {kl_weight!r}")
 
 
 def per_part_optimizer(mean: optax.GradientTransformation,

@@ -4,7 +4,7 @@
 network outputs from T posterior samples, shaped [T, N, ...], into the Monte-Carlo posterior
 predictive (1/T) Σ_t p(y | x, φ_t).
 """
-from typing import NamedTuple, Union
+from typing import Dict, NamedTuple, Union
 
 import flax.struct
 import jax
@@ -50,6 +50,15 @@ class Categorical:
         """Class probabilities averaged over samples (not logits): [T, N, C] -> [N, C]."""
         return jnp.mean(jax.nn.softmax(logits, axis=-1), axis=0)
 
+    def fit_metrics(self, logits: jax.Array, labels: jax.Array) -> Dict[str, jax.Array]:
+        """For logits [T, N, C] and labels [N]: "accuracy" of the predictive's most probable
+        class, and "nll_over_chance", the mean NLL per example over log C (1: a uniform guess)."""
+        logits = jax.lax.stop_gradient(logits)
+        predicted = jnp.argmax(self.predictive(logits), axis=-1)
+        nll = -jnp.mean(jax.vmap(lambda out: self.log_prob(out, labels))(logits)) / labels.size
+        return {"accuracy": jnp.mean(predicted == labels),
+                "nll_over_chance": nll / jnp.log(logits.shape[-1])}
+
 
 @flax.struct.dataclass
 class Gaussian:
@@ -64,6 +73,11 @@ class Gaussian:
     def sample(self, key: jax.Array, outputs: jax.Array) -> jax.Array:
         """Targets y ~ N(f(x; φ), noise_std²), shaped like the outputs."""
         return outputs + self.noise_std * jax.random.normal(key, outputs.shape, outputs.dtype)
+
+    def fit_metrics(self, outputs: jax.Array, targets: jax.Array) -> Dict[str, jax.Array]:
+        """{"squared_error"}: the predictive mean's mean squared error, for outputs [T, N, D]."""
+        mean = jnp.mean(jax.lax.stop_gradient(outputs), axis=0)
+        return {"squared_error": jnp.mean((mean - targets) ** 2)}
 
     def predictive(self, outputs: jax.Array) -> GaussianPredictive:
         """The mixture (1/T) Σ_t N(f_t, s²) for outputs [T, N, D]: mean, std, components."""

@@ -27,7 +27,7 @@ def omniglot_learner(config: ml_collections.ConfigDict) -> MetaLearner:
     """The Conv4 classifier meta-learner of an Omniglot config (``experiments/configs``)."""
     conv = config.get("conv", "im2col")   # workdirs from before the conv option have none
     if conv not in CONVOLUTIONS:
-        raise ValueError(f"--config.conv must be one of {CONVOLUTIONS}, got {conv!r}")
+        raise ValueError(f"`conv` must be one of {CONVOLUTIONS}, got {conv!r}")
     model = Conv4(num_classes=config.ways, filters=config.filters, conv=conv)
     return make_learner(config, model, Categorical())
 

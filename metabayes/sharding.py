@@ -19,15 +19,15 @@ def initialize_multihost(coordinator_address: Optional[str] = None,
                          num_processes: Optional[int] = None,
                          process_id: Optional[int] = None) -> None:
     """``jax.distributed.initialize``: arguments None are detected (Cloud TPU, SLURM, ...); a
-    failure is re-raised naming the config keys that set them."""
+    failure is re-raised as a ConnectionError naming the options."""
     try:
         jax.distributed.initialize(coordinator_address=coordinator_address,
                                    num_processes=num_processes, process_id=process_id)
     except (RuntimeError, ValueError) as error:
-        raise RuntimeError(
+        raise ConnectionError(
             f"jax.distributed.initialize failed ({error}); on a Cloud TPU VM run the same command "
-            "on every worker, elsewhere set --config.coordinator_address, --config.num_processes "
-            "and --config.process_id") from error
+            "on every worker, elsewhere set `coordinator_address`, `num_processes` and "
+            "`process_id`") from error
 
 
 def task_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:

@@ -71,16 +71,16 @@ def test_inner_steps_must_be_a_nonnegative_integer(steps):
 
 
 @pytest.mark.parametrize("option,value,message", [
-    ("estimator", "reinforce", "estimator must be one of"),
-    ("theta_family", "laplace", "theta_family must be one of"),
-    ("outer_data", "support", "outer_data must be one of"),
-    ("inner_samples", 0, "inner_samples must be an integer >= 1"),
-    ("outer_samples", 1.5, "outer_samples must be an integer >= 1"),
-    ("num_tasks", 0, "num_tasks must be an integer >= 1"),
-    ("inner_lr", 0.0, "inner_lr must be a positive number"),
-    ("inner_lr", float("inf"), "inner_lr must be a positive number"),
-    ("kl_weight", -0.1, "kl_weight must be >= 0"),
-    ("hyperprior", "paper", "hyperprior must be a metabayes.Hyperprior or None"),
+    ("estimator", "reinforce", "`estimator` must be one of"),
+    ("theta_family", "laplace", "`theta_family` must be one of"),
+    ("outer_data", "support", "`outer_data` must be one of"),
+    ("inner_samples", 0, "`inner_samples` must be an integer >= 1"),
+    ("outer_samples", 1.5, "`outer_samples` must be an integer >= 1"),
+    ("num_tasks", 0, "`num_tasks` must be an integer >= 1"),
+    ("inner_lr", 0.0, "`inner_lr` must be a positive number"),
+    ("inner_lr", float("inf"), "`inner_lr` must be a positive number"),
+    ("kl_weight", -0.1, "`kl_weight` must be >= 0"),
+    ("hyperprior", "paper", "`hyperprior` must be a metabayes.Hyperprior or None"),
 ])
 def test_bad_options_raise_value_error(option, value, message):
     with pytest.raises(ValueError, match=message):
@@ -88,9 +88,9 @@ def test_bad_options_raise_value_error(option, value, message):
 
 
 @pytest.mark.parametrize("options,message", [
-    (dict(local_variance="laplace"), "local_variance must be one of"),
-    (dict(local_variance="fisher", precision_damping=0.0), "precision_damping must be in"),
-    (dict(local_variance="fisher", kl_weight=0.0), "local_variance='fisher' needs kl_weight > 0"),
+    (dict(local_variance="laplace"), "`local_variance` must be one of"),
+    (dict(local_variance="fisher", precision_damping=0.0), "`precision_damping` must be in"),
+    (dict(local_variance="fisher", kl_weight=0.0), "`local_variance`='fisher' needs `kl_weight` > 0"),
 ])
 def test_bad_local_variance_options_raise_value_error(options, message):
     with pytest.raises(ValueError, match=message):
@@ -98,25 +98,25 @@ def test_bad_local_variance_options_raise_value_error(options, message):
 
 
 def test_deterministic_family_needs_no_kl_and_no_hyperprior():
-    with pytest.raises(ValueError, match="kl_weight=0 and hyperprior=None"):
+    with pytest.raises(ValueError, match="`kl_weight`=0 and `hyperprior`=None"):
         mb.abml(mb.MLP(hidden=()), theta_family="deterministic")
-    with pytest.raises(ValueError, match="kl_weight=0 and hyperprior=None"):
+    with pytest.raises(ValueError, match="`kl_weight`=0 and `hyperprior`=None"):
         mb.abml(mb.MLP(hidden=()), theta_family="deterministic", kl_weight=0.0)
 
 
 @pytest.mark.parametrize("field,value", [("s0", 0.0), ("a0", -1.0), ("b0", float("nan")),
                                           ("s0", float("inf")), ("a0", "1")])
 def test_bad_hyperprior_values_raise_value_error(field, value):
-    with pytest.raises(ValueError, match=f"hyperprior {field} must be a positive finite number"):
+    with pytest.raises(ValueError, match=f"hyperprior `{field}` must be a positive finite number"):
         mb.Hyperprior(**{field: value})
 
 
 def test_bad_estimator_in_elbo_terms_and_activation():
     q = mb.MeanFieldGaussian.from_params({"w": jnp.zeros(1)}, -1.0)
-    with pytest.raises(ValueError, match="estimator must be one of"):
+    with pytest.raises(ValueError, match="`estimator` must be one of"):
         mb.expected_log_likelihood(lambda v, x, **kw: x, q, (jnp.zeros((2, 1)), jnp.zeros((2, 1))),
                                    jax.random.PRNGKey(0), estimator="reinforce")
-    with pytest.raises(ValueError, match="activation must be one of"):
+    with pytest.raises(ValueError, match="`activation` must be one of"):
         mb.MLP(hidden=(2,), activation="swish").init(jax.random.PRNGKey(0), jnp.zeros((1, 1)))
 
 
@@ -133,6 +133,7 @@ def test_divergent_inner_loop_is_detected_and_reported():
     assert_trees_close(new_state, state, rtol=0, atol=0)
     with pytest.raises(mb.NonFiniteLossError) as info:
         learner.check_finite(metrics, step=0)
-    for flag in ("inner_lr=10000.0", "kl_weight=0.8", "init_log_sigma=-3.0", "scale_by_prior_variance"):
+    for flag in ("`inner_lr`=10000.0", "`kl_weight`=0.8", "`init_log_sigma`=-3.0",
+                 "`scale_by_prior_variance`"):
         assert flag in str(info.value)
 

@@ -128,7 +128,7 @@ def test_support_mode_scores_the_outer_queries_with_the_support_statistics():
     transductive, _ = dataclasses.replace(maml, batch_norm="transductive").loss(
         params, batch, jax.random.PRNGKey(2))
     assert abs(float(transductive) - float(loss)) > 1e-3
-    with pytest.raises(ValueError, match="batch_norm must be one of"):
+    with pytest.raises(ValueError, match="`batch_norm` must be one of"):
         dataclasses.replace(maml, batch_norm="running")
 
 

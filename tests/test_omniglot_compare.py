@@ -1,6 +1,8 @@
 """experiments.omniglot_compare: one table and one entropy CDF for runs on the same test tasks."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -46,3 +48,21 @@ def test_refuses_runs_on_different_tasks_or_unfinished(tmp_path):
     os.makedirs(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="eval.json is missing|config.json is missing"):
         omniglot_compare.load_run(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("problem", ["different tasks", "unfinished", "damaged"])
+def test_command_line_errors_end_with_one_line(tmp_path, problem):
+    first = fake_run(tmp_path / "a", "abml", 0.8)
+    second = {"different tasks": lambda: fake_run(tmp_path / "b", "maml", 0.8, seed=3),
+              "unfinished": lambda: str(tmp_path / "a" / "missing"),
+              "damaged": lambda: fake_run(tmp_path / "b", "maml", 0.8)}[problem]()
+    if problem == "damaged":
+        (tmp_path / "b" / "eval.json").write_text('{"algorithm": "ma')   # cut short
+    run = subprocess.run([sys.executable, "-m", "experiments.omniglot_compare",
+                          f"--workdirs={first},{second}"], capture_output=True, text=True,
+                         timeout=300, cwd=os.path.join(os.path.dirname(__file__), ".."))
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert {"different tasks": "seed = 3 vs 0", "unfinished": "config.json is missing",
+            "damaged": "eval.json: not valid JSON"}[problem] in lines[0]

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 import zipfile
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -137,6 +136,25 @@ def test_default_path_does_not_import_tensorflow(cache):
             f"load_omniglot(cache_dir={str(cache)!r}); assert 'tensorflow' not in sys.modules")
     env = {k: v for k, v in os.environ.items() if k != "OMNIGLOT_DIR"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+def test_importing_metabayes_and_experiments_does_not_import_tensorflow():
+    """TensorFlow (the `tfds` extra, installed with dev) is for source="tfds" only: importing the
+    package, every submodule and the experiment programs must not load it."""
+    code = """if True:
+        import importlib, pkgutil, sys
+        import metabayes, experiments
+        for package in (metabayes, experiments):
+            for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+                importlib.import_module(module.name)
+        import metabayes.data.omniglot, experiments.omniglot
+        loaded = sorted(m for m in sys.modules
+                        if m.split(".")[0] in ("tensorflow", "tensorflow_datasets"))
+        assert not loaded, loaded[:10]
+        """
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 # --- splits and rotations ----------------------------------------------------------------------
@@ -325,32 +343,11 @@ def test_damaged_archives_raise_errors_naming_the_file(full, tmp_path, damage):
     assert str(target) in str(error.value)
 
 
-def test_tfds_source_decodes_like_the_files(tmp_path, monkeypatch):
-    """A stand-in for tensorflow_datasets with TFDS omniglot's features (105×105×3 images)."""
-    rng = np.random.default_rng(0)
-    pixels = {(split, a): [rng.random((105, 105)) > 0.1 for _ in range(20)]
-              for split, alphabets in (("small1", (0, 1)), ("small2", (1, 2))) for a in alphabets}
-    examples = {split: [{"image": np.repeat(p[..., None] * np.uint8(255), 3, axis=2),
-                         "alphabet": np.int64(a), "alphabet_char_id": np.int64(0)}
-                        for (s, a), drawn in pixels.items() if s == split for p in drawn]
-                for split in ("small1", "small2")}
-    builder = SimpleNamespace(data_dir=str(tmp_path), data_path=tmp_path,
-                              info=SimpleNamespace(features={"alphabet": SimpleNamespace(
-                                  names=["Alpha", "Beta", "Gamma"])}),
-                              as_dataset=lambda split: examples[split])
-    fake = SimpleNamespace(builder=lambda name, data_dir: builder, as_numpy=lambda ds: ds)
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
-    split = om.load_omniglot(source="tfds", data_dir=tmp_path, cache_dir=tmp_path / "c",
-                             rotate_train=False)
-    assert split.train.alphabets.tolist() == ["Alpha", "Beta"]
-    assert split.test.alphabets.tolist() == ["Gamma"]
-    assert split.test.characters.tolist() == ["character01"]
-    expected = np.stack([om.decode_png(png_bytes(p)) for p in pixels["small2", 2]])
-    np.testing.assert_array_equal(split.test.images[0], expected)
+# source="tfds" against TFDS's real omniglot builder (tfds.testing.mock_data): tests/test_tfds.py.
 
-
-def test_tfds_source_fails_clearly_without_a_prepared_dataset(tmp_path):
-    with pytest.raises((ImportError, FileNotFoundError), match="tfds|tensorflow"):
+def test_tfds_source_without_tensorflow_datasets_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # importing it raises
+    with pytest.raises(ImportError, match=r"pip install 'metabayes\[tfds\]'"):
         om.load_omniglot(source="tfds", data_dir=tmp_path / "tfds", cache_dir=tmp_path)
 
 

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from experiments import omniglot
-from experiments.configs.omniglot import get_config
+from experiments.configs.omniglot import get_config, resolve
 from metabayes.predictor import load_predictor
 
 
 def tiny_config(**overrides):
     config = get_config("cpu_demo")
     config.update({**dict(filters=8, meta_batch=2, steps=4, eval_every=4, eval_tasks=2,
-                          eval_meta_batch=2, checkpoint_every=2, log_every=1, eval_samples=2),
+                          eval_meta_batch=2, checkpoint_every=2, log_every=1, eval_samples=2,
+                          num_tasks=100),   # N fixed: a run extended from 2 to 4 steps keeps it
                    **overrides})
     return config
 
@@ -47,6 +48,8 @@ def test_resumed_run_ends_with_the_same_parameters(tmp_path, cache):
     lines = [json.loads(line) for line in open(tmp_path / "resumed" / "metrics.jsonl")]
     assert [r["step"] for r in lines if r["split"] == "train"] == [0, 1, 2, 3]
     again = omniglot.train_and_evaluate(config(), str(tmp_path / "resumed"), progress=False)
+    with pytest.raises(ValueError, match="`inner_lr` 0.04 -> 0.01"):   # and β that follows it
+        omniglot.train_and_evaluate(config(inner_lr=0.01), str(tmp_path / "resumed"))
     assert 0 < first["train_seconds"] < second["train_seconds"]
     assert again["train_seconds"] == pytest.approx(second["train_seconds"], abs=0.5)
 
@@ -106,11 +109,11 @@ def test_bad_config_names_the_flag(tmp_path, cache):
     with pytest.raises(ValueError, match="--config.ways .* training split"):
         omniglot.train_and_evaluate(tiny_config(ways=5000), str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
-    with pytest.raises(ValueError, match="--config.conv"):
+    with pytest.raises(ValueError, match="`conv` must be one of"):
         omniglot.train_and_evaluate(tiny_config(conv="cudnn"), str(tmp_path))
-    with pytest.raises(ValueError, match="--config.train_query"):
+    with pytest.raises(ValueError, match="`train_query` must be an integer >= 1"):
         omniglot.train_and_evaluate(tiny_config(train_query=0), str(tmp_path))
-    with pytest.raises(ValueError, match="--config.algorithm"):
+    with pytest.raises(ValueError, match="`algorithm` must be one of"):
         omniglot.train_and_evaluate(tiny_config(algorithm="reptile"), str(tmp_path))
 
 
@@ -141,7 +144,7 @@ def test_intervals_score_validation_tasks_and_test_tasks_only_once_at_the_end(
               if '"scales"' in line]
     assert [row["step"] for row in scales] == [0, 2, 4]
     assert os.path.getsize(tmp_path / "posterior_scales.png") > 5_000
-    with pytest.raises(ValueError, match="--config.evaluate_on"):
+    with pytest.raises(ValueError, match="`evaluate_on` must be one of"):
         omniglot.train_and_evaluate(tiny_config(evaluate_on="train"), str(tmp_path / "bad"))
 
 
@@ -149,7 +152,7 @@ def test_each_algorithm_gets_its_validation_selected_settings():
     abml, maml = get_config("5w1s"), get_config("5w1s,maml")
     assert (abml.algorithm, maml.algorithm) == ("abml", "maml")
     assert abml.inner_lr == maml.inner_lr == pytest.approx(0.5 * 0.4 / 5)   # half the published
-    assert abml.kl_weight == pytest.approx(0.05 * np.exp(-9.0) / 0.08)      # β at the published
+    assert resolve(abml).kl_weight == pytest.approx(0.05 * np.exp(-9.0) / 0.08)   # β at the published
     assert (abml.eval_inner_steps, maml.eval_inner_steps) == (5, 3)
     named, default = get_config("cpu_demo,abml").to_dict(), get_config("cpu_demo").to_dict()
     assert (named.pop("name"), default.pop("name")) == ("cpu_demo,abml", "cpu_demo")

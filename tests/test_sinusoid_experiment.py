@@ -55,12 +55,12 @@ def test_seen_unseen_sd_takes_the_seen_range_and_one_unit_beyond():
 
 
 def test_bad_flags_name_the_flag(tmp_path):
-    with pytest.raises(ValueError, match="--config.algorithm"):
+    with pytest.raises(ValueError, match="`algorithm` must be one of"):
         sinusoid.train_and_evaluate(short_config("reptile"), str(tmp_path))
-    with pytest.raises(ValueError, match="--config.inner_optimizer"):
+    with pytest.raises(ValueError, match="`inner_optimizer` must be one of"):
         sinusoid.train_and_evaluate(short_config("abml", inner_optimizer="lbfgs"), str(tmp_path))
     for seen_range in [(-5.0, 4.5), (-3.0, -4.0), (-6.0, -3.0), (-5.0,)]:
-        with pytest.raises(ValueError, match="--config.seen_range"):
+        with pytest.raises(ValueError, match="`seen_range` must be"):
             sinusoid.train_and_evaluate(short_config("abml", seen_range=seen_range), str(tmp_path))
 
 

@@ -7,16 +7,23 @@ step size 0.4, 1 step in training and 3 at test, meta-batch 32; 20-way 0.1, 5 st
 16; Adam 1e-3; 60,000 steps. MAML's step size is for the *mean* cross-entropy over the N·K
 support examples; our likelihood is summed (MATH.md §1), so the published ``inner_lr`` is
 MAML's / (N·K). ABML's prior scale σ_θ = e^−4.5 and KL weight β = 0.05·σ_θ²/inner_lr (a KL pull
-of 5% per inner step at the published step size) come from a trade-off: a step Δμ from θ costs
-β·Δμ²/(2σ_θ²) of KL, so near the edge of inner-SGD stability (inner_lr·β/σ_θ² = 2) the KL
-cancels what the step gains, and a large σ_θ drowns Conv4's weights (scale ≈ 0.06) in sampling
-noise. log σ takes inner steps 20× smaller than μ (its reparameterised summed-likelihood gradient
-is of order σ·|∂ℓ/∂φ|). N of the 1/N global KL is the number of tasks a full run sees.
+of 5% per inner step at the published step size: ``kl_pull``) come from a trade-off: a step Δμ
+from θ costs β·Δμ²/(2σ_θ²) of KL, so near the edge of inner-SGD stability (inner_lr·β/σ_θ² = 2)
+the KL cancels what the step gains, and a large σ_θ drowns Conv4's weights (scale ≈ 0.06) in
+sampling noise. log σ takes inner steps 20× smaller than μ (``log_sigma_lr_divisor``; its
+reparameterised summed-likelihood gradient is of order σ·|∂ℓ/∂φ|). N of the 1/N global KL is the
+number of tasks a full run sees, ``steps`` × ``meta_batch``.
+
+Derived values follow the flags they come from: ``resolve`` computes ``kl_weight`` =
+kl_pull·σ_θ²/inner_lr, ``inner_lr_log_sigma`` = inner_lr / log_sigma_lr_divisor and
+``num_tasks`` = steps × meta_batch when the run starts, unless they are set explicitly, so
+``--config.inner_lr=0.01`` moves β and log σ's step with it.
 
 Each algorithm then gets the changes that validation tasks chose (``SELECTED``; the search is
 experiments/studies/omniglot_search.sh, on the cpu_demo setting, with its table in the README):
 for ABML half the inner step size for μ and 5 test-time inner steps instead of 3 (validation
-NLL 0.611 against 0.833), with β and log σ's step kept at their published-step values; for MAML
+NLL 0.611 against 0.833), with β and log σ's step kept at their published-step values (so
+``kl_pull`` and ``log_sigma_lr_divisor`` scale with it); for MAML
 half the inner step size (0.538 against 0.664). Against ABML's defaults, σ_θ = e^−3.5 (0.850)
 and 10× β (1.385) were worse on validation; a smaller β at the selected settings was better
 (0.598 at β/10, 0.585 at 0), measured after the test runs had started and not adopted. The same
@@ -28,7 +35,10 @@ import math
 
 import ml_collections
 
-from metabayes.config import add_learner_defaults
+from metabayes.config import LEARNER_RULES, add_learner_defaults
+from metabayes.config_checks import BOOLEAN, TEXT, integer, number, one_of, optional, positive
+from metabayes.data.omniglot import SPLITS
+from metabayes.layers import CONVOLUTIONS
 
 SETTINGS = {  # ways, shots, meta_batch, MAML's mean-loss inner lr, train steps K, test steps
     "5w1s": (5, 1, 32, 0.4, 1, 3),
@@ -63,17 +73,19 @@ def get_config(name: str = "cpu_demo") -> ml_collections.ConfigDict:
     c.ways, c.shots, c.query = ways, shots, 15   # query: Q per class at test (the paper's 15)
     c.train_query = ml_collections.config_dict.placeholder(int)   # Q in meta-training; None: query
     c.meta_batch = meta_batch
-    published_lr = maml_lr / (ways * shots)
-    c.inner_lr = published_lr * selected.get("inner_lr_scale", 1.0)
+    scale = selected.get("inner_lr_scale", 1.0)
+    c.inner_lr = maml_lr / (ways * shots) * scale
     c.inner_steps = inner_steps
     c.eval_inner_steps = selected.get("eval_inner_steps", eval_inner_steps)
     c.init_log_sigma = -4.5
-    c.kl_weight = 0.05 * math.exp(2 * c.init_log_sigma) / published_lr
-    c.inner_lr_log_sigma = published_lr / 20   # log σ's summed-likelihood gradient is ~σ·|∂ℓ/∂φ|
+    c.kl_pull = 0.05 * scale         # inner_lr·β/σ_θ²: the KL's pull towards θ per inner step
+    c.kl_weight = ml_collections.config_dict.placeholder(float)   # None: kl_pull·σ_θ²/inner_lr
+    c.log_sigma_lr_divisor = 20 * scale   # inner_lr_log_sigma (None) = inner_lr / this
     c.filters = 64
     c.conv = "im2col"              # im2col (fast on XLA:CPU) | xla (lax.conv: cuDNN / TPU kernels)
     c.steps = 60_000
-    c.num_tasks = c.steps * c.meta_batch   # N: the tasks seen in training, for the 1/N global KL
+    c.num_tasks = ml_collections.config_dict.placeholder(int)   # N of the 1/N global KL; None:
+    #                                steps × meta_batch, the tasks a run sees
     c.eval_every = 5_000
     c.eval_tasks = 1_000
     c.evaluate_on = "test"         # test | validation (the final evaluation's split; intervals
@@ -85,6 +97,7 @@ def get_config(name: str = "cpu_demo") -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3
     c.data_source = "files"        # files (data_dir / $OMNIGLOT_DIR / shipped) | tfds
     c.data_dir = ml_collections.config_dict.placeholder(str)
+    c.verify_md5 = True            # check official archives against their md5 (False: custom ones)
     c.split = "small"              # small | vinyals | lake (each with a validation part)
     c.train_characters = 1028      # vinyals: train / validation characters (the rest test)
     c.validation_characters = 172
@@ -96,6 +109,7 @@ def get_config(name: str = "cpu_demo") -> ml_collections.ConfigDict:
     c.coordinator_address = ml_collections.config_dict.placeholder(str)   # None: auto-detected
     c.num_processes = ml_collections.config_dict.placeholder(int)         # (Cloud TPU, SLURM, ...)
     c.process_id = ml_collections.config_dict.placeholder(int)
+    c.force_resume = False         # resume even where the flags differ from the run's config.json
     if setting == "cpu_demo":      # 5-way 1-shot on the shipped data in minutes on 2 cores
         c.filters = 32
         c.meta_batch = 4
@@ -105,3 +119,47 @@ def get_config(name: str = "cpu_demo") -> ml_collections.ConfigDict:
         c.eval_samples = 5
         c.checkpoint_every = 100
     return c
+
+
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy with the derived values that are unset (None) computed from the flags they follow
+    (module docstring): kl_weight, inner_lr_log_sigma, num_tasks."""
+    resolved = config.copy_and_resolve_references()
+    with resolved.unlocked():
+        if resolved.kl_weight is None:
+            resolved.kl_weight = (resolved.kl_pull * math.exp(2 * resolved.init_log_sigma)
+                                  / resolved.inner_lr)
+        if resolved.inner_lr_log_sigma is None:
+            resolved.inner_lr_log_sigma = resolved.inner_lr / resolved.log_sigma_lr_divisor
+        if resolved.num_tasks is None:
+            resolved.num_tasks = resolved.steps * resolved.meta_batch
+    return resolved
+
+
+# Keys that may change when a run resumes: they do not touch the training state or its data.
+# num_tasks is not among them: when it follows steps, extending a run changes N (the global
+# KL's weight), so the refusal names it and --config.num_tasks keeps the old N.
+RESUMABLE_CHANGES = ("name", "steps", "eval_every", "eval_tasks", "eval_meta_batch",
+                     "eval_samples", "eval_inner_steps", "eval_inner_lr", "eval_batch_norm",
+                     "evaluate_on", "num_bins", "log_every", "checkpoint_every",
+                     "keep_checkpoints", "prefetch", "data_dir", "verify_md5", "shard_tasks",
+                     "multihost", "coordinator_address", "num_processes", "process_id",
+                     "force_resume")
+
+RULES = {
+    **LEARNER_RULES,
+    "kl_weight": optional(number(0.0)), "num_tasks": optional(integer(1)),
+    "kl_pull": number(0.0), "log_sigma_lr_divisor": positive(),
+    "name": TEXT, "seed": integer(0), "ways": integer(2), "shots": integer(1),
+    "query": integer(1), "train_query": optional(integer(1)), "meta_batch": integer(1),
+    "filters": integer(1), "conv": one_of(*CONVOLUTIONS), "steps": integer(1),
+    "eval_every": integer(1), "eval_tasks": integer(1), "evaluate_on": one_of("test", "validation"),
+    "eval_meta_batch": integer(1), "num_bins": integer(1), "log_every": integer(1),
+    "checkpoint_every": integer(1), "keep_checkpoints": integer(1),
+    "data_source": one_of("files", "tfds"), "data_dir": optional(TEXT), "verify_md5": BOOLEAN,
+    "split": one_of(*SPLITS), "train_characters": integer(1), "validation_characters": integer(1),
+    "validation_alphabets": integer(1), "rotate": BOOLEAN, "prefetch": integer(1),
+    "shard_tasks": BOOLEAN, "multihost": BOOLEAN, "coordinator_address": optional(TEXT),
+    "num_processes": optional(integer(1)), "process_id": optional(integer(0)),
+    "force_resume": BOOLEAN,
+}

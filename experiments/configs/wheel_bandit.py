@@ -31,7 +31,9 @@ With the defaults (K = 10 at play, ``readapt_every=5``), the 50 trials of the RE
 """
 import ml_collections
 
-from metabayes.config import add_learner_defaults
+from metabayes.config import ALGORITHMS, LEARNER_RULES, add_learner_defaults
+from metabayes.config_checks import BOOLEAN, integer, number, one_of, optional, positive, sequence_of
+from metabayes.models import ACTIVATIONS
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -67,4 +69,29 @@ def get_config() -> ml_collections.ConfigDict:
     c.neural_linear = ml_collections.ConfigDict(dict(
         enabled=True, hidden=(100, 100), retrain_every=50, train_steps=100, batch_size=512,
         learning_rate=1e-3, prior_precision=0.25, a0=6.0, b0=6.0))
+    c.force_resume = False               # resume even where the flags differ from config.json
     return c
+
+
+RULES = {
+    **{key: rule for key, rule in LEARNER_RULES.items() if key != "algorithm"},
+    "seed": integer(0), "algorithms": sequence_of(one_of(*ALGORITHMS), min_length=1),
+    "steps": integer(1), "meta_batch": integer(1), "support": integer(1), "query": integer(1),
+    "min_support": optional(integer(0)), "hidden": sequence_of(integer(1)),
+    "activation": one_of(*ACTIVATIONS), "noise_std": positive(), "log_every": integer(1),
+    "checkpoint_every": integer(1), "keep_checkpoints": integer(1),
+    "deltas": sequence_of(number(0.0, 1.0), min_length=1), "n": integer(1), "trials": integer(1),
+    "readapt_every": integer(1), "max_history": integer(1), "curve_points": integer(1),
+    "neural_linear": {
+        "enabled": BOOLEAN, "hidden": sequence_of(integer(1)), "retrain_every": integer(1),
+        "train_steps": integer(1), "batch_size": integer(1), "learning_rate": positive(),
+        "prior_precision": positive(), "a0": positive(), "b0": positive()},
+    "force_resume": BOOLEAN,
+}
+
+# Keys that may change when a run resumes: the play settings (the meta-training checkpoints
+# stay valid), an extended meta-training, logging and checkpoint cadence.
+RESUMABLE_CHANGES = ("algorithms", "steps", "log_every", "checkpoint_every", "keep_checkpoints",
+                     "deltas", "n", "trials", "readapt_every", "max_history", "curve_points",
+                     "eval_inner_steps", "eval_inner_lr", "eval_samples", "eval_batch_norm",
+                     "force_resume", *(f"neural_linear.{key}" for key in RULES["neural_linear"]))

@@ -25,11 +25,12 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
 
+from metabayes.data.errors import DataError
 from metabayes.data.omniglot_splits import (Characters, OmniglotSplit, split_characters,
                                             with_rotations)
 
@@ -47,7 +48,6 @@ OFFICIAL_MD5 = {"images_background": "68d2efa1b9178cc56df9314c21c6e718",
                 "images_background_small2": "b75a71a51d3b13f821f212756fe481fd"}
 SPLITS = {"small": ("small1", "small2"), "vinyals": ("background", "evaluation"),
           "lake": ("background", "evaluation")}
-TFDS_SPLITS = {"background": "train", "evaluation": "test", "small1": "small1", "small2": "small2"}
 _PNG = re.compile(r"\d+_(\d+)\.png")
 
 WAYS_TO_GET_DATA = """Ways to provide Omniglot:
@@ -58,7 +58,7 @@ WAYS_TO_GET_DATA = """Ways to provide Omniglot:
   3. split="small" (the default), which reads the two small archives shipped with metabayes in
      metabayes/data/omniglot_small/ — offline, no download;
   4. source="tfds" with data_dir=a TensorFlow Datasets data directory in which `omniglot` has been
-     prepared (needs tensorflow and tensorflow-datasets)."""
+     prepared (pip install 'metabayes[tfds]')."""
 
 
 def load_omniglot(split: str = "small", *, data_dir: Optional[PathLike] = None,
@@ -75,12 +75,13 @@ def load_omniglot(split: str = "small", *, data_dir: Optional[PathLike] = None,
     to the validation and test parts.
     """
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {sorted(SPLITS)}; got {split!r}")
+        raise ValueError(f"`split` must be one of {sorted(SPLITS)}; got {split!r}")
     if source not in ("files", "tfds"):
-        raise ValueError(f"source must be 'files' or 'tfds'; got {source!r}")
+        raise ValueError(f"`source` must be 'files' or 'tfds'; got {source!r}")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     names = SPLITS[split]
     if source == "tfds":
+        from metabayes.data.omniglot_tfds import load_tfds   # imports omniglot: here, not above
         parts = load_tfds(names, data_dir, cache)
     else:
         folder = find_data_dir(names, data_dir)
@@ -144,9 +145,9 @@ def load_archive(path: Path, cache_dir: Path, verify_md5: bool = True) -> Charac
     stem = path.name[:-len(".zip")] if path.is_file() else path.name
     digest = file_md5(path) if path.is_file() else folder_digest(path)
     if verify_md5 and path.is_file() and stem in OFFICIAL_MD5 and digest != OFFICIAL_MD5[stem]:
-        raise ValueError(f"{path}: md5 {digest} differs from the official {OFFICIAL_MD5[stem]}; "
+        raise DataError(f"{path}: md5 {digest} differs from the official {OFFICIAL_MD5[stem]}; "
                          "the file is damaged or not the official release (download it again, "
-                         "or pass verify_md5=False for a custom archive)")
+                         "or set `verify_md5` to False for a custom archive)")
     cache_file = cache_dir / f"omniglot-{stem}-{digest}-v{DECODE_VERSION}.npz"
     return cached(cache_file, lambda: decode_archive(path))
 
@@ -185,7 +186,7 @@ def decode_archive(path: Path) -> Characters:
             return decode_entries(path, path.name[:-len(".zip")], files, archive.read)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
             RuntimeError) as e:  # damaged, truncated, encrypted or unsupported compression
-        raise ValueError(f"{path}: not a readable zip archive ({type(e).__name__}: {e}); download "
+        raise DataError(f"{path}: not a readable zip archive ({type(e).__name__}: {e}); download "
                          "it again") from e
 
 
@@ -199,16 +200,16 @@ def decode_entries(path: Path, stem: str, files: Iterable[str],
             continue
         match = _PNG.fullmatch(parts[-1])
         if len(parts) != 4 or parts[0] != stem or not match:
-            raise ValueError(f"{path}: unexpected entry {name!r}; the layout must be "
+            raise DataError(f"{path}: unexpected entry {name!r}; the layout must be "
                              f"{stem}/<Alphabet>/<characterNN>/<id>_<drawer>.png")
         groups.setdefault((parts[1], parts[2]), {})[int(match.group(1))] = name
     if not groups:
-        raise ValueError(f"{path}: holds no images; the layout must be "
+        raise DataError(f"{path}: holds no images; the layout must be "
                          f"{stem}/<Alphabet>/<characterNN>/<id>_<drawer>.png")
     keys = sorted(groups)
     for alphabet, character in keys:
         if sorted(groups[alphabet, character]) != list(range(1, DRAWERS + 1)):
-            raise ValueError(f"{path}: {alphabet}/{character} has drawers "
+            raise DataError(f"{path}: {alphabet}/{character} has drawers "
                              f"{sorted(groups[alphabet, character])}; expected 1..{DRAWERS}")
     images = np.empty((len(keys), DRAWERS, SIZE, SIZE), np.uint8)
     for c, key in enumerate(keys):
@@ -225,45 +226,9 @@ def decode_png(data: bytes, where: str = "PNG") -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             return shrink(image)
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... on a bad file
-        raise ValueError(f"{where}: cannot decode the image ({type(e).__name__}: {e})") from e
+        raise DataError(f"{where}: cannot decode the image ({type(e).__name__}: {e})") from e
 
 
 def shrink(image: Image.Image) -> np.ndarray:
     """[28, 28] uint8: grey, BOX-resized, inverted so that ink (black) is 255."""
     return 255 - np.asarray(image.convert("L").resize((SIZE, SIZE), Image.Resampling.BOX))
-
-
-def load_tfds(names: Sequence[str], data_dir: Optional[PathLike], cache: Path
-              ) -> Dict[str, Characters]:
-    """Characters of TFDS omniglot's splits for archives ``names``, from a prepared data_dir."""
-    try:
-        import tensorflow_datasets as tfds  # lazy: TensorFlow is needed on this path only
-    except ImportError as e:
-        raise ImportError("source='tfds' needs tensorflow and tensorflow-datasets installed; the "
-                          f"default source needs neither.\n{WAYS_TO_GET_DATA}") from e
-    builder = tfds.builder("omniglot", data_dir=None if data_dir is None else os.fspath(data_dir))
-    if not builder.data_path.exists():
-        raise FileNotFoundError(
-            f"TFDS omniglot is not prepared in {builder.data_dir}. Prepare it once, online, with "
-            "tfds.builder('omniglot', data_dir=DIR).download_and_prepare() (it downloads all four "
-            f"official archives), then pass that data_dir.\n{WAYS_TO_GET_DATA}")
-
-    def decode(name: str) -> Characters:
-        alphabet_names = builder.info.features["alphabet"].names
-        groups: Dict[Tuple[str, str], List[np.ndarray]] = {}
-        for example in tfds.as_numpy(builder.as_dataset(split=TFDS_SPLITS[name])):
-            key = (alphabet_names[example["alphabet"]],
-                   f"character{int(example['alphabet_char_id']) + 1:02d}")
-            groups.setdefault(key, []).append(shrink(Image.fromarray(example["image"][..., 0])))
-        keys = sorted(groups)
-        bad = [k for k in keys if len(groups[k]) != DRAWERS]
-        if bad or not keys:
-            raise ValueError(f"TFDS omniglot split {TFDS_SPLITS[name]!r} in {builder.data_dir}: "
-                             f"expected {DRAWERS} images per character; {bad[:3]} differ")
-        return Characters(np.stack([np.stack(groups[k]) for k in keys]),
-                          np.array([k[0] for k in keys]), np.array([k[1] for k in keys]),
-                          np.zeros(len(keys), np.int32))
-
-    key = hashlib.md5(os.fspath(builder.data_dir).encode()).hexdigest()
-    return {n: cached(cache / f"omniglot-tfds-{TFDS_SPLITS[n]}-{key}-v{DECODE_VERSION}.npz",
-                      lambda n=n: decode(n)) for n in names}

@@ -72,7 +72,7 @@ def split_characters(split: str, first: Characters, second: Characters, *, seed:
     if split == "lake":
         names = np.unique(first.alphabets)
         if not 0 < validation_alphabets < len(names):
-            raise ValueError(f"validation_alphabets must be in 1..{len(names) - 1} (the "
+            raise ValueError(f"`validation_alphabets` must be in 1..{len(names) - 1} (the "
                              f"background set has {len(names)} alphabets); got "
                              f"{validation_alphabets}")
         held = np.random.default_rng(seed).choice(names, validation_alphabets, replace=False)
@@ -82,7 +82,7 @@ def split_characters(split: str, first: Characters, second: Characters, *, seed:
     total = len(pooled.images)
     if not (train_characters >= 1 and validation_characters >= 1
             and train_characters + validation_characters < total):
-        raise ValueError(f"train_characters and validation_characters must be at least 1 and "
+        raise ValueError(f"`train_characters` and `validation_characters` must be at least 1 and "
                          f"leave test characters (the pool holds {total}); got "
                          f"{train_characters} and {validation_characters}")
     order = np.random.default_rng(seed).permutation(total)
