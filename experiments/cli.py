@@ -4,7 +4,7 @@ can cause become one line naming the ``--config.KEY`` flags to change.
 Library errors name library options in backticks (`inner_lr`). ``flag_names`` turns each into
 the flag that sets it: ``--config.inner_lr``, or another key where the experiment built the
 library object from one (the test-time learner's `inner_steps` is ``--config.eval_inner_steps``:
-``metabayes.config.options_set_by``).
+``metabayes.errors.options_set_by``).
 """
 import contextlib
 import re
@@ -14,8 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import jax
 from absl import app, flags, logging
 
-from metabayes.config import USER_ERRORS
-from metabayes.data.errors import DataError
+from metabayes.errors import USER_ERRORS, DataError
 
 OPTION = re.compile(r"`([\w.]+)`")
 

@@ -13,7 +13,7 @@ import os
 from absl import app, flags
 
 from experiments.cli import run
-from metabayes.data.errors import DataError
+from metabayes.errors import DataError
 from metabayes.plotting import plot_entropy_cdf
 
 SAME_TASKS = ("seed", "split", "evaluate_on", "data_source", "data_dir", "ways", "shots", "query",

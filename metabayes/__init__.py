@@ -24,10 +24,11 @@ if "tensorflow" not in _sys.modules:
         if _sys.modules.get("tensorflow", 0) is None:
             del _sys.modules["tensorflow"]
 
-from metabayes.algorithms import (DivergenceError, MetaLearner, MetaParams, NonFiniteLossError,
-                                  TrainState, abml, maml)
+from metabayes.algorithms import MetaLearner, MetaParams, TrainState, abml, maml
 from metabayes.elbo import (draw_outputs, elbo, expected_log_likelihood, global_kl, local_kl,
                             sample_outputs)
+from metabayes.errors import (DataError, DivergenceError, NonFiniteLossError,
+                              NonFinitePredictionError)
 from metabayes.hyperprior import Hyperprior
 from metabayes.inner_loop import (adapt, fisher_diagonal, fisher_precision_update, local_objective,
                                   per_part_optimizer)
@@ -39,8 +40,9 @@ from metabayes.tasks import Task
 __version__ = "0.1.0"
 
 __all__ = [
-    "Categorical", "Conv4", "DivergenceError", "Gaussian", "GaussianPredictive", "Hyperprior", "MLP",
-    "MeanFieldGaussian", "MetaLearner", "MetaParams", "NonFiniteLossError", "Task", "TrainState",
+    "Categorical", "Conv4", "DataError", "DivergenceError", "Gaussian", "GaussianPredictive", "Hyperprior", "MLP",
+    "MeanFieldGaussian", "MetaLearner", "MetaParams", "NonFiniteLossError",
+    "NonFinitePredictionError", "Task", "TrainState",
     "abml", "adapt", "draw_outputs", "elbo", "expected_log_likelihood", "fisher_diagonal",
     "fisher_precision_update", "global_kl", "local_kl", "local_objective", "maml",
     "per_part_optimizer", "sample_outputs",

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from metabayes.elbo import check_estimator, draw_outputs, global_kl, local_kl, mean_log_likelihood
+from metabayes.errors import NonFiniteLossError
 from metabayes.hyperprior import Hyperprior
 from metabayes.inner_loop import adapt, check_num_steps, check_local_variance
 from metabayes.likelihoods import Categorical, Likelihood
@@ -27,19 +28,6 @@ from metabayes.tasks import Task, check_task, concatenate
 THETA_FAMILIES = ("point", "gaussian", "deterministic")
 OUTER_DATA = ("support_query", "query")
 BATCH_NORM = ("transductive", "support")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The meta-loss or its gradient became NaN or infinite."""
-
-
-class DivergenceError(FloatingPointError):
-    """The meta-loss grew by orders of magnitude, or is far worse than guessing, while finite."""
-
-    def __init__(self, what: str):
-        super().__init__(
-            f"{what}: meta-training diverges. Lower the inner step size `inner_lr` (inner SGD on "
-            "the summed likelihood is stable only below 2 / its curvature) or `outer_lr`.")
 
 
 @flax.struct.dataclass

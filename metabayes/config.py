@@ -9,10 +9,8 @@ local_variance, precision_damping, num_tasks, task_chunk, each with its rule in
 turns them into ``--config.KEY`` flags (``experiments.cli``), and ``options_set_by`` says which
 key set an option where they differ (the test-time learner's `inner_steps` is eval_inner_steps).
 """
-import contextlib
 import dataclasses
 import functools
-from typing import Mapping
 
 import flax.linen as nn
 import ml_collections
@@ -20,6 +18,7 @@ import optax
 
 from metabayes.algorithms import BATCH_NORM, OUTER_DATA, MetaLearner, abml, maml
 from metabayes.config_checks import BOOLEAN, integer, number, one_of, optional, positive
+from metabayes.errors import options_set_by
 from metabayes.hyperprior import Hyperprior
 from metabayes.inner_loop import LOCAL_VARIANCES, per_part_optimizer
 from metabayes.layers import ESTIMATORS
@@ -28,23 +27,9 @@ from metabayes.likelihoods import Likelihood
 # eps_root > 0 keeps Adam differentiable where a gradient is exactly zero (second order).
 INNER_OPTIMIZERS = {"sgd": optax.sgd, "adam": functools.partial(optax.adam, eps_root=1e-12)}
 ALGORITHMS = ("abml", "maml")
-# What a user can cause and gets told in one line: bad options or data, divergence, memory.
-USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, MemoryError, ImportError,
-               ConnectionError)
 # The test-time learner's options and the keys that set them ((key, the key it falls back to)).
 EVALUATION_KEYS = {"inner_steps": "eval_inner_steps", "inner_lr": ("eval_inner_lr", "inner_lr"),
                    "batch_norm": ("eval_batch_norm", "batch_norm")}
-
-
-@contextlib.contextmanager
-def options_set_by(renames: Mapping[str, str]):
-    """Errors raised inside the block name the config keys that ``renames`` maps their options
-    to (read by ``experiments.cli``), e.g. ``EVALUATION_KEYS`` around the test-time learner."""
-    try:
-        yield
-    except USER_ERRORS as error:
-        error.option_renames = {**renames, **getattr(error, "option_renames", {})}
-        raise
 
 
 def inner_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:

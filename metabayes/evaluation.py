@@ -7,13 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from metabayes.algorithms import MetaLearner, MetaParams
+from metabayes.errors import NonFinitePredictionError
 from metabayes.metrics import (classification_report, mean_ci95, out_of_episode_auroc,
                                predictive_entropy)
 from metabayes.tasks import Task, check_task
-
-
-class NonFinitePredictionError(FloatingPointError):
-    """The posterior predictive of some test tasks is NaN or infinite."""
 
 
 def check_finite_predictions(predictive) -> None:

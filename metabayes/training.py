@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from metabayes.algorithms import DivergenceError, MetaLearner, TrainState
+from metabayes.algorithms import MetaLearner, TrainState
 from metabayes.checkpointing import Checkpointer
+from metabayes.errors import DivergenceError
 from metabayes.tasks import Task
 
 class MetricWriter:

@@ -30,7 +30,7 @@ from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from metabayes.data.errors import DataError
+from metabayes.errors import DataError
 from metabayes.data.omniglot_splits import (Characters, OmniglotSplit, split_characters,
                                             with_rotations)
 

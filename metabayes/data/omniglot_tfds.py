@@ -12,10 +12,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from metabayes.data.errors import DataError
 from metabayes.data.omniglot import (DECODE_VERSION, DRAWERS, WAYS_TO_GET_DATA, PathLike, cached,
                                      shrink)
 from metabayes.data.omniglot_splits import Characters
+from metabayes.errors import DataError
 
 TFDS_SPLITS = {"background": "train", "evaluation": "test", "small1": "small1", "small2": "small2"}
 
