@@ -15,6 +15,11 @@ CONFIG=experiments/configs/omniglot.py
 SHORT=(--config.filters=32 --config.meta_batch=4 --config.train_query=5)
 FIVE_WAY=(--config.steps=2000 --config.eval_every=500 --config.eval_tasks=500)
 TWENTY_WAY=(--config.steps=300 --config.eval_every=150 --config.eval_tasks=100)
+# N of the 1/N global KL as the recorded rows had it: the tasks of a full published run
+# (60,000 × 32 at 5-way, × 16 at 20-way), which the configs computed before these flags (and
+# cpu_demo) shortened the run. The configs now derive N = steps × meta_batch when unset.
+N_FIVE_WAY=(--config.num_tasks=1920000)
+N_TWENTY_WAY=(--config.num_tasks=960000)
 
 run() {  # core, name, flags...
   local core=$1 name=$2; shift 2
@@ -37,15 +42,15 @@ evaluate_with_support_statistics() {  # core, name: the trained run, scored agai
 
 mkdir -p "$RUNS"
 (
-  run 0 cpu_demo_abml --config=$CONFIG:cpu_demo
-  evaluate_with_support_statistics 0 cpu_demo_abml --config=$CONFIG:cpu_demo
-  run 0 5w1s_abml --config=$CONFIG:5w1s "${SHORT[@]}" "${FIVE_WAY[@]}"
-  run 0 20w1s_abml --config=$CONFIG:20w1s "${SHORT[@]}" "${TWENTY_WAY[@]}"
+  run 0 cpu_demo_abml --config=$CONFIG:cpu_demo "${N_FIVE_WAY[@]}"
+  evaluate_with_support_statistics 0 cpu_demo_abml --config=$CONFIG:cpu_demo "${N_FIVE_WAY[@]}"
+  run 0 5w1s_abml --config=$CONFIG:5w1s "${SHORT[@]}" "${FIVE_WAY[@]}" "${N_FIVE_WAY[@]}"
+  run 0 20w1s_abml --config=$CONFIG:20w1s "${SHORT[@]}" "${TWENTY_WAY[@]}" "${N_TWENTY_WAY[@]}"
 ) &
 (
-  run 1 cpu_demo_maml --config=$CONFIG:cpu_demo,maml
-  evaluate_with_support_statistics 1 cpu_demo_maml --config=$CONFIG:cpu_demo,maml
-  run 1 5w1s_maml --config=$CONFIG:5w1s,maml "${SHORT[@]}" "${FIVE_WAY[@]}"
-  run 1 20w1s_maml --config=$CONFIG:20w1s,maml "${SHORT[@]}" "${TWENTY_WAY[@]}"
+  run 1 cpu_demo_maml --config=$CONFIG:cpu_demo,maml "${N_FIVE_WAY[@]}"
+  evaluate_with_support_statistics 1 cpu_demo_maml --config=$CONFIG:cpu_demo,maml "${N_FIVE_WAY[@]}"
+  run 1 5w1s_maml --config=$CONFIG:5w1s,maml "${SHORT[@]}" "${FIVE_WAY[@]}" "${N_FIVE_WAY[@]}"
+  run 1 20w1s_maml --config=$CONFIG:20w1s,maml "${SHORT[@]}" "${TWENTY_WAY[@]}" "${N_TWENTY_WAY[@]}"
 ) &
 wait

@@ -15,10 +15,11 @@ RUNS=${1:-runs/search}
 PYTHON=${PYTHON:-.venv/bin/python}
 # validation tasks only, from the settings before the search (later flags override these).
 # β and log σ's inner step stay at their values for the published step size 0.08 in every run
-# (the configs derive them from inner_lr, which the search varies).
+# (the configs derive them from inner_lr, which the search varies), and N of the 1/N global KL
+# at a full published run's 60,000 × 32 tasks, as the recorded search had them.
 BEFORE_SELECTION=(--config.evaluate_on=validation --config.inner_lr=0.08
                   --config.eval_inner_steps=3 --config.kl_weight=7.713112755417473e-05
-                  --config.inner_lr_log_sigma=0.004)
+                  --config.inner_lr_log_sigma=0.004 --config.num_tasks=1920000)
 
 run() {  # core, name, flags...
   local core=$1 name=$2; shift 2
@@ -76,7 +77,8 @@ if [ "${TWENTY_WAY:-0}" = 1 ]; then
     local BEFORE_SELECTION=(--config=experiments/configs/omniglot.py:$setting
       --config.evaluate_on=validation --config.filters=32 --config.meta_batch=4
       --config.train_query=5 --config.steps=150 --config.eval_every=150 --config.eval_tasks=40
-      --config.kl_weight=0.0012340980408667957 --config.inner_lr_log_sigma=0.00025)
+      --config.kl_weight=0.0012340980408667957 --config.inner_lr_log_sigma=0.00025
+      --config.num_tasks=960000)
     run "$core" "$name" "$@"
   }
   ( run20 0 20w_abml_selected 20w1s
