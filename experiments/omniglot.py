@@ -106,11 +106,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
     learner = omniglot_learner(config)            # bad learner flags fail before the data load
     evaluator = make_evaluator(config, learner)
     primary = host == 0
-    checkpoints = os.path.join(workdir, "checkpoints")
-    write_run_config(workdir, config, resuming=bool(os.path.isdir(checkpoints)
-                                                    and os.listdir(checkpoints)),
-                     resumable=omniglot_configs.RESUMABLE_CHANGES, force=config.force_resume,
-                     write=primary)
+    write_run_config(workdir, config, resumable=omniglot_configs.RESUMABLE_CHANGES,
+                     force=config.force_resume, write=primary)
     with options_set_by({"source": "data_source", "rotate_train": "rotate"}):
         data = load_omniglot(config.split, data_dir=config.data_dir, source=config.data_source,
                              verify_md5=config.verify_md5, seed=config.seed,
@@ -126,7 +123,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
                                         config.evaluate_on)   # bad flags fail before training
     init_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     state = learner.init(init_key, jnp.zeros((config.ways * config.shots, 28, 28, 1)))
-    checkpointer = Checkpointer(checkpoints, config.checkpoint_every, config.keep_checkpoints)
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
+                                config.keep_checkpoints)
     restored = checkpointer.restore(state)
     trained_before = 0.0  # seconds of training before this process, from the checkpoint
     if restored is not None:

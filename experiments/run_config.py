@@ -27,13 +27,15 @@ def changed_keys(saved: Dict[str, Any], config: ml_collections.ConfigDict,
             if key not in resumable and old.get(key) != new.get(key)}
 
 
-def write_run_config(workdir: str, config: ml_collections.ConfigDict, *, resuming: bool,
+def write_run_config(workdir: str, config: ml_collections.ConfigDict, *,
                      resumable: Iterable[str], force: bool = False, write: bool = True) -> None:
-    """Write ``workdir/config.json``; when ``resuming`` a run whose config.json differs from
-    ``config`` in keys outside ``resumable``, refuse (ValueError naming each key, its saved
-    and its new value) unless ``force``. ``write`` False only checks (e.g. on hosts other than
-    the first)."""
+    """Write ``workdir/config.json``; when the run resumes (``workdir/checkpoints`` holds
+    anything) and its config.json differs from ``config`` in keys outside ``resumable``, refuse
+    (ValueError naming each key, its saved and its new value) unless ``force``. ``write`` False
+    only checks (e.g. on hosts other than the first)."""
     path = os.path.join(workdir, "config.json")
+    checkpoints = os.path.join(workdir, "checkpoints")
+    resuming = os.path.isdir(checkpoints) and bool(os.listdir(checkpoints))
     if resuming and not force and os.path.isfile(path):
         with open(path) as f:
             saved = json.load(f)

@@ -153,10 +153,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     key is checked first; a run that resumes must have the settings of its config.json, but for
     ``RESUMABLE_CHANGES``."""
     check_settings(config)
-    checkpoints = os.path.join(workdir, "checkpoints")
-    write_run_config(workdir, config, resuming=bool(os.path.isdir(checkpoints)
-                                                    and os.listdir(checkpoints)),
-                     resumable=RESUMABLE_CHANGES, force=config.force_resume)
+    write_run_config(workdir, config, resumable=RESUMABLE_CHANGES, force=config.force_resume)
     train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed))
     learners, train_seconds, histories = {}, {}, {}
     for algorithm in config.algorithms:

@@ -96,19 +96,20 @@ def test_selected_settings_keep_the_published_step_values():
 def test_a_resumed_run_refuses_changed_settings_but_allows_safe_ones(tmp_path):
     config = omniglot.resolve(omniglot.get_config("cpu_demo"))
     resumable = omniglot.RESUMABLE_CHANGES
-    write_run_config(str(tmp_path), config, resuming=False, resumable=resumable)
+    write_run_config(str(tmp_path), config, resumable=resumable)
+    (tmp_path / "checkpoints" / "3").mkdir(parents=True)      # a checkpoint: the run resumes
     extended = config.copy_and_resolve_references()
     with extended.unlocked():
         extended.steps, extended.eval_tasks = 600, 40
-    write_run_config(str(tmp_path), extended, resuming=True, resumable=resumable)
+    write_run_config(str(tmp_path), extended, resumable=resumable)
     changed = extended.copy_and_resolve_references()
     with changed.unlocked():
         changed.inner_lr, changed.num_tasks = 0.01, 99
     with pytest.raises(ValueError) as info:
-        write_run_config(str(tmp_path), changed, resuming=True, resumable=resumable)
+        write_run_config(str(tmp_path), changed, resumable=resumable)
     line = flag_names(str(info.value), changed.keys())
     assert "--config.inner_lr 0.04 -> 0.01" in line and "--config.num_tasks 1200 -> 99" in line
     assert "--config.force_resume" in line
     assert json.load(open(tmp_path / "config.json"))["inner_lr"] == 0.04   # not overwritten
-    write_run_config(str(tmp_path), changed, resuming=True, resumable=resumable, force=True)
+    write_run_config(str(tmp_path), changed, resumable=resumable, force=True)
     assert json.load(open(tmp_path / "config.json"))["inner_lr"] == 0.01
