@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import jax
 from absl import app, flags, logging
 
+from experiments.run_config import flat
 from metabayes.errors import USER_ERRORS, DataError
 
 OPTION = re.compile(r"`([\w.]+)`")
@@ -88,17 +89,8 @@ def run(main: Callable[[Sequence[str]], None], config: Optional[flags.FlagHolder
         except USER_ERRORS as error:
             if not is_users_error(error):
                 raise
-            keys = config_keys(config.value) if config is not None else ()
+            keys = flat(config.value) if config is not None else ()
             message = " ".join(str(error).split()) or type(error).__name__
             sys.exit(f"error: {flag_names(message, keys, getattr(error, 'option_renames', {}))}")
     app.run(checked_main, flags_parser=parse_flags)
 
-
-def config_keys(config) -> list:
-    """Every key of a (nested) config, nested ones dotted: ["seed", "neural_linear.hidden"]."""
-    keys = []
-    for key, value in config.items():
-        keys.append(key)
-        if hasattr(value, "items"):
-            keys.extend(f"{key}.{inner}" for inner in config_keys(value))
-    return keys

@@ -22,9 +22,9 @@ from metabayes.config import (EVALUATION_KEYS, LEARNER_RULES, add_learner_defaul
                               make_evaluator, make_learner)
 from metabayes.config_checks import check_config, integer, number, one_of, positive, sequence_of
 from metabayes.data.sinusoid import SinusoidTasks, sine
-from metabayes.models import ACTIVATIONS
 from metabayes.errors import options_set_by
 from metabayes.evaluation import predict_tasks, regression_metrics
+from metabayes.models import ACTIVATIONS
 from metabayes.plotting import plot_regression_tasks
 from metabayes.training import fit
 

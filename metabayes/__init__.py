@@ -40,8 +40,8 @@ from metabayes.tasks import Task
 __version__ = "0.1.0"
 
 __all__ = [
-    "Categorical", "Conv4", "DataError", "DivergenceError", "Gaussian", "GaussianPredictive", "Hyperprior", "MLP",
-    "MeanFieldGaussian", "MetaLearner", "MetaParams", "NonFiniteLossError",
+    "Categorical", "Conv4", "DataError", "DivergenceError", "Gaussian", "GaussianPredictive",
+    "Hyperprior", "MLP", "MeanFieldGaussian", "MetaLearner", "MetaParams", "NonFiniteLossError",
     "NonFinitePredictionError", "Task", "TrainState",
     "abml", "adapt", "draw_outputs", "elbo", "expected_log_likelihood", "fisher_diagonal",
     "fisher_precision_update", "global_kl", "local_kl", "local_objective", "maml",

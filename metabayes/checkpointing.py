@@ -16,7 +16,8 @@ class Checkpointer:
 
     def __init__(self, directory: str, every: int = 500, keep: int = 3):
         if every < 1 or keep < 1:
-            raise ValueError(f"`every` and `keep` (checkpoints) must be integers >= 1, got {every} and {keep}")
+            raise ValueError(f"`every` and `keep` (checkpoints) must be integers >= 1, got {every} "
+                             f"and {keep}")
         self.manager = ocp.CheckpointManager(
             os.path.abspath(directory),
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,

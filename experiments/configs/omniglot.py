@@ -37,7 +37,7 @@ import ml_collections
 
 from metabayes.config import LEARNER_RULES, add_learner_defaults
 from metabayes.config_checks import BOOLEAN, TEXT, integer, number, one_of, optional, positive
-from metabayes.data.omniglot import SPLITS
+from metabayes.data.omniglot import SOURCES, SPLITS
 from metabayes.layers import CONVOLUTIONS
 
 SETTINGS = {  # ways, shots, meta_batch, MAML's mean-loss inner lr, train steps K, test steps
@@ -156,7 +156,7 @@ RULES = {
     "eval_every": integer(1), "eval_tasks": integer(1), "evaluate_on": one_of("test", "validation"),
     "eval_meta_batch": integer(1), "num_bins": integer(1), "log_every": integer(1),
     "checkpoint_every": integer(1), "keep_checkpoints": integer(1),
-    "data_source": one_of("files", "tfds"), "data_dir": optional(TEXT), "verify_md5": BOOLEAN,
+    "data_source": one_of(*SOURCES), "data_dir": optional(TEXT), "verify_md5": BOOLEAN,
     "split": one_of(*SPLITS), "train_characters": integer(1), "validation_characters": integer(1),
     "validation_alphabets": integer(1), "rotate": BOOLEAN, "prefetch": integer(1),
     "shard_tasks": BOOLEAN, "multihost": BOOLEAN, "coordinator_address": optional(TEXT),

@@ -30,9 +30,9 @@ from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from metabayes.errors import DataError
 from metabayes.data.omniglot_splits import (Characters, OmniglotSplit, split_characters,
                                             with_rotations)
+from metabayes.errors import DataError
 
 PathLike = Union[str, os.PathLike]
 
@@ -46,6 +46,7 @@ OFFICIAL_MD5 = {"images_background": "68d2efa1b9178cc56df9314c21c6e718",
                 "images_evaluation": "6b91aef0f799c5bb55b94e3f2daec811",
                 "images_background_small1": "e704a628b5459e08445c13499850abc4",
                 "images_background_small2": "b75a71a51d3b13f821f212756fe481fd"}
+SOURCES = ("files", "tfds")   # the archives' files, or a prepared TensorFlow Datasets omniglot
 SPLITS = {"small": ("small1", "small2"), "vinyals": ("background", "evaluation"),
           "lake": ("background", "evaluation")}
 _PNG = re.compile(r"\d+_(\d+)\.png")
@@ -76,8 +77,8 @@ def load_omniglot(split: str = "small", *, data_dir: Optional[PathLike] = None,
     """
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {sorted(SPLITS)}; got {split!r}")
-    if source not in ("files", "tfds"):
-        raise ValueError(f"`source` must be 'files' or 'tfds'; got {source!r}")
+    if source not in SOURCES:
+        raise ValueError(f"`source` must be one of {SOURCES}; got {source!r}")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     names = SPLITS[split]
     if source == "tfds":
@@ -146,8 +147,8 @@ def load_archive(path: Path, cache_dir: Path, verify_md5: bool = True) -> Charac
     digest = file_md5(path) if path.is_file() else folder_digest(path)
     if verify_md5 and path.is_file() and stem in OFFICIAL_MD5 and digest != OFFICIAL_MD5[stem]:
         raise DataError(f"{path}: md5 {digest} differs from the official {OFFICIAL_MD5[stem]}; "
-                         "the file is damaged or not the official release (download it again, "
-                         "or set `verify_md5` to False for a custom archive)")
+                        "the file is damaged or not the official release (download it again, "
+                        "or set `verify_md5` to False for a custom archive)")
     cache_file = cache_dir / f"omniglot-{stem}-{digest}-v{DECODE_VERSION}.npz"
     return cached(cache_file, lambda: decode_archive(path))
 
@@ -187,7 +188,7 @@ def decode_archive(path: Path) -> Characters:
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
             RuntimeError) as e:  # damaged, truncated, encrypted or unsupported compression
         raise DataError(f"{path}: not a readable zip archive ({type(e).__name__}: {e}); download "
-                         "it again") from e
+                        "it again") from e
 
 
 def decode_entries(path: Path, stem: str, files: Iterable[str],
@@ -201,16 +202,16 @@ def decode_entries(path: Path, stem: str, files: Iterable[str],
         match = _PNG.fullmatch(parts[-1])
         if len(parts) != 4 or parts[0] != stem or not match:
             raise DataError(f"{path}: unexpected entry {name!r}; the layout must be "
-                             f"{stem}/<Alphabet>/<characterNN>/<id>_<drawer>.png")
+                            f"{stem}/<Alphabet>/<characterNN>/<id>_<drawer>.png")
         groups.setdefault((parts[1], parts[2]), {})[int(match.group(1))] = name
     if not groups:
         raise DataError(f"{path}: holds no images; the layout must be "
-                         f"{stem}/<Alphabet>/<characterNN>/<id>_<drawer>.png")
+                        f"{stem}/<Alphabet>/<characterNN>/<id>_<drawer>.png")
     keys = sorted(groups)
     for alphabet, character in keys:
         if sorted(groups[alphabet, character]) != list(range(1, DRAWERS + 1)):
             raise DataError(f"{path}: {alphabet}/{character} has drawers "
-                             f"{sorted(groups[alphabet, character])}; expected 1..{DRAWERS}")
+                            f"{sorted(groups[alphabet, character])}; expected 1..{DRAWERS}")
     images = np.empty((len(keys), DRAWERS, SIZE, SIZE), np.uint8)
     for c, key in enumerate(keys):
         for d in range(DRAWERS):

@@ -58,12 +58,12 @@ def load_tfds(names: Sequence[str], data_dir: Optional[PathLike], cache: Path
         keys = sorted(groups)
         if not keys:
             raise DataError(f"TFDS omniglot split {split!r} in {builder.data_dir} holds no "
-                             "examples")
+                            "examples")
         bad = [(k, len(groups[k])) for k in keys if len(groups[k]) != DRAWERS]
         if bad:
             raise DataError(f"TFDS omniglot split {split!r} in {builder.data_dir}: expected "
-                             f"{DRAWERS} images per character (alphabet, character); "
-                             f"{len(bad)} of {len(keys)} differ, e.g. {bad[:3]}")
+                            f"{DRAWERS} images per character (alphabet, character); "
+                            f"{len(bad)} of {len(keys)} differ, e.g. {bad[:3]}")
         return Characters(np.stack([np.stack(groups[k]) for k in keys]),
                           np.array([k[0] for k in keys]), np.array([k[1] for k in keys]),
                           np.zeros(len(keys), np.int32))
