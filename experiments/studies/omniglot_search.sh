@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # The validation search behind experiments/configs/omniglot.py's ABML and MAML settings.
 #
-# Every run is the cpu_demo setting (5-way 1-shot, small split, Conv4-32, M = 4, 300 steps,
-# Q = 15, T = 5) with the settings named changed, scored on 100 *validation* tasks
-# (--config.evaluate_on=validation): no run here sees a test task. Round 2 was written after
-# reading round 1 (README, "How the settings were chosen"). Two lanes run side by side, each
+# 5-way (STUDY five_way): the cpu_demo setting (5-way 1-shot, small split, Conv4-32, M = 4,
+# 300 steps, Q = 15, T = 5) with the settings named changed, scored on 100 *validation* tasks
+# (--config.evaluate_on=validation): no run here sees a test task. Each round was written after
+# reading the last (README, "How the settings were chosen"). 20-way (STUDY twenty_way): the
+# 20w1s setting shortened to 150 steps (Conv4-32, M = 4, 5 training queries per class), scored
+# on 40 validation tasks, the same grid for both algorithms. Two lanes run side by side, each
 # pinned to one core; a run whose eval.json exists is skipped. Tabulate with
 #   python -m experiments.omniglot_compare --workdirs=runs/search/abml_base,...
 #
-#   bash experiments/studies/omniglot_search.sh [RUNS_DIR]      # default runs/search
+#   bash experiments/studies/omniglot_search.sh [RUNS_DIR] [STUDY]   # runs/search, all
+#   STUDY: five_way | twenty_way | all
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${1:-runs/search}
+STUDY=${2:-all}
 PYTHON=${PYTHON:-.venv/bin/python}
+case $STUDY in five_way|twenty_way|all) ;; *)
+  echo "error: STUDY must be five_way, twenty_way or all, not '$STUDY'" >&2; exit 1 ;; esac
 # validation tasks only, from the settings before the search (later flags override these).
 # β and log σ's inner step stay at their values for the published step size 0.08 in every run
 # (the configs derive them from inner_lr, which the search varies), and N of the 1/N global KL
@@ -25,12 +31,15 @@ run() {  # core, name, flags...
   local core=$1 name=$2; shift 2
   [ -f "$RUNS/$name/eval.json" ] && return 0
   local pin=(); taskset -c "$core" true 2>/dev/null && pin=(taskset -c "$core")
+  local start=$SECONDS
   "${pin[@]}" "$PYTHON" -m experiments.omniglot "${BEFORE_SELECTION[@]}" \
     --workdir="$RUNS/$name" "$@" > "$RUNS/$name.log" 2>&1 \
     || echo "$name failed: see $RUNS/$name.log" >&2
+  echo "$name: $((SECONDS - start)) s wall-clock" >> "$RUNS/wall_clock.txt"
 }
 
 mkdir -p "$RUNS"
+if [ "$STUDY" != twenty_way ]; then
 (  # lane 0
   # round 1: ABML one setting at a time (inner lr 0.08, β 7.7e-5, σ_θ e^−4.5, gradient σ_λ)
   run 0 abml_base
@@ -66,12 +75,22 @@ mkdir -p "$RUNS"
   run 1 maml_lr_half_steps2 --config.algorithm=maml --config.inner_lr=0.04 --config.inner_steps=2
   # round 3
   run 1 maml_lr_0.06 --config.algorithm=maml --config.inner_lr=0.06
+  # round 5 (2026-12-02), MAML's budget brought up to ABML's 10 runs of rounds 1-3: step sizes
+  # on either side of the selected 0.04, and 5 test steps with 2 training steps; maml_lr_half
+  # again, to check that the code of that day reproduces the selected run
+  run 1 maml_lr_0.03 --config.algorithm=maml --config.inner_lr=0.03
+  run 1 maml_lr_0.05 --config.algorithm=maml --config.inner_lr=0.05
+  run 1 maml_lr_half_steps2_eval_steps5 --config.algorithm=maml --config.inner_lr=0.04 \
+    --config.inner_steps=2 --config.eval_inner_steps=5
+  run 1 maml_lr_half_repeat --config.algorithm=maml --config.inner_lr=0.04
 ) &
 wait
+fi
 
-# 20-way check of the selection (after the test runs; TWENTY_WAY=1): the published inner step
-# size against the selected half, for both algorithms, 150 steps, 40 validation tasks.
-if [ "${TWENTY_WAY:-0}" = 1 ]; then
+# 20-way: each algorithm's inner step size at ½, 1 and 1.5 × the published 0.1 / 20 (5 steps
+# in training and at test, as published), and 10 test steps at the published size; β and log
+# σ's step at their published-step values, N as a full 20-way run's 60,000 × 16 tasks.
+if [ "$STUDY" != five_way ]; then
   run20() {  # core, name, config name, flags...
     local core=$1 name=$2 setting=$3; shift 3
     local BEFORE_SELECTION=(--config=experiments/configs/omniglot.py:$setting
@@ -81,9 +100,15 @@ if [ "${TWENTY_WAY:-0}" = 1 ]; then
       --config.num_tasks=960000)
     run "$core" "$name" "$@"
   }
-  ( run20 0 20w_abml_selected 20w1s
-    run20 0 20w_abml_lr_published 20w1s --config.inner_lr=0.005 ) &
-  ( run20 1 20w_maml_selected 20w1s,maml
-    run20 1 20w_maml_lr_published 20w1s,maml --config.inner_lr=0.005 ) &
+  grid() {  # core, algorithm
+    local core=$1 algorithm=$2
+    run20 "$core" "20w_${algorithm}_lr_published" "20w1s,$algorithm" --config.inner_lr=0.005
+    run20 "$core" "20w_${algorithm}_lr_half" "20w1s,$algorithm" --config.inner_lr=0.0025
+    run20 "$core" "20w_${algorithm}_lr_1.5" "20w1s,$algorithm" --config.inner_lr=0.0075
+    run20 "$core" "20w_${algorithm}_lr_published_eval_steps10" "20w1s,$algorithm" \
+      --config.inner_lr=0.005 --config.eval_inner_steps=10
+  }
+  grid 0 abml &
+  grid 1 maml &
   wait
 fi
