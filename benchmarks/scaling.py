@@ -21,7 +21,7 @@ from absl import app, flags  # noqa: E402
 
 import metabayes as mb  # noqa: E402
 from benchmarks.step_time import Row, omniglot_batch, sinusoid_batch, time_row  # noqa: E402
-from metabayes.sharding import task_mesh  # noqa: E402
+from metabayes.training.sharding import task_mesh  # noqa: E402
 
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one (>= 1).")
 _DEVICES = flags.DEFINE_list("devices", ["1", "2", "4", "8"], "Device counts to time.")

@@ -33,7 +33,7 @@ import optax
 from absl import app, flags
 
 import metabayes as mb
-from metabayes.sharding import replicate, shard_tasks
+from metabayes.training.sharding import replicate, shard_tasks
 from metabayes.tasks import Task
 
 MARKERS = ("<!-- step_time:begin -->", "<!-- step_time:end -->")

@@ -24,17 +24,19 @@ from ml_collections import config_flags
 from experiments.cli import explain_out_of_memory, run
 from experiments.configs import omniglot as omniglot_configs
 from experiments.run_config import write_run_config
-from metabayes.checkpointing import Checkpointer
-from metabayes.config import EVALUATION_KEYS, make_evaluator
+from metabayes.training.checkpointing import Checkpointer
+from metabayes.training.config import EVALUATION_KEYS, make_evaluator
 from metabayes.config_checks import check_config
 from metabayes.data.episodes import EpisodeSampler, Prefetcher
 from metabayes.data.omniglot import load_omniglot
 from metabayes.errors import options_set_by
 from metabayes.evaluation import classification_evaluation, posterior_scales, split_out_of_episode
-from metabayes.plotting import plot_entropy_cdf, plot_posterior_scales, plot_reliability_diagram
-from metabayes.predictor import omniglot_learner
-from metabayes.sharding import host_local, initialize_multihost, replicate, shard_tasks, task_mesh
+from metabayes.evaluation.plotting import (plot_entropy_cdf, plot_posterior_scales,
+                                           plot_reliability_diagram)
 from metabayes.training import MetricWriter, fit
+from metabayes.training.predictor import omniglot_learner
+from metabayes.training.sharding import (host_local, initialize_multihost, replicate, shard_tasks,
+                                         task_mesh)
 
 
 TRAINING_MEMORY = ("Lower --config.meta_batch or --config.train_query, or set --config.task_chunk "

@@ -14,7 +14,7 @@ from absl import app, flags
 
 from experiments.cli import run
 from metabayes.errors import DataError
-from metabayes.plotting import plot_entropy_cdf
+from metabayes.evaluation.plotting import plot_entropy_cdf
 
 SAME_TASKS = ("seed", "split", "evaluate_on", "data_source", "data_dir", "ways", "shots", "query",
               "eval_tasks", "eval_meta_batch")   # config entries that fix the evaluated tasks

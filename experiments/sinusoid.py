@@ -18,14 +18,14 @@ from ml_collections import config_flags
 
 from experiments.cli import run
 import metabayes as mb
-from metabayes.config import (EVALUATION_KEYS, LEARNER_RULES, add_learner_defaults,
+from metabayes.training.config import (EVALUATION_KEYS, LEARNER_RULES, add_learner_defaults,
                               make_evaluator, make_learner)
 from metabayes.config_checks import check_config, integer, number, one_of, positive, sequence_of
 from metabayes.data.sinusoid import SinusoidTasks, sine
 from metabayes.errors import options_set_by
 from metabayes.evaluation import predict_tasks, regression_metrics
 from metabayes.models import ACTIVATIONS
-from metabayes.plotting import plot_regression_tasks
+from metabayes.evaluation.plotting import plot_regression_tasks
 from metabayes.training import fit
 
 

@@ -26,15 +26,16 @@ from ml_collections import config_flags
 
 from experiments.cli import run
 import metabayes as mb
-from metabayes.bandit_agents import (MetaAgent, NeuralLinear, UniformAgent,
-                                     normalised_regret, play)
 from experiments.configs.wheel_bandit import RESUMABLE_CHANGES, RULES
 from experiments.run_config import write_run_config
-from metabayes.bandits import INPUT_DIM, ArmRewardMLP, sample_episodes
-from metabayes.checkpointing import Checkpointer
-from metabayes.config import ALGORITHMS, make_evaluator, make_learner
+from metabayes.bandit.agents import MetaAgent, UniformAgent, normalised_regret, play
+from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
+from metabayes.bandit.neural_linear import NeuralLinear
+from metabayes.bandit.wheel import INPUT_DIM
+from metabayes.training.checkpointing import Checkpointer
+from metabayes.training.config import ALGORITHMS, make_evaluator, make_learner
 from metabayes.config_checks import check_config
-from metabayes.plotting import plot_regret
+from metabayes.evaluation.plotting import plot_regret
 from metabayes.training import fit
 
 POLICY = {"abml": "thompson", "maml": "greedy"}

@@ -1,7 +1,9 @@
 """metabayes: Amortized Bayesian Meta-Learning (Ravi & Beatson, ICLR 2019) in JAX.
 
-The ELBO terms (``elbo``), the inner loop (``inner_loop``), the meta-learner and its train step
-(``algorithms``); see docs/MATH.md for the mathematics each implements.
+The ELBO terms (``elbo``); the inner loop (``inner_loop``) and its composable pieces
+(``inner_transforms``, ``local_variance``); the meta-learner's spec (``algorithms``) and the pure
+functions over it (``meta_objective``, ``outer_step``, ``prediction``). docs/MATH.md gives the
+mathematics each implements.
 """
 from metabayes.xla_flags import set_default_xla_flag
 
@@ -30,20 +32,29 @@ from metabayes.elbo import (draw_outputs, elbo, expected_log_likelihood, global_
 from metabayes.errors import (DataError, DivergenceError, NonFiniteLossError,
                               NonFinitePredictionError)
 from metabayes.hyperprior import Hyperprior
-from metabayes.inner_loop import (adapt, fisher_diagonal, fisher_precision_update, local_objective,
-                                  per_part_optimizer)
+from metabayes.inner_loop import LocalObjective, adapt
+from metabayes.inner_transforms import (per_part_optimizer, scale_by_meta_sgd,
+                                        scale_by_prior_variance, stop_inner_gradients)
 from metabayes.likelihoods import Categorical, Gaussian, GaussianPredictive
+from metabayes.local_variance import (LocalVarianceRule, fisher_diagonal, fisher_precision_update,
+                                      fisher_variance, gradient_variance)
+from metabayes.meta_objective import meta_loss, task_loss
 from metabayes.models import MLP, Conv4
+from metabayes.outer_step import train_step
 from metabayes.posterior import MeanFieldGaussian
+from metabayes.prediction import predict, predict_tasks
 from metabayes.tasks import Task
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Categorical", "Conv4", "DataError", "DivergenceError", "Gaussian", "GaussianPredictive",
-    "Hyperprior", "MLP", "MeanFieldGaussian", "MetaLearner", "MetaParams", "NonFiniteLossError",
-    "NonFinitePredictionError", "Task", "TrainState",
+    "Hyperprior", "LocalObjective", "LocalVarianceRule", "MLP", "MeanFieldGaussian",
+    "MetaLearner", "MetaParams", "NonFiniteLossError", "NonFinitePredictionError", "Task",
+    "TrainState",
     "abml", "adapt", "draw_outputs", "elbo", "expected_log_likelihood", "fisher_diagonal",
-    "fisher_precision_update", "global_kl", "local_kl", "local_objective", "maml",
-    "per_part_optimizer", "sample_outputs",
+    "fisher_precision_update", "fisher_variance", "global_kl", "gradient_variance", "local_kl",
+    "maml", "meta_loss", "per_part_optimizer", "predict", "predict_tasks", "sample_outputs",
+    "scale_by_meta_sgd", "scale_by_prior_variance", "stop_inner_gradients", "task_loss",
+    "train_step",
 ]

@@ -1,15 +1,17 @@
-"""ABML and MAML as one meta-learner (MATH.md §2-4): the outer loss, the train step, prediction.
+"""ABML and MAML as one static spec (MATH.md §2-4); the functions over it live beside it.
 
     loss(ψ) = (1/M) Σ_i [ −E_q(φ;λ_i^K)[log p(D_i^outer | φ)] + β KL(q(φ;λ_i^K) || p(φ|θ)) ]
               + (1/N) KL(q(θ;ψ) || p(θ)),     θ ~ q(θ;ψ),  λ_i^K = adapt(θ, S_i)
 
-MAML is ``theta_family="deterministic"`` (σ_θ = 0, φ = μ), β = 0 and no hyperprior: the same
-code, built by ``maml(...)``.
+``MetaLearner`` holds the options and what they mean (the inner optimiser chain, the σ_λ rule);
+the loss is ``metabayes.meta_objective``, the jittable train step ``metabayes.outer_step``,
+prediction ``metabayes.prediction``. Each is a plain function of (learner, ...); the learner's
+methods of the same names are those functions bound to it, for convenience. MAML is
+``theta_family="deterministic"`` (σ_θ = 0, φ = μ), β = 0 and no hyperprior: ``maml(...)``.
 """
 import dataclasses
 import functools
-import math
-from typing import Any, Dict, Optional
+from typing import Optional, Union
 
 import flax.linen as nn
 import flax.struct
@@ -17,17 +19,34 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metabayes.elbo import check_estimator, draw_outputs, global_kl, local_kl, mean_log_likelihood
-from metabayes.errors import NonFiniteLossError
+from metabayes import meta_objective, outer_step, prediction
+from metabayes.config_checks import (Rule, check_option, integer, number, one_of, optional,
+                                     positive)
+from metabayes.elbo import ESTIMATOR
 from metabayes.hyperprior import Hyperprior
-from metabayes.inner_loop import adapt, check_num_steps, check_local_variance
+from metabayes.inner_transforms import (scale_by_meta_sgd, scale_by_prior_variance,
+                                        stop_inner_gradients)
 from metabayes.likelihoods import Categorical, Likelihood
+from metabayes.local_variance import (DAMPING, LOCAL_VARIANCE, LocalVarianceRule,
+                                      fisher_variance, gradient_variance)
 from metabayes.posterior import MeanFieldGaussian, PyTree
-from metabayes.tasks import Task, check_task, concatenate
 
 THETA_FAMILIES = ("point", "gaussian", "deterministic")
 OUTER_DATA = ("support_query", "query")
 BATCH_NORM = ("transductive", "support")
+
+# The rule of each option that has one (``metabayes.config_checks``): checked here, and reused
+# by the experiments' config keys of the same names (``metabayes.training.config.LEARNER_RULES``).
+OPTION_RULES = {
+    "inner_lr": positive(), "inner_steps": integer(0), "inner_samples": integer(1),
+    "outer_samples": integer(1), "kl_weight": number(0.0), "outer_data": one_of(*OUTER_DATA),
+    "batch_norm": one_of(*BATCH_NORM), "theta_family": one_of(*THETA_FAMILIES),
+    "num_tasks": integer(1), "init_log_sigma": number(), "local_variance": LOCAL_VARIANCE,
+    "precision_damping": DAMPING, "estimator": ESTIMATOR,
+    "task_chunk": optional(integer(1)),
+    "hyperprior": Rule("a metabayes.Hyperprior or None",
+                       lambda v: v is None or isinstance(v, Hyperprior), "paper"),
+}
 
 
 @flax.struct.dataclass
@@ -58,7 +77,7 @@ class MetaLearner:
       inner_optimizer: any optax transformation; None means SGD(inner_lr).
       inner_samples, outer_samples: Monte-Carlo samples of the inner / outer likelihood.
       kl_weight: β on the local KL (1 = the real ELBO).
-      first_order: drop second-order terms of the inner loop.
+      first_order: drop second-order terms of the inner loop (``stop_inner_gradients``).
       outer_data: "support_query" (ABML's eq. 5, the default) or "query" (MAML's, the default
         of ``maml``).
       batch_norm: where a batch-norm model (``Conv4``) takes its statistics when it scores a
@@ -74,8 +93,9 @@ class MetaLearner:
       init_theta_log_scale: initial log std of the Gaussian q(θ) over (μ, log σ).
       scale_by_prior_variance: precondition the inner μ-gradient by σ_θ² (stable inner SGD).
       meta_sgd: learn per-parameter inner step scales as part of ψ.
-      local_variance, precision_damping: how σ_λ moves in the inner loop, "gradient" or
-        "fisher" (see ``metabayes.adapt``).
+      local_variance, precision_damping: how σ_λ moves in the inner loop: "gradient",
+        "fisher" (with damping ρ = ``precision_damping``) or a ``LocalVarianceRule`` of your own
+        (``metabayes.local_variance``).
       task_chunk: None vmaps the task loss over all M tasks at once; k runs ``lax.map`` over
         chunks of k vmapped tasks, each under ``jax.checkpoint`` (recomputed in the backward
         pass), so only one chunk's activations are alive at a time: the same result with
@@ -103,34 +123,22 @@ class MetaLearner:
     init_theta_log_scale: float = -6.0
     scale_by_prior_variance: bool = False
     meta_sgd: bool = False
-    local_variance: str = "gradient"
+    local_variance: Union[str, LocalVarianceRule] = "gradient"
     precision_damping: float = 0.5
     task_chunk: Optional[int] = None
 
     def __post_init__(self):
-        check_num_steps(self.inner_steps)
-        if self.theta_family != "deterministic":
-            check_local_variance(self.local_variance, self.precision_damping, self.kl_weight)
-        check_estimator(self.estimator)
-        if self.theta_family not in THETA_FAMILIES:
-            raise ValueError(f"`theta_family` must be one of {THETA_FAMILIES}, got {self.theta_family!r}")
-        if self.outer_data not in OUTER_DATA:
-            raise ValueError(f"`outer_data` must be one of {OUTER_DATA}, got {self.outer_data!r}")
-        if self.batch_norm not in BATCH_NORM:
-            raise ValueError(f"`batch_norm` must be one of {BATCH_NORM}, got {self.batch_norm!r}")
-        optional = ("task_chunk",) if self.task_chunk is not None else ()
-        for name in ("inner_samples", "outer_samples", "num_tasks") + optional:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be an integer >= 1, got {getattr(self, name)!r}")
-        if not (self.inner_lr > 0 and math.isfinite(self.inner_lr)):
-            raise ValueError(f"`inner_lr` must be a positive number, got {self.inner_lr!r}")
-        if not (self.kl_weight >= 0 and math.isfinite(self.kl_weight)):
-            raise ValueError(f"`kl_weight` must be >= 0, got {self.kl_weight!r}")
-        if self.hyperprior is not None and not isinstance(self.hyperprior, Hyperprior):
-            raise ValueError(f"`hyperprior` must be a metabayes.Hyperprior or None, got {self.hyperprior!r}")
-        if self.theta_family == "deterministic" and (self.kl_weight or self.hyperprior is not None):
-            raise ValueError("`theta_family`='deterministic' (MAML, σ_θ = 0) needs `kl_weight`=0 and "
-                             "`hyperprior`=None: a KL to a point mass is undefined")
+        for name, rule in OPTION_RULES.items():
+            check_option(name, getattr(self, name), rule)
+        if self.theta_family == "deterministic":
+            if self.kl_weight or self.hyperprior is not None:
+                raise ValueError("`theta_family`='deterministic' (MAML, σ_θ = 0) needs "
+                                 "`kl_weight`=0 and `hyperprior`=None: a KL to a point mass is "
+                                 "undefined")
+        elif self.local_variance == "fisher":
+            if not self.kl_weight > 0:
+                raise ValueError("`local_variance`='fisher' needs `kl_weight` > 0 (σ_λ⁻² = F/β + "
+                                 f"σ_θ⁻²), got {self.kl_weight!r}")
 
     def replace_inner_steps(self, inner_steps: int) -> "MetaLearner":
         """The same learner with K = ``inner_steps`` (e.g. more steps at test time)."""
@@ -138,7 +146,29 @@ class MetaLearner:
 
     @property
     def inner(self) -> optax.GradientTransformation:
+        """The user's inner optimiser: ``inner_optimizer``, or SGD(inner_lr)."""
         return self.inner_optimizer or optax.sgd(self.inner_lr)
+
+    def inner_transformation(self, params: MetaParams,
+                             theta: MeanFieldGaussian) -> optax.GradientTransformation:
+        """The inner loop's whole update, ``metabayes.inner_transforms`` chained with ``inner``
+        as the options say: [stop gradients] → [× σ_θ²] → inner optimiser → [× Meta-SGD]."""
+        parts = ([stop_inner_gradients()] if self.first_order else []) + (
+            [scale_by_prior_variance(theta)] if self.scale_by_prior_variance else []) + [
+            self.inner] + ([scale_by_meta_sgd(params.step_scale)]
+                           if params.step_scale is not None else [])
+        return parts[0] if len(parts) == 1 else optax.chain(*parts)
+
+    @property
+    def local_variance_rule(self) -> LocalVarianceRule:
+        """How σ_λ moves (``metabayes.local_variance``); MAML's point mass has none."""
+        if isinstance(self.local_variance, LocalVarianceRule):
+            rule = self.local_variance
+        elif self.local_variance == "fisher":
+            rule = fisher_variance(self.precision_damping)
+        else:
+            rule = gradient_variance()
+        return gradient_variance() if self.theta_family == "deterministic" else rule
 
     def init_params(self, key: jax.Array, example_inputs: jax.Array) -> MetaParams:
         """ψ at initialisation; ``example_inputs`` is one task's inputs [N, ...]."""
@@ -156,121 +186,25 @@ class MetaLearner:
         params = self.init_params(key, example_inputs)
         return TrainState(jnp.zeros((), jnp.int32), params, self.outer_optimizer.init(params))
 
-    def adapt(self, params: MetaParams, theta: MeanFieldGaussian, support, key) -> MeanFieldGaussian:
-        """q(φ; λ^K) for one task's support set, starting from θ."""
-        return adapt(self.model.apply, theta, support, key, inner_optimizer=self.inner,
-                     num_steps=self.inner_steps, num_samples=self.inner_samples,
-                     kl_weight=self.kl_weight, first_order=self.first_order,
-                     likelihood=self.likelihood, estimator=self.estimator,
-                     scale_by_prior_variance=self.scale_by_prior_variance,
-                     step_scale=params.step_scale, local_variance=self.local_variance,
-                     precision_damping=self.precision_damping)
-
-    def network(self, support_inputs: jax.Array):
-        """The apply function that scores query inputs of the task with ``support_inputs``
-        [N_s, ...]: ``model.apply``, or with ``batch_norm="support"`` the model run on
-        [support; queries] with statistics from the N_s support rows, returning the queries'
-        outputs only."""
-        if self.batch_norm == "transductive":
-            return self.model.apply
-        rows = support_inputs.shape[0]
-
-        def apply_with_support_statistics(variables, inputs, **kwargs):
-            both = jnp.concatenate([support_inputs, inputs])
-            return self.model.apply(variables, both, statistics_rows=rows, **kwargs)[rows:]
-
-        return apply_with_support_statistics
-
-    def task_loss(self, params: MetaParams, task: Task, key: jax.Array):
-        """One task's outer loss −ELL(λ^K; D^outer) + β KL(λ^K || θ) and its two parts."""
-        theta_key, adapt_key, outer_key = jax.random.split(key, 3)
-        theta = params.q_theta.sample(theta_key)
-        local_posterior = self.adapt(params, theta, task.support, adapt_key)
-        outer = concatenate(task.support, task.query) if self.outer_data == "support_query" else task.query
-        outputs = draw_outputs(self.network(task.support[0]), local_posterior, outer[0],
-                               outer_key, self.outer_samples, self.estimator)
-        nll = -mean_log_likelihood(outputs, outer[1], self.likelihood)
-        kl = local_kl(local_posterior, theta) if self.kl_weight else jnp.zeros(())
-        query_rows = task.query[1].shape[0]   # the query set is the last rows of the outer data
-        fit = self.likelihood.fit_metrics(outputs[:, -query_rows:], task.query[1])
-        return nll + self.kl_weight * kl, {"outer_nll": nll, "local_kl": kl,
-                                           **{f"query_{name}": v for name, v in fit.items()}}
-
-    def loss(self, params: MetaParams, batch: Task, key: jax.Array):
-        """The meta-batch loss (1/M) Σ_i task_loss_i + (1/N) KL(q(θ) || p(θ)), and metrics."""
-        check_task(batch, batched=True)
-        num_tasks_in_batch = batch.support[0].shape[0]
-        keys = jax.random.split(key, num_tasks_in_batch)
-        if self.task_chunk is None:
-            task_losses, metrics = jax.vmap(self.task_loss, in_axes=(None, 0, 0))(params, batch, keys)
-        else:
-            chunk_loss = jax.checkpoint(lambda task_key: self.task_loss(params, *task_key))
-            task_losses, metrics = jax.lax.map(chunk_loss, (batch, keys), batch_size=self.task_chunk)
-        global_term = (global_kl(params.q_theta, self.hyperprior) if self.hyperprior is not None
-                       else jnp.zeros(()))
-        loss = jnp.mean(task_losses) + global_term / self.num_tasks
-        metrics = jax.tree_util.tree_map(jnp.mean, metrics)
-        return loss, {**metrics, "global_kl": global_term, "loss": loss}
-
-    def _train_step(self, state: TrainState, batch: Task, key: jax.Array):
-        (loss, metrics), grads = jax.value_and_grad(self.loss, has_aux=True)(state.params, batch, key)
-        updates, opt_state = self.outer_optimizer.update(grads, state.opt_state, state.params)
-        new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state)
-        finite_gradient = jnp.all(jnp.stack(
-            [jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
-        finite = jnp.isfinite(loss) & finite_gradient
-        new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old),
-                                           new_state, state)
-        return new_state, {**metrics, "finite": finite, "finite_gradient": finite_gradient}
+    # The pure functions of meta_objective, outer_step and prediction, bound to this learner.
+    adapt = meta_objective.adapt_task
+    network = meta_objective.scoring_network
+    task_loss = meta_objective.task_loss
+    loss = meta_objective.meta_loss
+    check_finite = outer_step.check_finite
+    predict = prediction.predict
 
     @functools.cached_property
     def train_step(self):
-        """jit-compiled ``(state, batch, key) -> (state, metrics)``; a non-finite step leaves
-        the state unchanged and reports ``metrics["finite"] = False`` (see ``check_finite``)."""
-        return jax.jit(self._train_step)
-
-    def check_finite(self, metrics: Dict[str, Any], step: int) -> None:
-        """Raise NonFiniteLossError naming the likely causes if a step was not finite."""
-        if not bool(metrics["finite"]):
-            gradient = "finite" if bool(metrics["finite_gradient"]) else "not finite"
-            raise NonFiniteLossError(
-                f"the meta-loss or its gradient is not finite at step {step} (loss "
-                f"{float(metrics['loss'])}, gradient {gradient}). Likely causes: `inner_lr`="
-                f"{self.inner_lr} too large for `kl_weight`={self.kl_weight} and the prior scale "
-                f"sigma_theta (`init_log_sigma`={self.init_log_sigma}): inner SGD diverges when "
-                "inner_lr * kl_weight / sigma_theta^2 > 2. Lower `inner_lr` or `kl_weight`, raise "
-                "`init_log_sigma`, or set `scale_by_prior_variance`.")
-
-    def predict(self, params: MetaParams, support, query_inputs: jax.Array, key: jax.Array,
-                num_samples: int = 10):
-        """Posterior predictive (1/T) Σ_t p(y | x, φ_t), φ_t ~ q(φ; λ(S)), for one task.
-
-        Adapts from θ = E_q(θ)[θ] (ψ itself for the point estimate). The T samples run one
-        after another (``lax.map``), so memory does not grow with T; a point-mass posterior
-        (MAML) runs the network once. Batch norm (``batch_norm``): "transductive" normalises
-        the N_q query inputs by their own statistics, so every query's prediction depends on
-        the others in the batch; "support" uses the support set's. Returns class probabilities
-        [N_q, C] (Categorical) or a GaussianPredictive (Gaussian).
-        """
-        adapt_key, sample_key = jax.random.split(key)
-        local_posterior = self.adapt(params, params.q_theta.mean, support, adapt_key)
-        outputs = draw_outputs(self.network(support[0]), local_posterior, query_inputs,
-                               sample_key, num_samples, self.estimator, sequential=True)
-        return self.likelihood.predictive(outputs)
+        """``jax.jit(functools.partial(metabayes.train_step, self))``: ``(state,
+        batch, key) -> (state, metrics)``, compiled once per learner."""
+        return jax.jit(functools.partial(outer_step.train_step, self))
 
     @functools.cached_property
     def predict_tasks(self):
-        """jit-compiled ``predict`` for M tasks: ``(params, support [M, ...], query_inputs
-        [M, N_q, ...], keys [M], num_samples)`` -> probabilities [M, N_q, C] (or a batched
-        GaussianPredictive). Tasks are vmapped, ``task_chunk`` at a time when it is set."""
-        def predict_tasks(params, support, query_inputs, keys, num_samples):
-            one_task = lambda task: self.predict(params, *task, num_samples)
-            tasks = (support, query_inputs, keys)
-            if self.task_chunk is None:
-                return jax.vmap(one_task)(tasks)
-            return jax.lax.map(one_task, tasks, batch_size=self.task_chunk)
-
-        return jax.jit(predict_tasks, static_argnums=4)
+        """``metabayes.prediction.predict_tasks`` for this learner, jitted (``num_samples``
+        static)."""
+        return jax.jit(functools.partial(prediction.predict_tasks, self), static_argnums=4)
 
 
 def abml(model: nn.Module, **options) -> MetaLearner:
@@ -280,7 +214,7 @@ def abml(model: nn.Module, **options) -> MetaLearner:
 
 def maml(model: nn.Module, first_order: bool = False, outer_data: str = "query",
          **options) -> MetaLearner:
-    """MAML (Finn et al., 2017) as ABML with σ_θ = 0, β = 0 and no hyperprior; its outer loss is
+    """MAML (Finn et al., 2017) as ABML with σ_θ = 0, β = 0 and no hyperprior: its outer loss is
     on the query set only, as published (``outer_data="support_query"`` is ABML's choice)."""
     return MetaLearner(model, first_order=first_order, outer_data=outer_data,
                        theta_family="deterministic", kl_weight=0.0, hyperprior=None, **options)

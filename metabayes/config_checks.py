@@ -41,8 +41,12 @@ def integer(low: int, high: Optional[int] = None) -> Rule:
 def number(low: float = -math.inf, high: float = math.inf, *, open_low: bool = False) -> Rule:
     """A finite real number in [low, high] ((low, high] with ``open_low``)."""
     bound = "(" if open_low else "["
-    expected = ("a finite number" if low == -math.inf and high == math.inf
-                else f"a finite number in {bound}{low}, {high}]")
+    if low == -math.inf and high == math.inf:
+        expected = "a finite number"
+    elif high == math.inf:
+        expected = f"a finite number {'>' if open_low else '>='} {low}"
+    else:
+        expected = f"a finite number in {bound}{low}, {high}]"
     def accepts(v):
         return (isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
                 and (v > low if open_low else v >= low) and v <= high)
@@ -52,7 +56,7 @@ def number(low: float = -math.inf, high: float = math.inf, *, open_low: bool = F
 
 def positive() -> Rule:
     """A finite number > 0."""
-    return number(0.0, open_low=True)
+    return dataclasses.replace(number(0.0, open_low=True), expected="a positive finite number")
 
 
 def one_of(*choices) -> Rule:
@@ -77,6 +81,13 @@ def sequence_of(rule: Rule, length: Optional[int] = None, min_length: int = 0) -
     return Rule(f"a sequence of {size}values, each {rule.expected}", accepts, (rule.bad,))
 
 
+def check_option(name: str, value: Any, rule: Rule, owner: str = "") -> Any:
+    """``value`` if ``rule`` accepts it, else ValueError "[owner ]`name` must be ...; got ..."."""
+    if (problem := rule.problem(value)) is not None:
+        raise ValueError(f"{owner + ' ' if owner else ''}`{name}` must be {problem}; got {value!r}")
+    return value
+
+
 def check_config(config: Mapping[str, Any], rules: Mapping[str, Any], prefix: str = "") -> None:
     """ValueError naming the first key (`key`) whose value breaks its rule. ``rules`` maps each
     key to a Rule, or to a dict of rules for a nested config; a key without a rule is an error
@@ -88,8 +99,8 @@ def check_config(config: Mapping[str, Any], rules: Mapping[str, Any], prefix: st
         rule = rules[key]
         if isinstance(rule, Mapping):
             check_config(value, rule, prefix=f"{prefix}{key}.")
-        elif (problem := rule.problem(value)) is not None:
-            raise ValueError(f"`{prefix}{key}` must be {problem}; got {value!r}")
+        else:
+            check_option(prefix + key, value, rule)
 
 
 def bad_values(rules: Mapping[str, Any], prefix: str = "") -> Tuple[Tuple[str, Any], ...]:

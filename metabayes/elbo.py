@@ -2,14 +2,17 @@
 
     L = E_q(θ)[ Σ_i E_q(φ_i)[log p(D_i | φ_i)] − KL(q(φ_i) || p(φ_i | θ)) ] − KL(q(θ) || p(θ))
 
-Research code composes them freely; ``metabayes.algorithms`` composes them into ABML.
+Research code composes them freely; ``LocalObjective`` is one task's ℓ(λ, θ) (the inner loop's
+objective), and ``metabayes.meta_objective`` composes them into ABML.
 """
+import dataclasses
 from typing import Callable
 
 import distrax
 import jax
 import jax.numpy as jnp
 
+from metabayes.config_checks import check_option, one_of
 from metabayes.hyperprior import Hyperprior
 from metabayes.layers import ESTIMATORS
 from metabayes.likelihoods import Categorical, Likelihood
@@ -19,10 +22,11 @@ from metabayes.tasks import Data
 ApplyFn = Callable[..., jax.Array]
 
 
+ESTIMATOR = one_of(*ESTIMATORS)   # the rule of ``estimator``
+
+
 def check_estimator(estimator: str) -> str:
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"`estimator` must be one of {ESTIMATORS}, got {estimator!r}")
-    return estimator
+    return check_option("estimator", estimator, ESTIMATOR)
 
 
 def sample_outputs(apply_fn: ApplyFn, posterior: MeanFieldGaussian, inputs: jax.Array,
@@ -80,6 +84,36 @@ def mean_log_likelihood(outputs: jax.Array, targets: jax.Array,
     return jnp.mean(jax.vmap(lambda out: likelihood.log_prob(out, targets))(outputs))
 
 
+@dataclasses.dataclass(frozen=True)
+class LocalObjective:
+    """ℓ(λ, θ) of one task: ``objective(local, key)`` = −E_q(φ;λ)[log p(D|φ)] + β KL(q(φ;λ) ||
+    p(φ|θ)), the KL skipped when β = 0.
+
+    Attributes:
+      apply_fn: ``module.apply`` of the network.
+      prior: p(φ | θ) = N(μ_θ, σ_θ²), also the inner loop's start λ⁰ = θ (a point mass: MAML).
+      data: (inputs [N, ...], targets [N, ...]), the task's support set.
+      likelihood, estimator: as ``expected_log_likelihood``.
+      kl_weight: β on the local KL.
+      num_samples: Monte-Carlo samples of the likelihood per evaluation.
+    """
+
+    apply_fn: ApplyFn
+    prior: MeanFieldGaussian
+    data: Data
+    likelihood: Likelihood = Categorical()
+    kl_weight: float = 1.0
+    num_samples: int = 1
+    estimator: str = "weights"
+
+    def __call__(self, local: MeanFieldGaussian, key: jax.Array) -> jax.Array:
+        loss = -expected_log_likelihood(self.apply_fn, local, self.data, key, self.num_samples,
+                                        likelihood=self.likelihood, estimator=self.estimator)
+        if self.kl_weight:
+            loss = loss + self.kl_weight * local_kl(local, self.prior)
+        return loss
+
+
 def local_kl(posterior: MeanFieldGaussian, prior: MeanFieldGaussian) -> jax.Array:
     """KL(q(φ; λ) || p(φ | θ)) between diagonal Gaussians over a pytree, closed form, summed."""
     return posterior.kl_divergence(prior)
@@ -110,21 +144,17 @@ def global_kl(q_theta: MeanFieldGaussian, hyperprior: Hyperprior) -> jax.Array:
 
 
 def elbo(apply_fn: ApplyFn, q_theta: MeanFieldGaussian, local_posteriors: MeanFieldGaussian,
-         tasks: Data, hyperprior: Hyperprior, key: jax.Array, num_samples: int = 1, *,
-         likelihood: Likelihood = Categorical(), estimator: str = "weights",
-         kl_weight: float = 1.0) -> jax.Array:
+         tasks: Data, hyperprior: Hyperprior, key: jax.Array, **objective) -> jax.Array:
     """Equation (1) for M tasks with free local posteriors (λ_i stacked on a leading M axis).
 
     One θ ~ q(θ; ψ) per call (the point estimate: θ = ψ); ``tasks`` are (inputs [M, N, ...],
-    targets [M, N, ...]). With ``kl_weight`` = 1 (the default) this is the true ELBO.
+    targets [M, N, ...]). Task i contributes −ℓ(λ_i, θ) (``LocalObjective``; ``objective``:
+    its likelihood, kl_weight, num_samples and estimator). With ``kl_weight`` = 1 (the default)
+    this is the true ELBO.
     """
     theta_key, task_key = jax.random.split(key)
     theta = q_theta.sample(theta_key)
-    def task_term(local_posterior, data, k):
-        ell = expected_log_likelihood(apply_fn, local_posterior, data, k, num_samples,
-                                      likelihood=likelihood, estimator=estimator)
-        return ell - kl_weight * local_kl(local_posterior, theta)
+    task_term = lambda local, data, k: -LocalObjective(apply_fn, theta, data, **objective)(local, k)
     num_tasks = tasks[0].shape[0]
     per_task = jax.vmap(task_term)(local_posteriors, tasks, jax.random.split(task_key, num_tasks))
     return jnp.sum(per_task) - global_kl(q_theta, hyperprior)
-

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammaln
 
+from metabayes.config_checks import check_option, positive
 from metabayes.posterior import MeanFieldGaussian, tree_sum
 
 
@@ -26,9 +27,7 @@ class Hyperprior:
 
     def __post_init__(self):
         for name in ("s0", "a0", "b0"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"hyperprior `{name}` must be a positive finite number, got {value!r}")
+            check_option(name, getattr(self, name), positive(), owner="hyperprior")
 
     def log_prob_mean(self, mu: jax.Array) -> jax.Array:
         """log N(μ; 0, s0²), elementwise."""

@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from scipy import stats
 
 import metabayes as mb
@@ -243,3 +244,37 @@ def sinusoid_step_reference(meta_batch):
     batch = SinusoidTasks().sample(key, meta_batch)[0]
     state = learner.init(key, batch.support[0][0])
     return learner, batch, state, key, learner.train_step(state, batch, key)
+
+
+def capture_gradient() -> optax.GradientTransformation:
+    """An "optimiser" whose state after a step is the step's gradient and whose update is 0,
+    so the state ``train_step`` returns holds exactly the gradient the step computed."""
+    zeros = lambda tree: jax.tree_util.tree_map(jnp.zeros_like, tree)
+    return optax.GradientTransformation(zeros, lambda grads, state, params=None: (zeros(grads),
+                                                                                    grads))
+
+
+def train_step_loss_and_gradient(learner, state, batch, key):
+    """(loss, gradient leaves) as float64 numpy, from one ``learner.train_step`` of a learner
+    whose outer optimiser is ``capture_gradient()``."""
+    new_state, metrics = learner.train_step(state, batch, key)
+    # A non-finite step keeps the old state (a zero "gradient" here), so it must fail itself.
+    assert bool(metrics["finite"]), f"non-finite loss or gradient: {metrics}"
+    return (np.float64(metrics["loss"]),
+            [np.asarray(g, np.float64) for g in jax.tree_util.tree_leaves(new_state.opt_state)])
+
+
+def two_task_batch(model_name, dtype=np.float32):
+    """Two small tasks as numpy (floats ``dtype``, labels int32): for "mlp" sinusoid-like
+    regression with 4 support and 4 query points, else 3-way 1-shot with 1 query per class on
+    28×28×1 Gaussian-blob "images" (the helpers build float64, so under x64)."""
+    with jax.enable_x64():
+        if model_name == "mlp":
+            batch = regression_batch(0, num_tasks=2, num_support=4, num_query=4)
+        else:
+            batch = classification_batch(0, num_tasks=2, ways=3, shots=1, queries=1, dim=28 * 28)
+            batch = jax.tree_util.tree_map(
+                lambda a: a.reshape(a.shape[:2] + (28, 28, 1)) if a.ndim == 3 else a, batch)
+    return jax.tree_util.tree_map(
+        lambda a: np.asarray(a, dtype) if np.issubdtype(a.dtype, np.floating)
+        else np.asarray(a, np.int32), batch)

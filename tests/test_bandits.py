@@ -14,11 +14,13 @@ from scipy import stats
 import metabayes as mb
 from experiments import wheel_bandit
 from experiments.configs.wheel_bandit import get_config
-from metabayes.bandit_agents import (MetaAgent, MetaAgentState, NormalInverseGamma, OracleAgent,
-                                     UniformAgent, blr_posterior, empty_history, linear_stats,
-                                     normalised_regret, play, sample_nig)
-from metabayes.bandits import (ArmRewardMLP, encode, mean_rewards, optimal_arms,
-                               sample_contexts, sample_episodes, sample_rewards)
+from metabayes.bandit.agents import (MetaAgent, MetaAgentState, OracleAgent, UniformAgent,
+                                     empty_history, normalised_regret, play)
+from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
+from metabayes.bandit.neural_linear import (NormalInverseGamma, blr_posterior, linear_stats,
+                                            sample_nig)
+from metabayes.bandit.wheel import (encode, mean_rewards, optimal_arms, sample_contexts,
+                                    sample_rewards)
 from helpers import fast_jit
 
 S, B, W = 1.2, 1.0, 50.0   # safe arm 0, base, the wheel's quadrant arm

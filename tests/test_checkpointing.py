@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import metabayes as mb
-from metabayes.checkpointing import Checkpointer
+from metabayes.training.checkpointing import Checkpointer
 
 
 def test_restored_state_equals_saved_and_lowers_to_the_same_program(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import metabayes as mb
 from experiments.cli import explain_out_of_memory, run
 from experiments.configs.omniglot import get_config
-from metabayes.config import EVALUATION_KEYS
+from metabayes.training.config import EVALUATION_KEYS
 from metabayes.errors import options_set_by
 from metabayes.data import omniglot
 from metabayes.evaluation import check_finite_predictions

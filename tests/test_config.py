@@ -7,7 +7,7 @@ import pytest
 
 import metabayes as mb
 from experiments.cli import flag_names
-from metabayes.config import add_learner_defaults, make_evaluator, make_learner
+from metabayes.training.config import add_learner_defaults, make_evaluator, make_learner
 from metabayes.data.sinusoid import SinusoidTasks
 
 
@@ -47,7 +47,7 @@ def command_line(error: Exception, config: ml_collections.ConfigDict) -> str:
 
 @pytest.mark.parametrize("key,bad,flag", [
     ("eval_inner_lr", -1.0, "--config.eval_inner_lr (unset: --config.inner_lr) must be a positive"),
-    ("eval_inner_steps", -1, "--config.eval_inner_steps (K, the number of inner-loop steps) must"),
+    ("eval_inner_steps", -1, "--config.eval_inner_steps must be an integer >= 0"),
     ("eval_batch_norm", "running", "--config.eval_batch_norm (unset: --config.batch_norm) must"),
 ])
 def test_bad_test_time_settings_name_their_own_flags(key, bad, flag):

@@ -138,9 +138,10 @@ def test_conjugate_adapt_reaches_exact_posterior(optimizer):
         inner, steps = optax.sgd(0.25), 300   # curvatures: 3 in μ_λ, 2 in log σ_λ
     else:
         inner, steps = optax.adam(optax.exponential_decay(0.1, 100, 0.3)), 600
-    local = fast_jit(lambda k: mb.adapt(CONSTANT.apply, conj_prior(), conj_data(), k,
-                                       inner_optimizer=inner, num_steps=steps, num_samples=1000,
-                                       likelihood=mb.Gaussian(NOISE)))(jax.random.PRNGKey(3))
+    objective = mb.LocalObjective(CONSTANT.apply, conj_prior(), conj_data(), mb.Gaussian(NOISE),
+                                  num_samples=1000)
+    local = fast_jit(lambda k: mb.adapt(objective, k, inner_optimizer=inner, num_steps=steps))(
+        jax.random.PRNGKey(3))
     assert abs(float(local.mean["phi"]) - m_star) < 0.1 * v_star
     assert abs(math.exp(float(local.log_sigma["phi"])) / v_star - 1) < 0.05
 
@@ -241,10 +242,10 @@ def test_linear_regression_adapt_reaches_optimum(design):
     m_post, _, precision = lin_posterior(phi, y, prior_mean)
     v_opt = np.diag(precision) ** -0.5
     lr = 1.0 / max(np.linalg.eigvalsh(precision).max(), 2.0)
-    local = fast_jit(lambda k: mb.adapt(DENSE.apply, prior, data, k,
-                                       inner_optimizer=optax.sgd(lr), num_steps=400,
-                                       num_samples=2000, likelihood=mb.Gaussian(LIN_NOISE)))(
-        jax.random.PRNGKey(5))
+    objective = mb.LocalObjective(DENSE.apply, prior, data, mb.Gaussian(LIN_NOISE),
+                                  num_samples=2000)
+    local = fast_jit(lambda k: mb.adapt(objective, k, inner_optimizer=optax.sgd(lr),
+                                        num_steps=400))(jax.random.PRNGKey(5))
     np.testing.assert_allclose(to_vec(local.mean), m_post, atol=0.1 * v_opt.min())
     np.testing.assert_allclose(np.exp(to_vec(local.log_sigma)), v_opt, rtol=0.05)
     if design == "correlated":   # the best mean-field q still has a gap: its KL to the posterior
@@ -261,10 +262,10 @@ def test_fisher_local_variance_reaches_optimum(kl_weight):
     m_star = (kl_weight * MU / SIGMA ** 2 + np.sum(Y) / NOISE ** 2) / (kl_weight / SIGMA ** 2
                                                                       + curvature)
     inner = optax.sgd(1 / (curvature + kl_weight / SIGMA ** 2))
-    local = fast_jit(lambda k: mb.adapt(CONSTANT.apply, conj_prior(), conj_data(), k,
-                                        inner_optimizer=inner, num_steps=3, num_samples=4000,
-                                        kl_weight=kl_weight, likelihood=mb.Gaussian(NOISE),
-                                        local_variance="fisher", precision_damping=1.0))(
+    objective = mb.LocalObjective(CONSTANT.apply, conj_prior(), conj_data(), mb.Gaussian(NOISE),
+                                  kl_weight=kl_weight, num_samples=4000)
+    local = fast_jit(lambda k: mb.adapt(objective, k, inner_optimizer=inner, num_steps=3,
+                                        local_variance=mb.fisher_variance(damping=1.0)))(
         jax.random.PRNGKey(3))
     np.testing.assert_allclose(float(local.mean["phi"]), m_star, atol=0.05 * v_star)
     np.testing.assert_allclose(float(local.std["phi"]), v_star, rtol=0.02)

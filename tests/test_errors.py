@@ -65,9 +65,10 @@ def test_inner_steps_must_be_a_nonnegative_integer(steps):
     with pytest.raises(ValueError, match="inner_steps"):
         mb.abml(mb.MLP(hidden=()), inner_steps=steps)
     with pytest.raises(ValueError, match="inner_steps"):
-        mb.adapt(mb.MLP(hidden=()).apply, mb.MeanFieldGaussian({"w": jnp.zeros(1)}),
-                 (jnp.zeros((2, 1)), jnp.zeros((2, 1))), jax.random.PRNGKey(0),
-                 inner_optimizer=optax.sgd(0.1), num_steps=steps)
+        mb.adapt(mb.LocalObjective(mb.MLP(hidden=()).apply,
+                                   mb.MeanFieldGaussian({"w": jnp.zeros(1)}),
+                                   (jnp.zeros((2, 1)), jnp.zeros((2, 1)))),
+                 jax.random.PRNGKey(0), inner_optimizer=optax.sgd(0.1), num_steps=steps)
 
 
 @pytest.mark.parametrize("option,value,message", [
@@ -77,9 +78,9 @@ def test_inner_steps_must_be_a_nonnegative_integer(steps):
     ("inner_samples", 0, "`inner_samples` must be an integer >= 1"),
     ("outer_samples", 1.5, "`outer_samples` must be an integer >= 1"),
     ("num_tasks", 0, "`num_tasks` must be an integer >= 1"),
-    ("inner_lr", 0.0, "`inner_lr` must be a positive number"),
-    ("inner_lr", float("inf"), "`inner_lr` must be a positive number"),
-    ("kl_weight", -0.1, "`kl_weight` must be >= 0"),
+    ("inner_lr", 0.0, "`inner_lr` must be a positive finite number"),
+    ("inner_lr", float("inf"), "`inner_lr` must be a positive finite number"),
+    ("kl_weight", -0.1, "`kl_weight` must be a finite number >= 0"),
     ("hyperprior", "paper", "`hyperprior` must be a metabayes.Hyperprior or None"),
 ])
 def test_bad_options_raise_value_error(option, value, message):
@@ -89,8 +90,10 @@ def test_bad_options_raise_value_error(option, value, message):
 
 @pytest.mark.parametrize("options,message", [
     (dict(local_variance="laplace"), "`local_variance` must be one of"),
-    (dict(local_variance="fisher", precision_damping=0.0), "`precision_damping` must be in"),
-    (dict(local_variance="fisher", kl_weight=0.0), "`local_variance`='fisher' needs `kl_weight` > 0"),
+    (dict(local_variance="fisher", precision_damping=0.0),
+     "`precision_damping` must be a finite number in"),
+    (dict(local_variance="fisher", kl_weight=0.0),
+     "`local_variance`='fisher' needs `kl_weight` > 0"),
 ])
 def test_bad_local_variance_options_raise_value_error(options, message):
     with pytest.raises(ValueError, match=message):

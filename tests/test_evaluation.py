@@ -14,6 +14,7 @@ import pytest
 
 import metabayes as mb
 from metabayes.evaluation import classification_evaluation, posterior_scales, split_out_of_episode
+from metabayes.evaluation.metrics import predictive_entropy
 from metabayes.layers import BatchNorm
 from metabayes.tasks import Task
 
@@ -86,7 +87,7 @@ def test_each_task_is_adapted_once_for_both_kinds_of_query():
     probs = np.asarray(abml.predict_tasks(params, task.support,
                                           np.concatenate([task.query[0], outside], axis=1),
                                           keys, 3))
-    entropy = mb.metrics.predictive_entropy(probs)
+    entropy = predictive_entropy(probs)
     np.testing.assert_allclose(inside, entropy[:, :WAYS * QUERY].ravel(), rtol=1e-6)
     np.testing.assert_allclose(out, entropy[:, WAYS * QUERY:].ravel(), rtol=1e-6)
     assert 0.0 <= report["out_of_episode_auroc"] <= 1.0

@@ -123,8 +123,10 @@ def test_zero_inner_steps_is_bnn_across_tasks():
     batch = tiny_batch(6)
     params = learner.init_params(jax.random.PRNGKey(0), batch.support[0][0])
     theta = params.q_theta.mean
-    adapted = mb.adapt(learner.model.apply, theta, task_slice(batch, 0).support, jax.random.PRNGKey(1),
-                       inner_optimizer=learner.inner, num_steps=0, likelihood=learner.likelihood)
+    objective = mb.LocalObjective(learner.model.apply, theta, task_slice(batch, 0).support,
+                                  learner.likelihood)
+    adapted = mb.adapt(objective, jax.random.PRNGKey(1), inner_optimizer=learner.inner,
+                       num_steps=0)
     assert_trees_close(adapted, theta, rtol=0, atol=0)
     key = jax.random.PRNGKey(2)
     (loss, metrics), _ = loss_and_grad(learner, params, batch, key)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metabayes import metrics, plotting
+from metabayes.evaluation import metrics, plotting
 
 
 def _two_bin_example():

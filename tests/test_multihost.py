@@ -12,7 +12,7 @@ import pytest
 WORKER = textwrap.dedent("""
     import json, os, sys
     import jax, numpy as np
-    from metabayes.sharding import host_local, initialize_multihost, replicate, shard_tasks, task_mesh
+    from metabayes.training.sharding import host_local, initialize_multihost, replicate, shard_tasks, task_mesh
 
     process, port, workdir, part = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     initialize_multihost(f"localhost:{port}", num_processes=2, process_id=process)

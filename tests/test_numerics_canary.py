@@ -43,24 +43,15 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import metabayes as mb
 from metabayes.layers import CONVOLUTIONS, ESTIMATORS
 
-from helpers import classification_batch, regression_batch
+from helpers import capture_gradient, train_step_loss_and_gradient, two_task_batch
 
 RTOL = 1e-3
 LEAF_FLOOR = 1e-2
-
-
-def _capture_gradient() -> optax.GradientTransformation:
-    """An "optimiser" whose state after a step is the step's gradient and whose update is 0,
-    so the state ``train_step`` returns holds exactly the gradient the step computed."""
-    zeros = lambda tree: jax.tree_util.tree_map(jnp.zeros_like, tree)
-    return optax.GradientTransformation(zeros, lambda grads, state, params=None: (zeros(grads),
-                                                                                    grads))
 
 
 def _learner(model_name, algorithm, estimator):
@@ -73,26 +64,12 @@ def _learner(model_name, algorithm, estimator):
                          conv=conv)
         likelihood, steps = mb.Categorical(), 1
     common = dict(likelihood=likelihood, inner_lr=0.05, inner_steps=steps,
-                  outer_optimizer=_capture_gradient())
+                  outer_optimizer=capture_gradient())
     if algorithm == "maml":
         return mb.maml(model, **common)
     # Second order (first_order=False), σ large enough for the estimators' noise to matter.
     return mb.abml(model, estimator=estimator, first_order=False, init_log_sigma=-2.0,
                    num_tasks=10, **common)
-
-
-def _batch(model_name):
-    """Two tasks, as float32 / int32 numpy (the helpers build float64, so under x64)."""
-    with jax.enable_x64():
-        if model_name == "mlp":
-            batch = regression_batch(0, num_tasks=2, num_support=4, num_query=4)
-        else:   # 3-way 1-shot, 1 query per class, on 28×28×1 Gaussian-blob "images"
-            batch = classification_batch(0, num_tasks=2, ways=3, shots=1, queries=1, dim=28 * 28)
-            batch = jax.tree_util.tree_map(
-                lambda a: a.reshape(a.shape[:2] + (28, 28, 1)) if a.ndim == 3 else a, batch)
-    return jax.tree_util.tree_map(
-        lambda a: np.asarray(a, np.float32) if jnp.issubdtype(a.dtype, jnp.floating)
-        else np.asarray(a, np.int32), batch)
 
 
 def _astype(tree, dtype):
@@ -121,15 +98,6 @@ def _float32_noise():
         jax.random.normal, jax.random.rademacher = normal, rademacher
 
 
-def _step(learner, state, batch, key):
-    """(loss, gradient leaves) as float64 numpy, from one ``learner.train_step``."""
-    new_state, metrics = learner.train_step(state, batch, key)
-    # A non-finite step keeps the old state (a zero "gradient" here), so it must fail itself.
-    assert bool(metrics["finite"]), f"non-finite loss or gradient: {metrics}"
-    return (np.float64(metrics["loss"]),
-            [np.asarray(g, np.float64) for g in jax.tree_util.tree_leaves(new_state.opt_state)])
-
-
 def _errors(actual, expected):
     """(relative error of the loss, max over leaves of the floored relative gradient error)."""
     (loss_a, grads_a), (loss_e, grads_e) = actual, expected
@@ -143,14 +111,14 @@ def _errors(actual, expected):
 def run_case(model_name, algorithm, estimator):
     """{"jit32" | "eager32" | "jit64": (loss, gradient leaves)} for one case."""
     learner = _learner(model_name, algorithm, estimator)
-    batch, key = _batch(model_name), jax.random.PRNGKey(1)
+    batch, key = two_task_batch(model_name), jax.random.PRNGKey(1)
     state = learner.init(jax.random.PRNGKey(0), batch.support[0][0])
-    runs = {"jit32": _step(learner, state, batch, key)}
+    runs = {"jit32": train_step_loss_and_gradient(learner, state, batch, key)}
     with jax.disable_jit():
-        runs["eager32"] = _step(learner, state, batch, key)
+        runs["eager32"] = train_step_loss_and_gradient(learner, state, batch, key)
     with jax.enable_x64(), _float32_noise():
-        runs["jit64"] = _step(learner, _astype(state, jnp.float64), _astype(batch, jnp.float64),
-                              key)
+        runs["jit64"] = train_step_loss_and_gradient(
+            learner, _astype(state, jnp.float64), _astype(batch, jnp.float64), key)
     return runs
 
 

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from metabayes.data import omniglot as om
+from metabayes.data import omniglot_decode
 from metabayes.data.episodes import EpisodeSampler, Prefetcher, batches
 from metabayes.tasks import Task
 
@@ -41,7 +42,7 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_archive(path, stem, alphabets, seed, drawers=om.DRAWERS):
+def write_archive(path, stem, alphabets, seed, drawers=omniglot_decode.DRAWERS):
     """A zip in the official layout: stem/<Alphabet>/characterNN/<id>_<drawer>.png, random ink."""
     rng = np.random.default_rng(seed)
     with zipfile.ZipFile(path, "w") as archive:
@@ -66,7 +67,7 @@ def pairs(chars):
     return set(zip(chars.alphabets.tolist(), chars.characters.tolist()))
 
 
-def coded_pool(classes=30, drawers=om.DRAWERS):
+def coded_pool(classes=30, drawers=omniglot_decode.DRAWERS):
     """[C, D, 28, 28] uint8 whose pixel (0, 0) is the class and (0, 1) the drawer."""
     images = np.zeros((classes, drawers, 28, 28), np.uint8)
     images[:, :, 0, 0] = np.arange(classes)[:, None]
@@ -106,7 +107,7 @@ def test_small_split_decodes_96_train_40_validation_and_106_test_characters(smal
 def test_decode_png_inverts_and_box_shrinks():
     pixels = np.ones((105, 105), bool)
     pixels[:15, :15] = False  # 15 input pixels = 4 output pixels of 3.75
-    image = om.decode_png(png_bytes(pixels))
+    image = omniglot_decode.decode_png(png_bytes(pixels))
     expected = np.zeros((28, 28), np.uint8)
     expected[:4, :4] = 255
     np.testing.assert_array_equal(image, expected)
@@ -209,7 +210,7 @@ def test_lake_split_and_unzipped_folders_on_a_synthetic_full_set(full, tmp_path)
     with zipfile.ZipFile(full / "images_evaluation.zip") as archive:
         first = archive.read("images_evaluation/Gamma/character01/0001_01.png")
         archive.extractall(tmp_path / "unzipped")
-    np.testing.assert_array_equal(split.test.images[0, 0], om.decode_png(first))
+    np.testing.assert_array_equal(split.test.images[0, 0], omniglot_decode.decode_png(first))
     with zipfile.ZipFile(full / "images_background.zip") as archive:
         archive.extractall(tmp_path / "unzipped")
     unzipped = om.load_omniglot("lake", data_dir=tmp_path / "unzipped", cache_dir=tmp_path / "c",

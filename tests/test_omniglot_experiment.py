@@ -11,7 +11,7 @@ import pytest
 
 from experiments import omniglot
 from experiments.configs.omniglot import get_config, resolve
-from metabayes.predictor import load_predictor
+from metabayes.training.predictor import load_predictor
 
 
 def tiny_config(**overrides):

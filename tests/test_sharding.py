@@ -7,7 +7,7 @@ import textwrap
 SCRIPT = textwrap.dedent("""
     import sys
     import jax, numpy as np
-    from metabayes.sharding import replicate, shard_tasks, task_mesh
+    from metabayes.training.sharding import replicate, shard_tasks, task_mesh
     from metabayes.data.sinusoid import SinusoidTasks
     sys.path.insert(0, "tests")
     from helpers import sinusoid_step_reference

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from metabayes.data import omniglot as om
+from metabayes.data import omniglot_decode
 from metabayes.data import omniglot_tfds
 from metabayes.data.omniglot_tfds import TFDS_SPLITS
 
@@ -50,7 +51,7 @@ def archives(tmp_path_factory):
                 for c in range(1, count + 1):
                     label += 1
                     folder = f"{stem}/{alphabet}/character{c:02d}"
-                    for d in range(1, om.DRAWERS + 1):
+                    for d in range(1, omniglot_decode.DRAWERS + 1):
                         archive.writestr(f"{folder}/{label:04d}_{d:02d}.png", glyph_png(rng))
             archive.extractall(root / "extracted" / stem)
         extracted[stem] = root / "extracted" / stem
@@ -111,7 +112,7 @@ def test_mock_data_reads_the_omniglot_builder_like_the_files(archives, prepared_
     assert via_tfds.test.alphabets.tolist() == ["Greek", "Greek"]
     for tfds_part, files_part in zip(via_tfds, via_files):
         assert tfds_part.images.dtype == np.uint8
-        assert tfds_part.images.shape == (len(files_part.images), om.DRAWERS, om.SIZE, om.SIZE)
+        assert tfds_part.images.shape == (len(files_part.images), omniglot_decode.DRAWERS, omniglot_decode.SIZE, omniglot_decode.SIZE)
         assert tfds_part.alphabets.tolist() == files_part.alphabets.tolist()
         assert tfds_part.characters.tolist() == files_part.characters.tolist()
         # Same 20 drawers per class, decoded alike (grey, BOX 105 -> 28, inverted: ink 255).
@@ -121,7 +122,7 @@ def test_mock_data_reads_the_omniglot_builder_like_the_files(archives, prepared_
     # Drawers of one class share nothing with another's: the grouping is by character.
     digests = [{image.tobytes() for image in drawers}
                for part in via_tfds for drawers in part.images]
-    assert sum(map(len, digests)) == len(set().union(*digests)) == 5 * om.DRAWERS
+    assert sum(map(len, digests)) == len(set().union(*digests)) == 5 * omniglot_decode.DRAWERS
 
 
 def test_mock_data_random_examples_are_decoded_and_then_rejected(tmp_path, monkeypatch):
@@ -129,7 +130,7 @@ def test_mock_data_random_examples_are_decoded_and_then_rejected(tmp_path, monke
     ids) all go through the files' decoding; they cannot form characters of 20 drawers, which
     load_tfds refuses to guess."""
     shrunk = []
-    shrink = om.shrink
+    shrink = omniglot_decode.shrink
 
     def recording_shrink(image):
         assert image.mode == "L" and image.size == (105, 105)
@@ -138,12 +139,12 @@ def test_mock_data_random_examples_are_decoded_and_then_rejected(tmp_path, monke
 
     monkeypatch.setattr(omniglot_tfds, "shrink", recording_shrink)
     with tfds.testing.mock_data(num_examples=30, policy=tfds.testing.MockPolicy.USE_CODE):
-        with pytest.raises(ValueError, match=f"split 'small1'.*expected {om.DRAWERS} images per "
+        with pytest.raises(ValueError, match=f"split 'small1'.*expected {omniglot_decode.DRAWERS} images per "
                                              r"character .*\d+ of \d+ differ"):
             om.load_omniglot("small", source="tfds", data_dir=tmp_path, cache_dir=tmp_path)
     assert len(shrunk) == 30
     for image in shrunk:
-        assert image.shape == (om.SIZE, om.SIZE) and image.dtype == np.uint8
+        assert image.shape == (omniglot_decode.SIZE, omniglot_decode.SIZE) and image.dtype == np.uint8
     # Uniform random pixels: the 3.75×3.75 box means stay far from black and white.
     assert 64 < np.mean(shrunk) < 192 and np.min(shrunk) > 0 and np.max(shrunk) < 255
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import metabayes as mb
-from metabayes.checkpointing import Checkpointer
+from metabayes.training.checkpointing import Checkpointer
 from metabayes.training import check_divergence, fit, progress_fields
 from helpers import tiny_batch, tiny_learner
 

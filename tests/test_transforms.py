@@ -54,11 +54,11 @@ def test_chunked_meta_batch_equals_vmap():
 
 def unrolled_adapt(apply_fn, prior, support, key, optimizer, num_steps, **objective):
     """The inner loop of §3 as a Python loop: one key per step from split(key, K), gradients by
-    jax.grad of local_objective, an optax update; λ⁰ = θ. (Each step is jitted: one compile.)"""
+    jax.grad of the LocalObjective, an optax update; λ⁰ = θ. (Each step is jitted: one compile.)"""
     @fast_jit
     def step(local, state, step_key):
-        grads = jax.grad(lambda lam: mb.local_objective(apply_fn, lam, prior, support, step_key,
-                                                        **objective))(local)
+        grads = jax.grad(mb.LocalObjective(apply_fn, prior, support, **objective))(local,
+                                                                                  step_key)
         updates, state = optimizer.update(grads, state, local)
         return optax.apply_updates(local, updates), state
 
@@ -78,8 +78,9 @@ def test_adapt_scan_equals_unrolled_loop():
     inner = optax.adam(0.05)
     objective = dict(num_samples=3, kl_weight=0.7, likelihood=mb.Gaussian(0.5))
     key = jax.random.PRNGKey(7)
-    scanned = fast_jit(lambda p, k: mb.adapt(model.apply, p, task.support, k, inner_optimizer=inner,
-                                            num_steps=4, **objective))(prior, key)
+    scanned = fast_jit(lambda p, k: mb.adapt(
+        mb.LocalObjective(model.apply, p, task.support, **objective), k, inner_optimizer=inner,
+        num_steps=4))(prior, key)
     unrolled = unrolled_adapt(model.apply, prior, task.support, key, inner, 4, **objective)
     assert_trees_close(scanned, unrolled, rtol=1e-12, atol=1e-14)
     assert not np.allclose(np.asarray(scanned.mean["Dense_0"]["kernel"]),
@@ -98,14 +99,15 @@ def test_adapt_preconditioned_sgd_by_hand():
     lr, key = 0.1, jax.random.PRNGKey(8)
     objective = dict(num_samples=2, kl_weight=1.0, likelihood=mb.Gaussian(0.5))
     got = fast_jit(lambda p, s, k: mb.adapt(
-        model.apply, p, task.support, k, inner_optimizer=optax.sgd(lr), num_steps=3,
-        scale_by_prior_variance=True, step_scale=s, **objective))(prior, step_scale, key)
+        mb.LocalObjective(model.apply, p, task.support, **objective), k, num_steps=3,
+        inner_optimizer=optax.chain(mb.scale_by_prior_variance(p), optax.sgd(lr),
+                                    mb.scale_by_meta_sgd(s))))(prior, step_scale, key)
     variance = jax.tree_util.tree_map(lambda l: jnp.exp(2 * l), prior.log_sigma)
 
     @fast_jit
     def step(local, step_key):
-        g = jax.grad(lambda lam: mb.local_objective(model.apply, lam, prior, task.support, step_key,
-                                                    **objective))(local)
+        g = jax.grad(mb.LocalObjective(model.apply, prior, task.support, **objective))(local,
+                                                                                      step_key)
         return mb.MeanFieldGaussian(
             jax.tree_util.tree_map(lambda m, gm, v, s: m - lr * s * v * gm,
                                    local.mean, g.mean, variance, step_scale.mean),
@@ -119,15 +121,15 @@ def test_adapt_preconditioned_sgd_by_hand():
 
 
 def test_train_step_jit_equals_no_jit():
-    """train_step (jit) == _train_step run eagerly: loss, metrics and the updated ψ and optimiser
-    state, in float64 (§6.4); uses a linear model to keep the eager run short."""
+    """learner.train_step (jit) == metabayes.train_step run eagerly: loss, metrics and the
+    updated ψ and optimiser state, in float64 (§6.4); a linear model keeps the eager run short."""
     learner = tiny_learner("point", model=mb.MLP(hidden=()), outer_optimizer=OUTER_ADAM,
                            inner_steps=1, inner_samples=1, outer_samples=1)
     batch = tiny_batch(4)
     state = learner.init(jax.random.PRNGKey(0), batch.support[0][0])
     key = jax.random.PRNGKey(9)
     jit_state, jit_metrics = learner.train_step(state, batch, key)
-    eager_state, eager_metrics = learner._train_step(state, batch, key)
+    eager_state, eager_metrics = mb.train_step(learner, state, batch, key)
     assert bool(jit_metrics["finite"]) and bool(eager_metrics["finite"])
     learner.check_finite(jit_metrics, step=0)   # silent on a finite step
     assert_trees_close(jit_state, eager_state, rtol=1e-12, atol=1e-14)

@@ -35,7 +35,7 @@ import math
 
 import ml_collections
 
-from metabayes.config import LEARNER_RULES, add_learner_defaults
+from metabayes.training.config import LEARNER_RULES, add_learner_defaults
 from metabayes.config_checks import BOOLEAN, TEXT, integer, number, one_of, optional, positive
 from metabayes.data.omniglot import SOURCES, SPLITS
 from metabayes.layers import CONVOLUTIONS

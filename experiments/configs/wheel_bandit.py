@@ -31,7 +31,7 @@ With the defaults (K = 10 at play, ``readapt_every=5``), the 50 trials of the RE
 """
 import ml_collections
 
-from metabayes.config import ALGORITHMS, LEARNER_RULES, add_learner_defaults
+from metabayes.training.config import ALGORITHMS, LEARNER_RULES, add_learner_defaults
 from metabayes.config_checks import BOOLEAN, integer, number, one_of, optional, positive, sequence_of
 from metabayes.models import ACTIVATIONS
 

@@ -38,6 +38,15 @@ run() {  # core, name, flags...
   echo "$name: $((SECONDS - start)) s wall-clock" >> "$RUNS/wall_clock.txt"
 }
 
+evaluate_again() {  # core, name, trained run, flags...: the trained run's final checkpoint scored
+  local core=$1 name=$2 trained=$3; shift 3    # with the test-time flags changed (no training)
+  [ -f "$RUNS/$name/eval.json" ] && return 0
+  [ -d "$RUNS/$trained/checkpoints" ] || { echo "$name: $trained has no checkpoints" >&2; return 0; }
+  rm -rf "${RUNS:?}/$name" && mkdir -p "$RUNS/$name"
+  cp -r "$RUNS/$trained/checkpoints" "$RUNS/$name/"
+  run "$core" "$name" "$@"
+}
+
 mkdir -p "$RUNS"
 if [ "$STUDY" != twenty_way ]; then
 (  # lane 0
@@ -88,25 +97,22 @@ wait
 fi
 
 # 20-way: each algorithm's inner step size at ½, 1 and 1.5 × the published 0.1 / 20 (5 steps
-# in training and at test, as published), and 10 test steps at the published size; β and log
-# σ's step at their published-step values, N as a full 20-way run's 60,000 × 16 tasks.
+# in training and at test, as published), and the published-size run scored again with 10 test
+# steps; β and log σ's step at their published-step values, N as a full 20-way run's 60,000 × 16
+# tasks.
 if [ "$STUDY" != five_way ]; then
-  run20() {  # core, name, config name, flags...
-    local core=$1 name=$2 setting=$3; shift 3
-    local BEFORE_SELECTION=(--config=experiments/configs/omniglot.py:$setting
+  grid() {  # core, algorithm
+    local core=$1 algorithm=$2
+    local BEFORE_SELECTION=(--config=experiments/configs/omniglot.py:20w1s,$algorithm
       --config.evaluate_on=validation --config.filters=32 --config.meta_batch=4
       --config.train_query=5 --config.steps=150 --config.eval_every=150 --config.eval_tasks=40
       --config.kl_weight=0.0012340980408667957 --config.inner_lr_log_sigma=0.00025
       --config.num_tasks=960000)
-    run "$core" "$name" "$@"
-  }
-  grid() {  # core, algorithm
-    local core=$1 algorithm=$2
-    run20 "$core" "20w_${algorithm}_lr_published" "20w1s,$algorithm" --config.inner_lr=0.005
-    run20 "$core" "20w_${algorithm}_lr_half" "20w1s,$algorithm" --config.inner_lr=0.0025
-    run20 "$core" "20w_${algorithm}_lr_1.5" "20w1s,$algorithm" --config.inner_lr=0.0075
-    run20 "$core" "20w_${algorithm}_lr_published_eval_steps10" "20w1s,$algorithm" \
-      --config.inner_lr=0.005 --config.eval_inner_steps=10
+    run "$core" "20w_${algorithm}_lr_published" --config.inner_lr=0.005
+    run "$core" "20w_${algorithm}_lr_half" --config.inner_lr=0.0025
+    run "$core" "20w_${algorithm}_lr_1.5" --config.inner_lr=0.0075
+    evaluate_again "$core" "20w_${algorithm}_lr_published_eval_steps10" \
+      "20w_${algorithm}_lr_published" --config.inner_lr=0.005 --config.eval_inner_steps=10
   }
   grid 0 abml &
   grid 1 maml &

@@ -12,8 +12,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from metabayes.data.omniglot import (DECODE_VERSION, DRAWERS, WAYS_TO_GET_DATA, PathLike, cached,
-                                     shrink)
+from metabayes.data.omniglot import WAYS_TO_GET_DATA, PathLike
+from metabayes.data.omniglot_decode import DECODE_VERSION, DRAWERS, cached, shrink
 from metabayes.data.omniglot_splits import Characters
 from metabayes.errors import DataError
 

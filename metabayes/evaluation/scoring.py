@@ -8,7 +8,7 @@ import numpy as np
 
 from metabayes.algorithms import MetaLearner, MetaParams
 from metabayes.errors import NonFinitePredictionError
-from metabayes.metrics import (classification_report, mean_ci95, out_of_episode_auroc,
+from metabayes.evaluation.metrics import (classification_report, mean_ci95, out_of_episode_auroc,
                                predictive_entropy)
 from metabayes.tasks import Task, check_task
 

@@ -11,7 +11,7 @@ import numpy as np
 import tqdm
 
 from metabayes.algorithms import MetaLearner, TrainState
-from metabayes.checkpointing import Checkpointer
+from metabayes.training.checkpointing import Checkpointer
 from metabayes.errors import DivergenceError
 from metabayes.tasks import Task
 

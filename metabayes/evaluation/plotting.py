@@ -5,7 +5,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from metabayes.metrics import out_of_episode_auroc  # noqa: E402
+from metabayes.evaluation.metrics import out_of_episode_auroc  # noqa: E402
 
 
 def plot_regression_tasks(path: str, grid, true_values, support, mean, std, title: str,

@@ -16,13 +16,13 @@ import flax.linen as nn
 import ml_collections
 import optax
 
-from metabayes.algorithms import BATCH_NORM, OUTER_DATA, MetaLearner, abml, maml
-from metabayes.config_checks import BOOLEAN, integer, number, one_of, optional, positive
+from metabayes.algorithms import OPTION_RULES, MetaLearner, abml, maml
+from metabayes.config_checks import BOOLEAN, integer, one_of, optional, positive
 from metabayes.errors import options_set_by
 from metabayes.hyperprior import Hyperprior
-from metabayes.inner_loop import LOCAL_VARIANCES, per_part_optimizer
-from metabayes.layers import ESTIMATORS
+from metabayes.inner_transforms import per_part_optimizer
 from metabayes.likelihoods import Likelihood
+from metabayes.local_variance import LOCAL_VARIANCE_NAME
 
 # eps_root > 0 keeps Adam differentiable where a gradient is exactly zero (second order).
 INNER_OPTIMIZERS = {"sgd": optax.sgd, "adam": functools.partial(optax.adam, eps_root=1e-12)}
@@ -122,19 +122,20 @@ def add_learner_defaults(c: ml_collections.ConfigDict) -> ml_collections.ConfigD
     return c
 
 
-# The rule of each key of ``add_learner_defaults`` (``metabayes.config_checks``).
+# The rule of each key of ``add_learner_defaults`` (``metabayes.config_checks``): the learner's
+# own rule where the key is a MetaLearner option (``OPTION_RULES``).
 LEARNER_RULES = {
-    "algorithm": one_of(*ALGORITHMS), "first_order": BOOLEAN, "inner_steps": integer(0),
-    "eval_inner_steps": integer(0), "eval_inner_lr": optional(positive()),
-    "inner_optimizer": one_of(*INNER_OPTIMIZERS), "inner_lr": positive(),
+    **{key: OPTION_RULES[key] for key in (
+        "inner_steps", "inner_lr", "inner_samples", "outer_samples", "kl_weight", "batch_norm",
+        "estimator", "init_log_sigma", "precision_damping", "num_tasks", "task_chunk")},
+    "local_variance": LOCAL_VARIANCE_NAME,
+    "algorithm": one_of(*ALGORITHMS), "first_order": BOOLEAN, "eval_inner_steps": integer(0),
+    "eval_inner_lr": optional(positive()), "inner_optimizer": one_of(*INNER_OPTIMIZERS),
     "inner_optimizer_log_sigma": optional(one_of(*INNER_OPTIMIZERS)),
     "inner_lr_log_sigma": optional(positive()), "outer_lr": positive(),
-    "inner_samples": integer(1), "outer_samples": integer(1), "eval_samples": integer(1),
-    "kl_weight": number(0.0), "theta_family": one_of("point", "gaussian"),
-    "outer_data": optional(one_of(*OUTER_DATA)), "batch_norm": one_of(*BATCH_NORM),
-    "eval_batch_norm": optional(one_of(*BATCH_NORM)), "estimator": one_of(*ESTIMATORS),
-    "s0": positive(), "a0": positive(), "b0": positive(), "init_log_sigma": number(),
+    "eval_samples": integer(1), "theta_family": one_of("point", "gaussian"),
+    "outer_data": optional(OPTION_RULES["outer_data"]),
+    "eval_batch_norm": optional(OPTION_RULES["batch_norm"]),
+    "s0": positive(), "a0": positive(), "b0": positive(),
     "scale_by_prior_variance": BOOLEAN, "meta_sgd": BOOLEAN,
-    "local_variance": one_of(*LOCAL_VARIANCES), "precision_damping": number(0.0, 1.0, open_low=True),
-    "num_tasks": integer(1), "task_chunk": optional(integer(1)),
 }

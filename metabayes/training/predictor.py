@@ -1,14 +1,15 @@
-"""Use a trained Omniglot workdir on your own tasks.
+"""Use a trained few-shot classification workdir on your own tasks.
 
-    from metabayes.predictor import load_predictor
+    from metabayes.training.predictor import load_predictor
     predictor = load_predictor("runs/omniglot")
     probs = predictor.predict(support_images, support_labels, query_images)   # [Q, ways]
 
-Images are shaped like Omniglot: [N, 28, 28, 1] floats with strokes 1 and background 0.
+Images are shaped like the run's: [N, H, W, C] floats, ``input_shape`` = the config's
+``input_shape`` (Omniglot runs, which have none: [28, 28, 1], strokes 1 and background 0).
 """
 import json
 import os
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -16,11 +17,14 @@ import ml_collections
 import numpy as np
 
 from metabayes.algorithms import MetaLearner, MetaParams
-from metabayes.checkpointing import Checkpointer
-from metabayes.config import make_evaluator, make_learner
+from metabayes.data.omniglot_decode import SIZE
+from metabayes.training.checkpointing import Checkpointer
+from metabayes.training.config import make_evaluator, make_learner
 from metabayes.layers import CONVOLUTIONS
 from metabayes.likelihoods import Categorical
 from metabayes.models import Conv4
+
+OMNIGLOT_SHAPE = (SIZE, SIZE, 1)
 
 
 def omniglot_learner(config: ml_collections.ConfigDict) -> MetaLearner:
@@ -38,11 +42,13 @@ class Predictor(NamedTuple):
     learner: MetaLearner
     params: MetaParams
     config: ml_collections.ConfigDict
+    input_shape: Tuple[int, ...] = OMNIGLOT_SHAPE
 
     def predict(self, support_images, support_labels, query_images, key: Optional[jax.Array] = None,
                 num_samples: Optional[int] = None) -> np.ndarray:
-        """Posterior-predictive class probabilities [Q, ways] for query images [Q, 28, 28, 1],
-        after adapting on support images [N·K, 28, 28, 1] with labels [N·K] in 0..ways-1.
+        """Posterior-predictive class probabilities [Q, ways] for query images [Q, H, W, C],
+        after adapting on support images [N·K, H, W, C] with labels [N·K] in 0..ways-1
+        ([H, W, C] = ``input_shape``).
 
         Batch norm follows the run's ``eval_batch_norm`` (else ``batch_norm``). The default,
         "transductive" (as MAML), normalises the Q query images by their own statistics: each
@@ -50,11 +56,13 @@ class Predictor(NamedTuple):
         together, as in meta-training, and not one image at a time. "support" normalises them
         with the support set's statistics: every query is then scored on its own.
         """
-        support_images, query_images = (np.asarray(a, np.float32) for a in (support_images, query_images))
+        support_images, query_images = (np.asarray(a, np.float32)
+                                        for a in (support_images, query_images))
         support_labels = np.asarray(support_labels)
+        shape = ", ".join(map(str, self.input_shape))
         for name, images in (("support_images", support_images), ("query_images", query_images)):
-            if images.ndim != 4 or images.shape[1:] != (28, 28, 1):
-                raise ValueError(f"{name} must be shaped [N, 28, 28, 1], got {images.shape}")
+            if images.shape[1:] != self.input_shape:
+                raise ValueError(f"{name} must be shaped [N, {shape}], got {images.shape}")
         if support_labels.shape != support_images.shape[:1]:
             raise ValueError(f"support_labels {support_labels.shape} must be shaped "
                              f"[{support_images.shape[0]}] like support_images")
@@ -77,10 +85,12 @@ def load_predictor(workdir: str) -> Predictor:
     with open(config_path) as f:
         config = ml_collections.ConfigDict(json.load(f))
     learner = omniglot_learner(config)
-    template = learner.init(jax.random.PRNGKey(0), jnp.zeros((config.ways * config.shots, 28, 28, 1)))
+    input_shape = tuple(config.get("input_shape", OMNIGLOT_SHAPE))
+    template = learner.init(jax.random.PRNGKey(0),
+                            jnp.zeros((config.ways * config.shots, *input_shape)))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     restored = checkpointer.restore(template)
     checkpointer.close()
     if restored is None:
         raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
-    return Predictor(learner, restored[0].params, config)
+    return Predictor(learner, restored[0].params, config, input_shape)

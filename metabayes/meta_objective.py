@@ -1,0 +1,84 @@
+"""The meta-objective of MATH.md §4 as pure functions of a ``MetaLearner`` spec.
+
+    task_loss_i = −E_q(φ;λ_i^K)[log p(D_i^outer | φ)] + β KL(q(φ;λ_i^K) || p(φ|θ))
+    meta_loss   = (1/M) Σ_i task_loss_i + (1/N) KL(q(θ;ψ) || p(θ))
+
+Each takes the learner first and is jittable with it closed over
+(``jax.jit(functools.partial(meta_loss, learner))``).
+"""
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from metabayes.elbo import ApplyFn, draw_outputs, global_kl, local_kl, mean_log_likelihood
+from metabayes.inner_loop import LocalObjective, adapt
+from metabayes.posterior import MeanFieldGaussian
+from metabayes.tasks import Data, Task, check_task, concatenate
+
+
+def adapt_task(learner, params, theta: MeanFieldGaussian, support: Data,
+               key: jax.Array) -> MeanFieldGaussian:
+    """q(φ; λ^K) for one task's support set (inputs [N, ...], targets [N, ...]), from θ."""
+    objective = LocalObjective(learner.model.apply, theta, support, learner.likelihood,
+                               learner.kl_weight, learner.inner_samples, learner.estimator)
+    return adapt(objective, key, inner_optimizer=learner.inner_transformation(params, theta),
+                 num_steps=learner.inner_steps, local_variance=learner.local_variance_rule)
+
+
+def scoring_network(learner, support_inputs: jax.Array) -> ApplyFn:
+    """The apply function that scores query inputs of the task with ``support_inputs``
+    [N_s, ...]: ``model.apply``, or with ``batch_norm="support"`` the model run on
+    [support; queries] with statistics from the N_s support rows, returning the queries'
+    outputs only."""
+    if learner.batch_norm == "transductive":
+        return learner.model.apply
+    rows = support_inputs.shape[0]
+
+    def apply_with_support_statistics(variables, inputs, **kwargs):
+        both = jnp.concatenate([support_inputs, inputs])
+        return learner.model.apply(variables, both, statistics_rows=rows, **kwargs)[rows:]
+
+    return apply_with_support_statistics
+
+
+def task_loss(learner, params, task: Task, key: jax.Array):
+    """One task's outer loss −ELL(λ^K; D^outer) + β KL(λ^K || θ), and its parts as metrics."""
+    theta_key, adapt_key, outer_key = jax.random.split(key, 3)
+    theta = params.q_theta.sample(theta_key)
+    local_posterior = adapt_task(learner, params, theta, task.support, adapt_key)
+    outer = (concatenate(task.support, task.query) if learner.outer_data == "support_query"
+             else task.query)
+    outputs = draw_outputs(scoring_network(learner, task.support[0]), local_posterior, outer[0],
+                           outer_key, learner.outer_samples, learner.estimator)
+    nll = -mean_log_likelihood(outputs, outer[1], learner.likelihood)
+    kl = local_kl(local_posterior, theta) if learner.kl_weight else jnp.zeros(())
+    query_rows = task.query[1].shape[0]   # the query set is the last rows of the outer data
+    fit = learner.likelihood.fit_metrics(outputs[:, -query_rows:], task.query[1])
+    return nll + learner.kl_weight * kl, {"outer_nll": nll, "local_kl": kl,
+                                          **{f"query_{name}": v for name, v in fit.items()}}
+
+
+def map_tasks(function: Callable, tasks, chunk):
+    """``function`` over the leading task axis of ``tasks``: vmapped (``chunk`` None), or
+    ``lax.map`` over chunks of ``chunk`` vmapped tasks."""
+    if chunk is None:
+        return jax.vmap(function)(tasks)
+    return jax.lax.map(function, tasks, batch_size=chunk)
+
+
+def meta_loss(learner, params, batch: Task, key: jax.Array):
+    """The meta-batch loss (1/M) Σ_i task_loss_i + (1/N) KL(q(θ) || p(θ)) of a batch [M, ...],
+    and its metrics. With ``task_chunk`` each chunk is recomputed in the backward pass
+    (``jax.checkpoint``)."""
+    check_task(batch, batched=True)
+    keys = jax.random.split(key, batch.support[0].shape[0])
+    one_task = lambda task_key: task_loss(learner, params, *task_key)
+    if learner.task_chunk is not None:
+        one_task = jax.checkpoint(one_task)
+    task_losses, metrics = map_tasks(one_task, (batch, keys), learner.task_chunk)
+    global_term = (global_kl(params.q_theta, learner.hyperprior)
+                   if learner.hyperprior is not None else jnp.zeros(()))
+    loss = jnp.mean(task_losses) + global_term / learner.num_tasks
+    metrics = jax.tree_util.tree_map(jnp.mean, metrics)
+    return loss, {**metrics, "global_kl": global_term, "loss": loss}
