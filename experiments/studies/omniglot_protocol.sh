@@ -4,10 +4,12 @@
 # the same test tasks. Interval evaluations score validation tasks. Two lanes (ABML, MAML) run
 # side by side, each pinned to one core; a run whose eval.json exists is skipped.
 #
-#   bash experiments/studies/omniglot_protocol.sh [RUNS_DIR]      # default runs/protocol
+#   bash experiments/studies/omniglot_protocol.sh [RUNS_DIR] [SETTINGS]
+#   RUNS_DIR: default runs/protocol; SETTINGS: any of cpu_demo 5w1s 20w1s (default all three)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${1:-runs/protocol}
+SETTINGS=${2:-cpu_demo 5w1s 20w1s}
 PYTHON=${PYTHON:-.venv/bin/python}
 CONFIG=experiments/configs/omniglot.py
 # Cheaper steps than the published setting, to fit a 2-core CPU (README): Conv4-32, M = 4,
@@ -40,17 +42,24 @@ evaluate_with_support_statistics() {  # core, name: the trained run, scored agai
   run "$core" "${name}_support_bn" "$@" --config.eval_batch_norm=support
 }
 
+lane() {  # core, algorithm: its rows, one after another
+  local core=$1 algorithm=$2
+  for setting in $SETTINGS; do
+    local name=${setting}_$algorithm config=$CONFIG:$setting,$algorithm
+    case $setting in
+      cpu_demo) run "$core" "$name" --config="$config" "${N_FIVE_WAY[@]}"
+                evaluate_with_support_statistics "$core" "$name" --config="$config" \
+                  "${N_FIVE_WAY[@]}" ;;
+      5w1s) run "$core" "$name" --config="$config" "${SHORT[@]}" "${FIVE_WAY[@]}" \
+              "${N_FIVE_WAY[@]}" ;;
+      20w1s) run "$core" "$name" --config="$config" "${SHORT[@]}" "${TWENTY_WAY[@]}" \
+               "${N_TWENTY_WAY[@]}" ;;
+      *) echo "error: unknown setting '$setting' (cpu_demo, 5w1s or 20w1s)" >&2; return 1 ;;
+    esac
+  done
+}
+
 mkdir -p "$RUNS"
-(
-  run 0 cpu_demo_abml --config=$CONFIG:cpu_demo "${N_FIVE_WAY[@]}"
-  evaluate_with_support_statistics 0 cpu_demo_abml --config=$CONFIG:cpu_demo "${N_FIVE_WAY[@]}"
-  run 0 5w1s_abml --config=$CONFIG:5w1s "${SHORT[@]}" "${FIVE_WAY[@]}" "${N_FIVE_WAY[@]}"
-  run 0 20w1s_abml --config=$CONFIG:20w1s "${SHORT[@]}" "${TWENTY_WAY[@]}" "${N_TWENTY_WAY[@]}"
-) &
-(
-  run 1 cpu_demo_maml --config=$CONFIG:cpu_demo,maml "${N_FIVE_WAY[@]}"
-  evaluate_with_support_statistics 1 cpu_demo_maml --config=$CONFIG:cpu_demo,maml "${N_FIVE_WAY[@]}"
-  run 1 5w1s_maml --config=$CONFIG:5w1s,maml "${SHORT[@]}" "${FIVE_WAY[@]}" "${N_FIVE_WAY[@]}"
-  run 1 20w1s_maml --config=$CONFIG:20w1s,maml "${SHORT[@]}" "${TWENTY_WAY[@]}" "${N_TWENTY_WAY[@]}"
-) &
+lane 0 abml &
+lane 1 maml &
 wait
