@@ -153,11 +153,13 @@ class MetaLearner:
                              theta: MeanFieldGaussian) -> optax.GradientTransformation:
         """The inner loop's whole update, ``metabayes.inner_transforms`` chained with ``inner``
         as the options say: [stop gradients] → [× σ_θ²] → inner optimiser → [× Meta-SGD]."""
-        parts = ([stop_inner_gradients()] if self.first_order else []) + (
-            [scale_by_prior_variance(theta)] if self.scale_by_prior_variance else []) + [
-            self.inner] + ([scale_by_meta_sgd(params.step_scale)]
-                           if params.step_scale is not None else [])
-        return parts[0] if len(parts) == 1 else optax.chain(*parts)
+        parts = [stop_inner_gradients()] if self.first_order else []
+        if self.scale_by_prior_variance:
+            parts.append(scale_by_prior_variance(theta))
+        parts.append(self.inner)
+        if params.step_scale is not None:
+            parts.append(scale_by_meta_sgd(params.step_scale))
+        return optax.chain(*parts)
 
     @property
     def local_variance_rule(self) -> LocalVarianceRule:

@@ -154,6 +154,10 @@ def test_each_algorithm_gets_its_validation_selected_settings():
     assert abml.inner_lr == maml.inner_lr == pytest.approx(0.5 * 0.4 / 5)   # half the published
     assert resolve(abml).kl_weight == pytest.approx(0.05 * np.exp(-9.0) / 0.08)   # β at the published
     assert (abml.eval_inner_steps, maml.eval_inner_steps) == (5, 3)
+    abml, maml = get_config("20w1s"), get_config("20w1s,maml")   # 20-way's own selection
+    assert abml.inner_lr == maml.inner_lr == pytest.approx(0.1 / 20)   # the published
+    assert resolve(abml).kl_weight == pytest.approx(0.05 * np.exp(-9.0) / 0.005)
+    assert (abml.eval_inner_steps, maml.eval_inner_steps) == (5, 10)
     named, default = get_config("cpu_demo,abml").to_dict(), get_config("cpu_demo").to_dict()
     assert (named.pop("name"), default.pop("name")) == ("cpu_demo,abml", "cpu_demo")
     assert named == default
