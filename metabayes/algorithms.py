@@ -27,8 +27,9 @@ from metabayes.hyperprior import Hyperprior
 from metabayes.inner_transforms import (scale_by_meta_sgd, scale_by_prior_variance,
                                         stop_inner_gradients)
 from metabayes.likelihoods import Categorical, Likelihood
+from metabayes.inner_loop import NUM_STEPS
 from metabayes.local_variance import (DAMPING, LOCAL_VARIANCE, LocalVarianceRule,
-                                      fisher_variance, gradient_variance)
+                                      check_fisher_kl_weight, fisher_variance, gradient_variance)
 from metabayes.posterior import MeanFieldGaussian, PyTree
 
 THETA_FAMILIES = ("point", "gaussian", "deterministic")
@@ -38,7 +39,7 @@ BATCH_NORM = ("transductive", "support")
 # The rule of each option that has one (``metabayes.config_checks``): checked here, and reused
 # by the experiments' config keys of the same names (``metabayes.training.config.LEARNER_RULES``).
 OPTION_RULES = {
-    "inner_lr": positive(), "inner_steps": integer(0), "inner_samples": integer(1),
+    "inner_lr": positive(), "inner_steps": NUM_STEPS, "inner_samples": integer(1),
     "outer_samples": integer(1), "kl_weight": number(0.0), "outer_data": one_of(*OUTER_DATA),
     "batch_norm": one_of(*BATCH_NORM), "theta_family": one_of(*THETA_FAMILIES),
     "num_tasks": integer(1), "init_log_sigma": number(), "local_variance": LOCAL_VARIANCE,
@@ -136,9 +137,7 @@ class MetaLearner:
                                  "`kl_weight`=0 and `hyperprior`=None: a KL to a point mass is "
                                  "undefined")
         elif self.local_variance == "fisher":
-            if not self.kl_weight > 0:
-                raise ValueError("`local_variance`='fisher' needs `kl_weight` > 0 (σ_λ⁻² = F/β + "
-                                 f"σ_θ⁻²), got {self.kl_weight!r}")
+            check_fisher_kl_weight(self.kl_weight)
 
     def replace_inner_steps(self, inner_steps: int) -> "MetaLearner":
         """The same learner with K = ``inner_steps`` (e.g. more steps at test time)."""
@@ -164,13 +163,11 @@ class MetaLearner:
     @property
     def local_variance_rule(self) -> LocalVarianceRule:
         """How σ_λ moves (``metabayes.local_variance``); MAML's point mass has none."""
-        if isinstance(self.local_variance, LocalVarianceRule):
-            rule = self.local_variance
-        elif self.local_variance == "fisher":
-            rule = fisher_variance(self.precision_damping)
-        else:
-            rule = gradient_variance()
-        return gradient_variance() if self.theta_family == "deterministic" else rule
+        if self.theta_family == "deterministic" or self.local_variance == "gradient":
+            return gradient_variance()
+        if self.local_variance == "fisher":
+            return fisher_variance(self.precision_damping)
+        return self.local_variance
 
     def init_params(self, key: jax.Array, example_inputs: jax.Array) -> MetaParams:
         """ψ at initialisation; ``example_inputs`` is one task's inputs [N, ...]."""

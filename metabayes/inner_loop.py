@@ -14,6 +14,8 @@ from metabayes.elbo import LocalObjective
 from metabayes.local_variance import LocalVarianceRule, gradient_variance
 from metabayes.posterior import MeanFieldGaussian
 
+NUM_STEPS = integer(0)   # the rule of K, ``inner_steps``
+
 
 def adapt(objective: LocalObjective, key: jax.Array, *,
           inner_optimizer: optax.GradientTransformation, num_steps: int,
@@ -30,7 +32,7 @@ def adapt(objective: LocalObjective, key: jax.Array, *,
     Returns:
       λ^K as a MeanFieldGaussian shaped like ``objective.prior``.
     """
-    check_option("inner_steps", num_steps, integer(0))
+    check_option("inner_steps", num_steps, NUM_STEPS)
 
     def step(carry, step_key):
         local, opt_state = carry

@@ -47,6 +47,13 @@ def gradient_variance() -> LocalVarianceRule:
 DAMPING = number(0.0, 1.0, open_low=True)   # the rule of ρ, ``precision_damping``
 
 
+def check_fisher_kl_weight(kl_weight: float) -> None:
+    """The Fisher rule divides by β: it needs β > 0."""
+    if not kl_weight > 0:
+        raise ValueError("`local_variance`='fisher' needs `kl_weight` > 0 (σ_λ⁻² = F/β + "
+                         f"σ_θ⁻²), got {kl_weight!r}")
+
+
 def fisher_variance(damping: float = 0.5,
                     num_samples: Optional[int] = None) -> LocalVarianceRule:
     """σ_λ⁻² ← (1 − ρ) σ_λ⁻² + ρ (F/β + σ_θ⁻²) after each μ step (``fisher_precision_update``),
@@ -57,9 +64,7 @@ def fisher_variance(damping: float = 0.5,
     def step(objective, local, grads, key):
         if local.is_point_mass:
             return grads, _unchanged
-        if not objective.kl_weight > 0:
-            raise ValueError("`local_variance`='fisher' needs `kl_weight` > 0 (σ_λ⁻² = F/β + "
-                             f"σ_θ⁻²), got {objective.kl_weight!r}")
+        check_fisher_kl_weight(objective.kl_weight)
         fisher = jax.lax.stop_gradient(fisher_diagonal(
             objective.apply_fn, local, objective.data, key,
             num_samples=num_samples or objective.num_samples, likelihood=objective.likelihood))

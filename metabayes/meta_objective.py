@@ -11,8 +11,9 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from metabayes.elbo import ApplyFn, draw_outputs, global_kl, local_kl, mean_log_likelihood
-from metabayes.inner_loop import LocalObjective, adapt
+from metabayes.elbo import (ApplyFn, LocalObjective, draw_outputs, global_kl, local_kl,
+                            mean_log_likelihood)
+from metabayes.inner_loop import adapt
 from metabayes.posterior import MeanFieldGaussian
 from metabayes.tasks import Data, Task, check_task, concatenate
 
