@@ -19,7 +19,6 @@ import math
 import os
 import platform
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -33,6 +32,7 @@ import optax
 from absl import app, flags
 
 import metabayes as mb
+from benchmarks.memory import peak_rss_bytes
 from metabayes.training.sharding import replicate, shard_tasks
 from metabayes.tasks import Task
 
@@ -50,12 +50,19 @@ class Row(NamedTuple):
     env: Tuple[Tuple[str, str], ...] = ()   # environment of the row's process (XLA / JAX flags)
 
 
-def omniglot_batch(key, meta_batch, ways=5, shots=1, query=15, size=28):
-    """Random images and labels shaped like an Omniglot meta-batch [M, N·K, 28, 28, 1]."""
+def omniglot_batch(key, meta_batch, ways=5, shots=1, query=15, shape=(28, 28, 1)):
+    """Random images and labels shaped like an Omniglot meta-batch [M, N·K, 28, 28, 1] (or
+    another image ``shape``)."""
     keys = jax.random.split(key, 2)
     labels = lambda n: jnp.tile(jnp.arange(ways), (meta_batch, n))
-    images = lambda k, n: jax.random.uniform(k, (meta_batch, ways * n, size, size, 1))
+    images = lambda k, n: jax.random.uniform(k, (meta_batch, ways * n, *shape))
     return Task((images(keys[0], shots), labels(shots)), (images(keys[1], query), labels(query)))
+
+
+def miniimagenet_batch(key, meta_batch):
+    """Random images and labels shaped like a miniImageNet 5-way 1-shot meta-batch, Q = 15:
+    support [M, 5, 84, 84, 3], query [M, 75, 84, 84, 3]."""
+    return omniglot_batch(key, meta_batch, shape=(84, 84, 3))
 
 
 def sinusoid_batch(key, meta_batch):
@@ -86,6 +93,14 @@ def rows(suite):
                   (("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true"),))
         yield Row("abml S=1 M=4 rbg PRNG", abml(1), omniglot_batch, 4, (),
                   (("JAX_DEFAULT_PRNG_IMPL", "rbg"),))
+        return
+    if suite == "fewshot":   # the ABML paper's miniImageNet 5w1s: Conv4-32, K = 5, M = 4
+        mini = dict(inner_lr=0.01 / 5, inner_steps=5, outer_optimizer=optax.adam(1e-3))
+        yield Row("abml S=1 M=4 Conv4-32 84x84x3", mb.abml(conv(32), outer_samples=1,
+                                                           kl_weight=1e-4, init_log_sigma=-4.0,
+                                                           **mini), miniimagenet_batch, 4, ())
+        yield Row("maml M=4 Conv4-32 84x84x3", mb.maml(conv(32), **mini), miniimagenet_batch, 4,
+                  ())
         return
     if suite == "sinusoid":
         mlp, gauss = mb.MLP(), mb.Gaussian(0.1)
@@ -130,7 +145,7 @@ def resolve_peer_python(python: str) -> str:
 
 
 def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_bytes() / 2**20
 
 
 def row_inputs(row: Row):
@@ -248,11 +263,13 @@ def main(argv):
 
 
 if __name__ == "__main__":  # flags exist only when run as a program, so benchmarks.scaling imports
-    _SUITE = flags.DEFINE_enum("suite", "omniglot", ["omniglot", "variants", "sinusoid", "smoke"],
+    _SUITE = flags.DEFINE_enum("suite", "omniglot",
+                               ["omniglot", "variants", "fewshot", "sinusoid", "smoke"],
                                "omniglot: Conv4 5-way 1-shot Q=15 K=5 at M=4 and 32; variants: "
                                "its ABML S=1 M=4 row under lax.conv, XLA:CPU's fusion emitters "
-                               "and the rbg PRNG; sinusoid: the MLP of experiments.sinusoid; "
-                               "smoke: one tiny step.")
+                               "and the rbg PRNG; fewshot: Conv4-32 on miniImageNet's 84x84x3, "
+                               "5-way 1-shot Q=15 K=5 M=4; sinusoid: the MLP of "
+                               "experiments.sinusoid; smoke: one tiny step.")
     _ROWS = flags.DEFINE_list("rows", [], "Only these rows of the suite (names as printed, e.g. "
                               "'abml S=1 M=32,maml M=32'); empty: all.")
     _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one (>= 1).")

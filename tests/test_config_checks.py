@@ -8,13 +8,15 @@ import pytest
 
 from experiments import sinusoid
 from experiments.cli import flag_names
-from experiments.configs import omniglot, wheel_bandit
+from experiments.configs import fewshot, omniglot, wheel_bandit
 from experiments.run_config import write_run_config
 from metabayes.config_checks import bad_values, check_config, integer, number
 
 CONFIGS = {
     **{f"omniglot:{name}": (lambda name=name: omniglot.get_config(name), omniglot.RULES)
        for name in ("cpu_demo", "5w1s", "20w5s,maml")},
+    **{f"fewshot:{name}": (lambda name=name: fewshot.get_config(name), fewshot.RULES)
+       for name in ("miniimagenet_5w1s", "cifarfs_10w5s,maml")},
     "sinusoid": (sinusoid.get_config, sinusoid.RULES),
     "wheel_bandit": (wheel_bandit.get_config, wheel_bandit.RULES),
 }

@@ -146,3 +146,19 @@ def test_posterior_scales_report_the_prior_and_the_adapted_sigma_per_parameter()
     maml = learner("maml")
     assert posterior_scales(maml, maml.init_params(jax.random.PRNGKey(0), batch.support[0][0]),
                             batch.support, jax.random.PRNGKey(1)) == {}
+
+
+@pytest.mark.parametrize("outside_ways", [5, 2])
+def test_split_out_of_episode_keeps_every_label_below_ways_in_the_task(outside_ways):
+    """N + O classes (O < N where the split is short of classes, e.g. 10-way on CIFAR-FS's 16
+    validation classes): the task holds exactly labels 0..N-1, the rest are out of the episode."""
+    ways, shots, query, rng = 5, 2, 3, np.random.default_rng(0)
+    labels = lambda per_class: np.stack([rng.permutation(np.repeat(np.arange(ways + outside_ways),
+                                                                   per_class)) for _ in range(4)])
+    s_y, q_y = labels(shots), labels(query)
+    batch = Task((s_y[..., None].astype(np.float32), s_y), (q_y[..., None].astype(np.float32), q_y))
+    task, outside = split_out_of_episode(batch, ways)
+    assert task.support[1].shape == (4, ways * shots) and task.query[1].shape == (4, ways * query)
+    assert np.all(task.support[1] < ways) and np.all(task.query[1] < ways)
+    np.testing.assert_array_equal(task.support[0][..., 0], task.support[1])
+    assert outside.shape == (4, outside_ways * query, 1) and np.all(outside >= ways)

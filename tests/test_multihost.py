@@ -38,7 +38,7 @@ WORKER = textwrap.dedent("""
 
     # The Omniglot experiment: each host samples its own tasks, both write one checkpoint
     # together, process 0 alone writes the logs, and a second command resumes on both hosts.
-    from experiments import omniglot
+    from experiments import classification as omniglot
     from test_omniglot_experiment import tiny_config
     for steps in (2, 4):
         report = omniglot.train_and_evaluate(

@@ -14,6 +14,7 @@ from PIL import Image
 
 from metabayes.data import omniglot as om
 from metabayes.data import omniglot_decode
+from metabayes.data.checksums import file_md5
 from metabayes.data.episodes import EpisodeSampler, Prefetcher, batches
 from metabayes.tasks import Task
 
@@ -68,10 +69,10 @@ def pairs(chars):
 
 
 def coded_pool(classes=30, drawers=omniglot_decode.DRAWERS):
-    """[C, D, 28, 28] uint8 whose pixel (0, 0) is the class and (0, 1) the drawer."""
-    images = np.zeros((classes, drawers, 28, 28), np.uint8)
-    images[:, :, 0, 0] = np.arange(classes)[:, None]
-    images[:, :, 0, 1] = np.arange(drawers)[None, :]
+    """[C, D, 28, 28, 1] uint8 whose pixel (0, 0) is the class and (0, 1) the drawer."""
+    images = np.zeros((classes, drawers, 28, 28, 1), np.uint8)
+    images[:, :, 0, 0, 0] = np.arange(classes)[:, None]
+    images[:, :, 0, 1, 0] = np.arange(drawers)[None, :]
     return images
 
 
@@ -84,7 +85,7 @@ def codes(inputs):
 
 def test_shipped_archives_match_their_md5_and_carry_the_license():
     for stem in ("images_background_small1", "images_background_small2"):
-        assert om.file_md5(om.SHIPPED_DIR / f"{stem}.zip") == om.OFFICIAL_MD5[stem]
+        assert file_md5(om.SHIPPED_DIR / f"{stem}.zip") == om.OFFICIAL_MD5[stem]
     assert "MIT" in (om.SHIPPED_DIR / "LICENSE").read_text()
     assert "Lake" in (om.SHIPPED_DIR / "ATTRIBUTION.md").read_text()
 
@@ -127,7 +128,9 @@ def test_a_damaged_cache_is_decoded_again(full, tmp_path):
     load = lambda: om.load_omniglot("lake", data_dir=full, cache_dir=tmp_path, verify_md5=False,
                                     validation_alphabets=1)
     first = load()
-    for cache_file in tmp_path.glob("omniglot-*.npz"):
+    damaged = list(tmp_path.glob("omniglot-*/images.npy"))
+    assert damaged
+    for cache_file in damaged:
         cache_file.write_bytes(b"damaged")
     np.testing.assert_array_equal(load().train.images, first.train.images)
 
@@ -239,7 +242,7 @@ def test_vinyals_split_is_by_character_and_seeded(full, tmp_path, monkeypatch):
 # --- the episodic sampler -----------------------------------------------------------------------
 
 def test_sampler_shapes_and_dtypes(small):
-    task = EpisodeSampler(small.train.images, ways=5, shots=2, query=3, meta_batch=4).batch(0)
+    task = EpisodeSampler(small.train.images[..., None], ways=5, shots=2, query=3, meta_batch=4).batch(0)
     assert isinstance(task, Task)
     (s_x, s_y), (q_x, q_y) = task
     assert s_x.shape == (4, 10, 28, 28, 1) and s_x.dtype == np.float32
@@ -293,13 +296,13 @@ def test_batches_are_a_pure_function_of_seed_and_step():
 
 def test_sampler_rejects_impossible_settings(small):
     with pytest.raises(ValueError, match="ways=107"):
-        EpisodeSampler(small.test.images, ways=107).check()
+        EpisodeSampler(small.test.images[..., None], ways=107).check()
     with pytest.raises(ValueError, match="shots \\+ query"):
-        EpisodeSampler(small.test.images, ways=5, shots=5, query=16).check()
+        EpisodeSampler(small.test.images[..., None], ways=5, shots=5, query=16).check()
     with pytest.raises(ValueError, match="shots \\+ query"):
-        Prefetcher(EpisodeSampler(small.test.images, shots=1, query=20))
+        Prefetcher(EpisodeSampler(small.test.images[..., None], shots=1, query=20))
     with pytest.raises(ValueError, match="query"):
-        EpisodeSampler(small.test.images, query=0).batch(0)
+        EpisodeSampler(small.test.images[..., None], query=0).batch(0)
 
 
 # --- errors --------------------------------------------------------------------------------------

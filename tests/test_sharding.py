@@ -44,7 +44,7 @@ def test_sharded_step_equals_single_device_step():
 EXPERIMENT_SCRIPT = textwrap.dedent("""
     import json, sys, jax, numpy as np
     sys.path.insert(0, "tests")
-    from experiments import omniglot
+    from experiments import classification as omniglot
     from test_omniglot_experiment import tiny_config
 
     assert jax.device_count() == 4, jax.devices()

@@ -155,4 +155,50 @@ def test_an_unprepared_data_dir_raises_file_not_found(tmp_path):
         om.load_omniglot(source="tfds", data_dir=tmp_path / "tfds", cache_dir=tmp_path / "c")
     assert str(tmp_path / "tfds") in str(error.value)
     assert "download_and_prepare" in str(error.value)
-    assert not list(tmp_path.rglob("*.npz"))  # nothing cached
+    assert not list(tmp_path.rglob("*.npy"))  # nothing cached
+
+
+# --- cifar100, for CIFAR-FS and FC100 -------------------------------------------------------------
+
+def test_mock_cifar100_gives_the_pools_of_the_official_archive(tmp_path):
+    """TFDS's cifar100 builder under mock_data, fed the synthetic batches' examples (serialized
+    by the builder's own features, in a shuffled order): the same CIFAR-FS pools as the files."""
+    import tensorflow as tf
+
+    import fewshot_files as ff
+    from metabayes.data.fewshot import load_fewshot
+
+    batches = ff.cifar_batches()
+    metadata = tfds.builder("cifar100", data_dir=str(tmp_path / "metadata"))
+    metadata.info.features["label"].names = batches["meta"]["fine_label_names"]
+    metadata.info.features["coarse_label"].names = batches["meta"]["coarse_label_names"]
+    metadata.data_path.mkdir(parents=True)
+    metadata.info.write_to_directory(metadata.data_dir)
+    records = {}
+    for split in ("train", "test"):
+        batch = batches[split]
+        images = batch["data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        records[split] = [metadata.info.features.serialize_example(
+            {"id": f"{split}_{i:05d}", "image": image, "label": fine, "coarse_label": coarse})
+            for i, (image, fine, coarse) in enumerate(zip(images, batch["fine_labels"],
+                                                          batch["coarse_labels"]))]
+    read = []
+
+    def as_dataset(builder, split, **kwargs):
+        read.append(split)
+        order = np.random.default_rng(len(read)).permutation(len(records[split]))
+        return (tf.data.Dataset.from_tensor_slices([records[split][i] for i in order])
+                .map(builder.info.features.deserialize_example))
+
+    with tfds.testing.mock_data(num_examples=1, policy=tfds.testing.MockPolicy.USE_FILES,
+                                data_dir=str(tmp_path / "metadata"), as_dataset_fn=as_dataset):
+        via_tfds = load_fewshot("cifarfs", source="tfds", data_dir=tmp_path / "metadata",
+                                cache_dir=tmp_path / "cache_tfds")
+    assert read == ["train", "test"]
+    via_files = load_fewshot("cifarfs", data_dir=ff.write_cifar(tmp_path / "files", batches,
+                                                                 archive=False),
+                             cache_dir=tmp_path / "cache_files")
+    for tfds_part, files_part in zip(via_tfds, via_files):
+        assert tfds_part.classes.tolist() == files_part.classes.tolist()
+        np.testing.assert_array_equal(tfds_part.images, files_part.images)
+    assert "TFDS cifar100" in via_tfds.train.source

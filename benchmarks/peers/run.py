@@ -9,12 +9,12 @@ resident set), ``meta_params`` (their count), the losses of the first and last s
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
 from typing import Tuple
 
+from benchmarks.memory import peak_rss_bytes
 from benchmarks.peers import require_torch
 from benchmarks.peers.options import parse_args
 
@@ -100,7 +100,7 @@ def main(argv=None):
         "median_s": statistics.median(times) if times else None,
         "min_s": min(times, default=None), "max_s": max(times, default=None),
         "mean_s": mean(times), "times_s": [round(t, 4) for t in times],
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_rss_bytes() / 2**20, 1),
         "meta_params": sum(p.numel() for p in peer.parameters()),
         "loss_first": mean(losses[:k]), "loss_last": mean(losses[-k:]),
         "query_nll_first": mean(nlls[:k]), "query_nll_last": mean(nlls[-k:]),

@@ -1,4 +1,5 @@
-"""Episodic N-way K-shot classification tasks from a pool of classes (Omniglot or any [C, D, H, W]).
+"""Episodic N-way K-shot classification tasks from a pool of classes [C, D, H, W, channels]:
+one sampler for Omniglot, miniImageNet, CIFAR-FS and FC100 (``metabayes.data.pools``).
 
 Batch t is a pure function of (seed, t) — its generator is np.random.default_rng([seed, t]) — so
 a sampler's whole position is the integer t: save it with a checkpoint and resume from it. In a
@@ -12,12 +13,14 @@ from typing import Iterator, NamedTuple, Tuple
 
 import numpy as np
 
+from metabayes.data.pools import Normalization
 from metabayes.tasks import Task
 
 
 class EpisodeSampler(NamedTuple):
-    """M tasks of N ways × (K shots + Q queries) from ``images`` [C classes, D drawers, H, W] uint8
-    (ink 255, e.g. ``load_omniglot().train.images``)."""
+    """M tasks of N ways × (K shots + Q queries) from ``images`` [C classes, D images, H, W,
+    channels] uint8 (a ``ClassPool``'s, e.g. ``load_fewshot("cifarfs").train.images``), scaled
+    to inputs by ``normalization``. ``source`` names the pool's file in errors."""
 
     images: np.ndarray
     ways: int = 5
@@ -26,30 +29,33 @@ class EpisodeSampler(NamedTuple):
     meta_batch: int = 32
     seed: int = 0
     process: int = 0   # the host's jax.process_index() in a multi-host run
+    normalization: Normalization = Normalization()
+    source: str = ""
 
     def check(self) -> "EpisodeSampler":
         """self, or a ValueError naming the setting (ways, shots, query, ...) that cannot be met."""
-        if self.images.ndim != 4 or self.images.dtype != np.uint8:
-            raise ValueError("images must be uint8 shaped [classes, drawers, H, W]; got "
+        if self.images.ndim != 5 or self.images.dtype != np.uint8:
+            raise ValueError("images must be uint8 shaped [classes, images, H, W, channels]; got "
                              f"{self.images.dtype} {self.images.shape}")
         classes, drawers = self.images.shape[:2]
+        where = f" of {self.source}" if self.source else ""
         for name in ("ways", "shots", "query", "meta_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
         if self.ways > classes:
-            raise ValueError(f"ways={self.ways} exceeds the {classes} classes available; lower "
+            raise ValueError(f"ways={self.ways} exceeds the {classes} classes{where}; lower "
                              "ways, or use a larger split or rotations")
         if self.shots + self.query > drawers:
             raise ValueError(f"shots + query = {self.shots} + {self.query} exceeds the {drawers} "
-                             "images (drawers) per class; lower shots or query")
+                             f"images per class{where}; lower shots or query")
         if self.seed < 0 or self.process < 0:
             raise ValueError(f"seed and process must be non-negative; got {self.seed}, "
                              f"{self.process}")
         return self
 
     def batch(self, step: int) -> Task:
-        """Batch ``step`` (≥ 0): support (inputs [M, N·K, H, W, 1] float32 in [0, 1], labels
-        [M, N·K] int32), query ([M, N·Q, H, W, 1], [M, N·Q]).
+        """Batch ``step`` (≥ 0): support (inputs [M, N·K, H, W, channels] float32, normalised,
+        labels [M, N·K] int32), query ([M, N·Q, H, W, channels], [M, N·Q]).
 
         Per task, N distinct classes in random order get labels 0..N-1 (a fresh permutation per
         task), each contributes K + Q distinct drawers, and the examples of the support and of the
@@ -69,8 +75,8 @@ class EpisodeSampler(NamedTuple):
             labels = (order // count).astype(np.int32)  # [M, N·count]
             rows = picks[:, :, part].reshape(m, n * count)
             x = self.images[np.take_along_axis(chosen, labels, axis=1),
-                            np.take_along_axis(rows, order, axis=1)]  # [M, N·count, H, W]
-            return x[..., None] * np.float32(1 / 255), labels
+                            np.take_along_axis(rows, order, axis=1)]  # [M, N·count, H, W, ch]
+            return self.normalization(x), labels
 
         return Task(shuffled(slice(0, k), k), shuffled(slice(k, k + q), q))
 

@@ -1,9 +1,9 @@
 """Omniglot (Lake, Salakhutdinov & Tenenbaum, Science 2015): where the archives come from, their
 checksums, and loading a split.
 
-Decoding and its cache are ``metabayes.data.omniglot_decode``: decoded archives are cached as
-.npz files in ``cache_dir`` (default $METABAYES_CACHE, else ~/.cache/metabayes), keyed by the md5
-of the archive and ``DECODE_VERSION``, so a second load only reads the cache.
+Decoding is ``metabayes.data.omniglot_decode``: decoded archives are cached in ``cache_dir``
+(default $METABAYES_CACHE, else ~/.cache/metabayes; ``metabayes.data.array_cache``), keyed by
+the md5 of the archive and ``DECODE_VERSION``, so a second load only reads the cache.
 
 Sources, in order: ``data_dir`` (explicit; then the only place looked at), $OMNIGLOT_DIR, the two
 small archives shipped in ``omniglot_small/`` (the default, enough for split "small"); or
@@ -15,15 +15,15 @@ Splits "small", "vinyals" and "lake", each with train, validation and test class
 every character (``rotate_train``, on by default; ``rotate_eval`` for validation and test, off by
 default).
 """
-import hashlib
 import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from metabayes.data.array_cache import cache_root
+from metabayes.data.checksums import check_md5, source_digest
 from metabayes.data.omniglot_decode import DECODE_VERSION, cached, decode_archive
 from metabayes.data.omniglot_splits import (Characters, OmniglotSplit, split_characters,
                                             with_rotations)
-from metabayes.errors import DataError
 
 PathLike = Union[str, os.PathLike]
 
@@ -66,7 +66,7 @@ def load_omniglot(split: str = "small", *, data_dir: Optional[PathLike] = None,
         raise ValueError(f"`split` must be one of {sorted(SPLITS)}; got {split!r}")
     if source not in SOURCES:
         raise ValueError(f"`source` must be one of {SOURCES}; got {source!r}")
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache = cache_root(cache_dir)
     names = SPLITS[split]
     if source == "tfds":
         from metabayes.data.omniglot_tfds import load_tfds   # imports omniglot: here, not above
@@ -79,10 +79,6 @@ def load_omniglot(split: str = "small", *, data_dir: Optional[PathLike] = None,
     rotated = lambda chars, rotate: with_rotations(chars) if rotate else chars
     return OmniglotSplit(rotated(parts.train, rotate_train),
                          rotated(parts.validation, rotate_eval), rotated(parts.test, rotate_eval))
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("METABAYES_CACHE") or Path.home() / ".cache" / "metabayes")
 
 
 def archive_path(folder: Path, stem: str) -> Optional[Path]:
@@ -109,32 +105,11 @@ def find_data_dir(names: Sequence[str], data_dir: Optional[PathLike] = None) -> 
                             f"{looked}.\n{WAYS_TO_GET_DATA}")
 
 
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def folder_digest(path: Path) -> str:
-    """md5 of the relative names, sizes and modification times of every file under path."""
-    digest = hashlib.md5()
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            stat = p.stat()
-            digest.update(f"{p.relative_to(path).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}\n"
-                          .encode())
-    return digest.hexdigest()
-
-
 def load_archive(path: Path, cache_dir: Path, verify_md5: bool = True) -> Characters:
-    """Decoded characters of a zip archive or unzipped folder, through the .npz cache."""
+    """Decoded characters of a zip archive or unzipped folder, through the cache (``array_cache``)."""
     stem = path.name[:-len(".zip")] if path.is_file() else path.name
-    digest = file_md5(path) if path.is_file() else folder_digest(path)
-    if verify_md5 and path.is_file() and stem in OFFICIAL_MD5 and digest != OFFICIAL_MD5[stem]:
-        raise DataError(f"{path}: md5 {digest} differs from the official {OFFICIAL_MD5[stem]}; "
-                        "the file is damaged or not the official release (download it again, "
-                        "or set `verify_md5` to False for a custom archive)")
-    cache_file = cache_dir / f"omniglot-{stem}-{digest}-v{DECODE_VERSION}.npz"
-    return cached(cache_file, lambda: decode_archive(path))
+    digest = source_digest(path)
+    if verify_md5 and path.is_file():
+        check_md5(path, digest, OFFICIAL_MD5.get(stem))
+    return cached(cache_dir / f"omniglot-{stem}-{digest}-v{DECODE_VERSION}",
+                  lambda: decode_archive(path))

@@ -1,4 +1,4 @@
-"""Decoding Omniglot's archives, and the .npz cache of decoded archives.
+"""Decoding Omniglot's archives, and reading them through the cache of decoded archives.
 
 Each 105×105 one-bit PNG becomes a 28×28 uint8 image with ink 255 and background 0: it is
 converted to 8-bit grey, shrunk with PIL's BOX filter (every output pixel is the mean of the
@@ -6,9 +6,7 @@ converted to 8-bit grey, shrunk with PIL's BOX filter (every output pixel is the
 255, so strokes are 1.0 and background 0.0.
 """
 import io
-import os
 import re
-import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Callable, Dict, Iterable, Tuple
 import numpy as np
 from PIL import Image
 
+from metabayes.data import array_cache
 from metabayes.data.omniglot_splits import Characters
 from metabayes.errors import DataError
 
@@ -26,26 +25,13 @@ DECODE_VERSION = 1  # bump whenever decoding changes, so that stale caches are n
 _PNG = re.compile(r"\d+_(\d+)\.png")
 
 
-def cached(cache_file: Path, decode: Callable[[], Characters]) -> Characters:
-    """Characters read from cache_file, or decoded and written there (atomically)."""
-    try:
-        with np.load(cache_file, allow_pickle=False) as saved:
-            images, alphabets, characters = saved["images"], saved["alphabets"], saved["characters"]
-        return Characters(images, alphabets, characters, np.zeros(len(images), np.int32))
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):  # absent or damaged
-        pass
-    chars = decode()
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.part")
-        with open(partial, "wb") as f:
-            np.savez_compressed(f, images=chars.images, alphabets=chars.alphabets,
-                                characters=chars.characters)
-        os.replace(partial, cache_file)
-    except OSError as e:
-        warnings.warn(f"Omniglot: could not write the cache {cache_file} ({e}); decoding again "
-                      "at every load")
-    return chars
+def cached(folder: Path, decode: Callable[[], Characters]) -> Characters:
+    """Characters read from the cache ``folder``, or decoded and written there."""
+    fields = ("images", "alphabets", "characters")
+    arrays = array_cache.cached(folder, fields, lambda: decode()._asdict(), "Omniglot")
+    images = np.asarray(arrays["images"])
+    return Characters(images, np.asarray(arrays["alphabets"]), np.asarray(arrays["characters"]),
+                      np.zeros(len(images), np.int32))
 
 
 def decode_archive(path: Path) -> Characters:

@@ -27,6 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from metabayes.data.pools import ClassPool
+
 SMALL_VALIDATION_ALPHABETS = ("Korean",)
 
 
@@ -96,3 +98,10 @@ def with_rotations(chars: Characters) -> Characters:
     return Characters(np.concatenate([np.rot90(chars.images, k, axes=(2, 3)) for k in range(4)]),
                       np.tile(chars.alphabets, 4), np.tile(chars.characters, 4),
                       (rotations % 360).astype(np.int32))
+
+
+def as_pool(chars: Characters, source: str = "") -> ClassPool:
+    """The few-shot pool of ``chars``: images [C, 20, 28, 28, 1], each class named
+    alphabet/character/rotation."""
+    names = [f"{a}/{c}/{r}" for a, c, r in zip(chars.alphabets, chars.characters, chars.rotations)]
+    return ClassPool(chars.images[..., None], np.asarray(names), source)

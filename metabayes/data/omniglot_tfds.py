@@ -15,6 +15,7 @@ from PIL import Image
 from metabayes.data.omniglot import WAYS_TO_GET_DATA, PathLike
 from metabayes.data.omniglot_decode import DECODE_VERSION, DRAWERS, cached, shrink
 from metabayes.data.omniglot_splits import Characters
+from metabayes.data.tfds_source import tfds_builder, tfds_examples
 from metabayes.errors import DataError
 
 TFDS_SPLITS = {"background": "train", "evaluation": "test", "small1": "small1", "small2": "small2"}
@@ -27,25 +28,9 @@ def load_tfds(names: Sequence[str], data_dir: Optional[PathLike], cache: Path
     Every image goes through the files' decoding (``shrink``); the examples of one character
     (alphabet, alphabet_char_id) are its drawers, in the order TFDS reads them.
     """
-    try:
-        import tensorflow_datasets as tfds  # lazy: TensorFlow is needed on this path only
-    except ImportError as e:
-        raise ImportError("source='tfds' needs tensorflow and tensorflow-datasets: pip install "
-                          "'metabayes[tfds]'; the default source needs neither.\n"
-                          f"{WAYS_TO_GET_DATA}") from e
-    builder = tfds.builder("omniglot", data_dir=None if data_dir is None else os.fspath(data_dir))
-
-    def examples(split: str):
-        # as_dataset itself checks that the data are there (so does tfds.testing.mock_data's
-        # stand-in for it, which has no files to find), raising AssertionError when they are not.
-        try:
-            return tfds.as_numpy(builder.as_dataset(split=split))
-        except AssertionError as e:
-            raise FileNotFoundError(
-                f"TFDS omniglot is not prepared in {builder.data_dir} ({e}). Prepare it once, "
-                "online, with tfds.builder('omniglot', data_dir=DIR).download_and_prepare() (it "
-                f"downloads all four official archives), then pass that data_dir.\n"
-                f"{WAYS_TO_GET_DATA}") from e
+    builder = tfds_builder("omniglot", data_dir, WAYS_TO_GET_DATA)
+    examples = lambda split: tfds_examples(builder, split, WAYS_TO_GET_DATA,
+                                           " (it downloads all four official archives)")
 
     def decode(name: str) -> Characters:
         split = TFDS_SPLITS[name]
@@ -69,5 +54,5 @@ def load_tfds(names: Sequence[str], data_dir: Optional[PathLike], cache: Path
                           np.zeros(len(keys), np.int32))
 
     key = hashlib.md5(os.fspath(builder.data_dir).encode()).hexdigest()
-    return {n: cached(cache / f"omniglot-tfds-{TFDS_SPLITS[n]}-{key}-v{DECODE_VERSION}.npz",
+    return {n: cached(cache / f"omniglot-tfds-{TFDS_SPLITS[n]}-{key}-v{DECODE_VERSION}",
                       lambda n=n: decode(n)) for n in names}

@@ -49,7 +49,8 @@ def regression_metrics(learner: MetaLearner, params: MetaParams, tasks: Task, ke
 
 
 def split_out_of_episode(batch: Task, ways: int):
-    """Tasks of 2N classes -> (the tasks of classes 0..N-1, query inputs of classes N..2N-1).
+    """Tasks of N + O classes -> (the tasks of classes 0..N-1, query inputs of classes N..N+O-1),
+    with N = ``ways`` and O ≥ 1 out-of-episode classes (N where the split has 2N classes).
 
     The out-of-episode images come from classes the task never saw; they are scored by
     predictive entropy to measure out-of-episode detection (MATH.md §5).
@@ -61,9 +62,12 @@ def split_out_of_episode(batch: Task, ways: int):
         return inputs[rows, order], labels[rows, order]
 
     (s_in, s_lab), (q_in, q_lab) = by_label(batch.support), by_label(batch.query)
-    n_support, n_query = s_lab.shape[1] // 2, q_lab.shape[1] // 2
-    if not (np.all(s_lab[:, :n_support] < ways) and np.all(q_lab[:, :n_query] < ways)):
-        raise ValueError(f"split_out_of_episode needs tasks of exactly 2·{ways} balanced classes")
+    inside = lambda labels: labels < ways
+    n_support, n_query = inside(s_lab).sum(axis=1), inside(q_lab).sum(axis=1)
+    if not (np.all(n_support == n_support[0]) and np.all(n_query == n_query[0])
+            and 0 < n_query[0] < q_lab.shape[1]):
+        raise ValueError(f"split_out_of_episode needs balanced tasks of more than {ways} classes")
+    n_support, n_query = n_support[0], n_query[0]
     task = Task((s_in[:, :n_support], s_lab[:, :n_support]), (q_in[:, :n_query], q_lab[:, :n_query]))
     return task, q_in[:, n_query:]
 
@@ -72,7 +76,8 @@ def classification_evaluation(learner: MetaLearner, params: MetaParams, batches,
                               ways: int, num_samples: int = 10, num_bins: int = 10):
     """Accuracy ± CI, NLL, Brier, ECE, MCE and out-of-episode AUROC over test meta-batches.
 
-    ``batches`` yields meta-batches of 2·``ways``-way tasks (see ``split_out_of_episode``).
+    ``batches`` yields meta-batches of tasks of ``ways`` classes and more out of the episode
+    (2·``ways``-way tasks where the split has the classes; see ``split_out_of_episode``).
     Each task is adapted once, and its in-episode and out-of-episode queries [N·Q + N·Q, ...]
     are scored in one batch, so a transductive batch norm normalises them by the statistics
     of their mixture, not the unseen classes by themselves.

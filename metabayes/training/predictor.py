@@ -4,8 +4,10 @@
     predictor = load_predictor("runs/omniglot")
     probs = predictor.predict(support_images, support_labels, query_images)   # [Q, ways]
 
-Images are shaped like the run's: [N, H, W, C] floats, ``input_shape`` = the config's
-``input_shape`` (Omniglot runs, which have none: [28, 28, 1], strokes 1 and background 0).
+Images are shaped like the run's: [N, H, W, C] floats, normalised as the run's data set's
+(``input_shape(config.dataset)``: Omniglot [28, 28, 1] with strokes 1 and background 0;
+miniImageNet [84, 84, 3], CIFAR-FS and FC100 [32, 32, 3], per-channel standardised:
+``metabayes.data.fewshot``).
 """
 import json
 import os
@@ -17,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from metabayes.algorithms import MetaLearner, MetaParams
+from metabayes.data.fewshot import DATASETS
 from metabayes.data.omniglot_decode import SIZE
 from metabayes.training.checkpointing import Checkpointer
 from metabayes.training.config import make_evaluator, make_learner
@@ -27,8 +30,18 @@ from metabayes.models import Conv4
 OMNIGLOT_SHAPE = (SIZE, SIZE, 1)
 
 
-def omniglot_learner(config: ml_collections.ConfigDict) -> MetaLearner:
-    """The Conv4 classifier meta-learner of an Omniglot config (``experiments/configs``)."""
+def input_shape(dataset: str) -> Tuple[int, int, int]:
+    """[H, W, C] of a data set's images ("omniglot" or one of ``metabayes.data.fewshot``'s)."""
+    if dataset == "omniglot":
+        return OMNIGLOT_SHAPE
+    if dataset not in DATASETS:
+        raise ValueError(f"`dataset` must be one of {['omniglot', *DATASETS]}; got {dataset!r}")
+    return DATASETS[dataset].input_shape
+
+
+def classifier_learner(config: ml_collections.ConfigDict) -> MetaLearner:
+    """The Conv4 classifier meta-learner of a few-shot classification config
+    (``experiments/configs``)."""
     conv = config.get("conv", "im2col")   # workdirs from before the conv option have none
     if conv not in CONVOLUTIONS:
         raise ValueError(f"`conv` must be one of {CONVOLUTIONS}, got {conv!r}")
@@ -77,20 +90,21 @@ class Predictor(NamedTuple):
 
 
 def load_predictor(workdir: str) -> Predictor:
-    """The latest checkpoint of an ``experiments.omniglot`` workdir, ready to ``predict``."""
+    """The latest checkpoint of an ``experiments.omniglot`` or ``experiments.fewshot`` workdir,
+    ready to ``predict``."""
     config_path = os.path.join(workdir, "config.json")
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"{config_path} not found: is {workdir} an experiments.omniglot "
-                                "workdir?")
+                                "or experiments.fewshot workdir?")
     with open(config_path) as f:
         config = ml_collections.ConfigDict(json.load(f))
-    learner = omniglot_learner(config)
-    input_shape = tuple(config.get("input_shape", OMNIGLOT_SHAPE))
+    learner = classifier_learner(config)
+    shape = input_shape(config.get("dataset", "omniglot"))   # older workdirs: Omniglot
     template = learner.init(jax.random.PRNGKey(0),
-                            jnp.zeros((config.ways * config.shots, *input_shape)))
+                            jnp.zeros((config.ways * config.shots, *shape)))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     restored = checkpointer.restore(template)
     checkpointer.close()
     if restored is None:
         raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
-    return Predictor(learner, restored[0].params, config, input_shape)
+    return Predictor(learner, restored[0].params, config, shape)
