@@ -11,7 +11,9 @@ and peak memory are its own: first ours, then its PyTorch peer (the hand-written
 ABML rows, learn2learn for MAML rows; same shapes, Conv4 with floor max-pool, batch
 statistics, same order of differentiation). Prints a table with the ratio JAX
 time / peer time, writes JSON, and optionally replaces the table between the step-time markers
-of a markdown file. Data are random arrays of the configured shapes. Machines are noisy: compare
+of a markdown file. Each row also reports its achieved GFLOP/s, XLA's flop count of the compiled
+step (``cost_analysis()``) over its median time, as a % of the machine's f32 matmul peak,
+measured in the same run in a fresh process (``--peak_size``² jitted matmuls, the best of 5). Data are random arrays of the configured shapes. Machines are noisy: compare
 ratios measured in one run, never absolute seconds across runs.
 """
 import json
@@ -167,6 +169,7 @@ def time_row(row: Row, steps: int, mesh=None) -> dict:
     start = time.perf_counter()
     train_step = row.learner.train_step.lower(state, batch, key).compile()
     compile_s = time.perf_counter() - start
+    cost = cost_analysis(train_step)
     start = time.perf_counter()
     state, metrics = train_step(state, batch, key)
     jax.block_until_ready((state, metrics))
@@ -186,7 +189,30 @@ def time_row(row: Row, steps: int, mesh=None) -> dict:
             "first_step_s": first_step_s, "median_s": median, "min_s": min(times),
             "max_s": max(times), "times_s": times,
             "tasks_per_s": row.meta_batch / median, "peak_rss_mb": peak_rss_mb(),
-            "loss": float(metrics["loss"])}
+            "loss": float(metrics["loss"]), "flops": cost.get("flops", 0.0),
+            "bytes_accessed": cost.get("bytes accessed", 0.0),
+            "gflops_per_s": cost.get("flops", 0.0) / median / 1e9}
+
+
+def cost_analysis(compiled) -> dict:
+    """XLA's own count of one run of ``compiled``: flops, bytes accessed, ... ({} where the
+    backend gives none; older jax returned a list of one dict per device)."""
+    cost = compiled.cost_analysis() or {}
+    return cost[0] if isinstance(cost, list) else dict(cost)
+
+
+def matmul_peak(size: int, repeats: int = 5) -> dict:
+    """The machine's f32 matmul throughput under jax: the best of ``repeats`` jitted
+    [size, size] @ [size, size] products, 2·size³ flops each (all cores, XLA's own kernel)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+    product = jax.jit(jnp.matmul).lower(a, a).compile()
+    jax.block_until_ready(product(a, a))
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(product(a, a))
+        best = min(best, time.perf_counter() - start)
+    return {"matmul_size": size, "matmul_s": best, "peak_gflops_per_s": 2 * size ** 3 / best / 1e9}
 
 
 def run_json(command: list, env=()) -> dict:
@@ -199,16 +225,19 @@ def run_json(command: list, env=()) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def format_table(results) -> str:
-    """A markdown table of ``results`` (rows with an optional ``peer`` entry)."""
-    lines = ["| config | compile s | median s | min | max | tasks/s | RSS MB | peer | peer median s "
-             "| peer RSS MB | JAX / peer |", "|---" * 11 + "|"]
+def format_table(results, peak_gflops_per_s: float) -> str:
+    """A markdown table of ``results`` (rows with an optional ``peer`` entry), each row's
+    achieved GFLOP/s (XLA's flop count / median time) as a % of the measured matmul peak."""
+    lines = ["| config | compile s | median s | min | max | tasks/s | GFLOP/s | % of peak | RSS MB "
+             "| peer | peer median s | peer RSS MB | JAX / peer |", "|---" * 13 + "|"]
     for r in results:
         peer = r.get("peer")
         peer_cells = (f"{peer['algo']} | {peer['median_s']:.3f} | {peer['peak_rss_mb']:.0f} | "
                       f"**{r['median_s'] / peer['median_s']:.2f}**" if peer else "- | - | - | -")
         lines.append(f"| {r['config']} | {r['compile_s']:.1f} | {r['median_s']:.3f} | "
                      f"{r['min_s']:.3f} | {r['max_s']:.3f} | {r['tasks_per_s']:.1f} | "
+                     f"{r['gflops_per_s']:.1f} | "
+                     f"{100 * r['gflops_per_s'] / peak_gflops_per_s:.1f} | "
                      f"{r['peak_rss_mb']:.0f} | {peer_cells} |")
     return "\n".join(lines)
 
@@ -240,7 +269,14 @@ def main(argv):
                                  f"{[r.name for r in suite]}, got {_ONLY.value!r}")
         print(json.dumps(time_row(row, _STEPS.value)))
         return
+    if _PEAK.value:
+        print(json.dumps(matmul_peak(_PEAK_SIZE.value)))
+        return
     peer_python = resolve_peer_python(_PEER_PYTHON.value)
+    peak = run_json([sys.executable, "-m", "benchmarks.step_time", "--peak",
+                     f"--peak_size={_PEAK_SIZE.value}"])
+    print(f"f32 matmul peak: {peak['peak_gflops_per_s']:.1f} GFLOP/s "
+          f"({peak['matmul_size']}² in {peak['matmul_s']:.3f} s)", flush=True)
     results = []
     for row in [r for r in suite if not _ROWS.value or r.name in _ROWS.value]:
         result = run_json([sys.executable, "-m", "benchmarks.step_time", f"--suite={_SUITE.value}",
@@ -248,8 +284,8 @@ def main(argv):
         if peer_python and row.peer_args:
             result["peer"] = run_json(peer_command(row, _STEPS.value, peer_python))
         results.append(result)
-        print(format_table(results).splitlines()[-1], flush=True)
-    table = format_table(results)
+        print(format_table(results, peak["peak_gflops_per_s"]).splitlines()[-1], flush=True)
+    table = format_table(results, peak["peak_gflops_per_s"])
     print(table)
     if _OUT.value:
         os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
@@ -257,7 +293,7 @@ def main(argv):
             json.dump({"suite": _SUITE.value, "jax": jax.__version__, "devices": str(jax.devices()),
                        "machine": platform.processor() or platform.machine(),
                        "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                       "rows": results}, f, indent=1)
+                       **peak, "rows": results}, f, indent=1)
     if _BENCHMARKS_MD.value:
         replace_section(_BENCHMARKS_MD.value, table)
 
@@ -279,6 +315,10 @@ if __name__ == "__main__":  # flags exist only when run as a program, so benchma
         "empty: time JAX only.")
     _BENCHMARKS_MD = flags.DEFINE_string(
         "benchmarks_md", "", "Markdown file whose table between the step-time markers is replaced.")
+    _PEAK = flags.DEFINE_bool("peak", False, "Measure the f32 matmul peak in this process and "
+                              "print its JSON (how the driver measures it in a fresh process).")
+    _PEAK_SIZE = flags.DEFINE_integer("peak_size", 4096, "Side of the matmul that measures the "
+                                      "machine's f32 peak.")
     _ONLY = flags.DEFINE_string("only", "", "Time this one row in this process and print its JSON "
                                 "(how the driver runs each row in a fresh process).")
     app.run(main)

@@ -37,7 +37,8 @@ class MLP(nn.Module):
 class Conv4(nn.Module):
     """The few-shot Omniglot/miniImageNet net: 4 × [conv3x3, batch norm, act, 2×2 max-pool], linear.
 
-    x [B, 28, 28, 1] -> logits [B, num_classes] (28 -> 14 -> 7 -> 3 -> 1, ``filters`` features).
+    x [B, 28, 28, 1] -> logits [B, num_classes] (28 -> 14 -> 7 -> 3 -> 1, ``filters`` features);
+    any [B, H, W, C], e.g. miniImageNet's [B, 84, 84, 3] (84 -> 42 -> 21 -> 10 -> 5: 25 · filters).
     ``statistics_rows``: batch norm's statistics from the first n rows only (``BatchNorm``).
     """
 

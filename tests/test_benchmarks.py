@@ -15,10 +15,17 @@ def test_step_time_smoke_writes_json_and_markdown(tmp_path):
     markdown.write_text("# B\n<!-- step_time:begin -->\nold\n<!-- step_time:end -->\nafter\n")
     out = tmp_path / "step_time.json"
     result = subprocess.run([sys.executable, "-m", "benchmarks.step_time", "--suite=smoke",
-                             "--steps=2", f"--out={out}", f"--benchmarks_md={markdown}"],
+                             "--steps=2", "--peak_size=256", f"--out={out}",
+                             f"--benchmarks_md={markdown}"],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    (row,) = json.loads(out.read_text())["rows"]
+    written = json.loads(out.read_text())
+    (row,) = written["rows"]
+    assert written["matmul_size"] == 256 and written["peak_gflops_per_s"] > 0
+    # XLA's flop count of the step, and the rate it implies, as the table prints it
+    assert row["flops"] > 0 and row["gflops_per_s"] == row["flops"] / row["median_s"] / 1e9
+    percent = 100 * row["gflops_per_s"] / written["peak_gflops_per_s"]
+    assert f"| {row['gflops_per_s']:.1f} | {percent:.1f} |" in result.stdout
     assert row["config"] == "abml smoke" and len(row["times_s"]) == 2
     assert row["min_s"] <= row["median_s"] <= row["max_s"] and row["peak_rss_mb"] > 0
     assert row["compile_s"] > 0 and row["first_step_s"] > 0   # compilation and first run apart

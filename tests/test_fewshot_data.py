@@ -258,3 +258,23 @@ def test_normalisation_is_per_channel_of_the_sets_pixels(layouts, tmp_path):
     pixels = x * np.float32(normalization.std) + np.float32(normalization.mean)
     assert np.all((pixels >= -1e-5) & (pixels <= 1 + 1e-5))
     np.testing.assert_allclose(normalization.mean[0], 120.39586422 / 255)
+
+
+# --- the real files, where a machine has them ----------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("MINIIMAGENET_DIR"), reason="needs miniImageNet")
+def test_official_miniimagenet(tmp_path):
+    split = load_fewshot("miniimagenet", cache_dir=tmp_path)
+    for pool, part in zip(split, ff.PARTS):
+        assert pool.classes.tolist() == sorted(class_list(f"miniimagenet_{part}"))
+        assert pool.images.shape[1:] == (600, 84, 84, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("CIFAR100_DIR"), reason="needs CIFAR-100's python archive")
+def test_official_cifar100(tmp_path):
+    for name, sizes in (("cifarfs", [64, 16, 20]), ("fc100", [60, 20, 20])):
+        split = load_fewshot(name, cache_dir=tmp_path)   # the official md5 is checked
+        assert [len(pool.classes) for pool in split] == sizes
+        assert all(pool.images.shape[1:] == (600, 32, 32, 3) for pool in split)

@@ -78,7 +78,7 @@ def classification_evaluation(learner: MetaLearner, params: MetaParams, batches,
 
     ``batches`` yields meta-batches of tasks of ``ways`` classes and more out of the episode
     (2·``ways``-way tasks where the split has the classes; see ``split_out_of_episode``).
-    Each task is adapted once, and its in-episode and out-of-episode queries [N·Q + N·Q, ...]
+    Each task is adapted once, and its in-episode and out-of-episode queries [N·Q + O·Q, ...]
     are scored in one batch, so a transductive batch norm normalises them by the statistics
     of their mixture, not the unseen classes by themselves.
     Returns (report dict, in-episode entropies, out-of-episode entropies).
