@@ -27,7 +27,8 @@ import time
 import jax
 from absl import app, flags
 
-from benchmarks.step_time import ROOT, peer_command, resolve_peer_python, row_inputs, rows
+from benchmarks.step_time import ROOT, peer_command, resolve_peer_python, row_inputs
+from benchmarks.suites import rows
 
 # Layer of Conv4 (or other part of the step) by the function whose source line made the op.
 LAYERS = {"conv3x3_patches": "conv (im2col slices)", "_linear": "conv / dense matmul",

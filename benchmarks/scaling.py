@@ -20,7 +20,8 @@ import optax  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import metabayes as mb  # noqa: E402
-from benchmarks.step_time import Row, omniglot_batch, sinusoid_batch, time_row  # noqa: E402
+from benchmarks.step_time import time_row  # noqa: E402
+from benchmarks.suites import Row, omniglot_batch, sinusoid_batch  # noqa: E402
 from metabayes.training.sharding import task_mesh  # noqa: E402
 
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one (>= 1).")

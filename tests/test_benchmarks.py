@@ -60,7 +60,8 @@ NO_TORCH = "import sys; sys.modules['torch'] = None\n"   # as if torch were not 
 def test_step_time_rows_pass_arguments_the_peers_accept():
     """Every omniglot row's peer command parses with the peers' own command line (no torch)."""
     from benchmarks.peers.options import parse_args
-    from benchmarks.step_time import peer_command, rows
+    from benchmarks.step_time import peer_command
+    from benchmarks.suites import rows
 
     peered = [row for row in rows("omniglot") if row.peer_args]
     assert {row.peer_args[1] for row in peered} == {"torch_abml", "l2l_maml"}

@@ -1,0 +1,29 @@
+"""How much a step computes and how fast the machine can compute: XLA's own flop count of a
+compiled function, and the machine's f32 matmul peak under jax (``benchmarks.step_time``'s
+GFLOP/s and % of peak columns)."""
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+
+
+def cost_analysis(compiled) -> dict:
+    """XLA's own count of one run of ``compiled``: flops, bytes accessed, ... ({} where the
+    backend gives none; older jax returned a list of one dict per device)."""
+    cost = compiled.cost_analysis() or {}
+    return cost[0] if isinstance(cost, list) else dict(cost)
+
+
+def matmul_peak(size: int, repeats: int = 5) -> dict:
+    """The machine's f32 matmul throughput under jax: the best of ``repeats`` jitted
+    [size, size] @ [size, size] products, 2·size³ flops each (all cores, XLA's own kernel)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+    product = jax.jit(jnp.matmul).lower(a, a).compile()
+    jax.block_until_ready(product(a, a))
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(product(a, a))
+        best = min(best, time.perf_counter() - start)
+    return {"matmul_size": size, "matmul_s": best, "peak_gflops_per_s": 2 * size ** 3 / best / 1e9}

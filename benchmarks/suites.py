@@ -1,0 +1,95 @@
+"""The rows that ``benchmarks.step_time`` times, by suite: a learner, how to draw its random
+meta-batch, M, and the PyTorch peer's arguments for the same configuration."""
+from typing import NamedTuple, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import metabayes as mb
+from metabayes.tasks import Task
+
+
+class Row(NamedTuple):
+    name: str
+    learner: mb.MetaLearner
+    make_batch: object       # (key, meta_batch) -> Task
+    meta_batch: int
+    peer_args: Tuple[str, ...]   # ``python -m benchmarks.peers`` arguments of the same
+    #                              configuration, beyond ``peer_command``'s; () for none
+    env: Tuple[Tuple[str, str], ...] = ()   # environment of the row's process (XLA / JAX flags)
+
+
+def omniglot_batch(key, meta_batch, ways=5, shots=1, query=15, shape=(28, 28, 1)):
+    """Random images and labels shaped like an Omniglot meta-batch [M, N·K, 28, 28, 1] (or
+    another image ``shape``)."""
+    keys = jax.random.split(key, 2)
+    labels = lambda n: jnp.tile(jnp.arange(ways), (meta_batch, n))
+    images = lambda k, n: jax.random.uniform(k, (meta_batch, ways * n, *shape))
+    return Task((images(keys[0], shots), labels(shots)), (images(keys[1], query), labels(query)))
+
+
+def miniimagenet_batch(key, meta_batch):
+    """Random images and labels shaped like a miniImageNet 5-way 1-shot meta-batch, Q = 15:
+    support [M, 5, 84, 84, 3], query [M, 75, 84, 84, 3]."""
+    return omniglot_batch(key, meta_batch, shape=(84, 84, 3))
+
+
+def sinusoid_batch(key, meta_batch):
+    from metabayes.data.sinusoid import SinusoidTasks
+    return SinusoidTasks().sample(key, meta_batch)[0]
+
+
+def rows(suite):
+    """The rows of one suite."""
+    conv = lambda filters=64, implementation="im2col": mb.Conv4(num_classes=5, filters=filters,
+                                                                conv=implementation)
+    # The peers' inner lr 0.4 is for the mean cross-entropy over the N·K = 5 support images;
+    # our likelihood is summed, so 0.4 / 5. β as the peers': inner_lr·β/σ_θ² ≪ 2 (MATH.md §3).
+    common = dict(inner_lr=0.08, inner_steps=5, outer_optimizer=optax.adam(1e-3))
+    abml = lambda samples, net=None, **kw: mb.abml(net or conv(), outer_samples=samples,
+                                                   kl_weight=1e-4, init_log_sigma=-4.0, **common,
+                                                   **kw)
+    torch_abml = lambda samples: ("--algo", "torch_abml", "--samples", str(samples))
+    if suite == "smoke":
+        smoke_net = mb.Conv4(num_classes=5, filters=8, blocks=2)   # every kind of layer, fast to compile
+        yield Row("abml smoke", mb.abml(smoke_net, inner_lr=1e-3, inner_steps=1), omniglot_batch, 2, ())
+        return
+    if suite == "variants":  # the ABML S=1 M=4 step under XLA:CPU / JAX alternatives
+        yield Row("abml S=1 M=4", abml(1), omniglot_batch, 4, torch_abml(1))
+        yield Row("abml S=1 M=4 conv=xla", abml(1, net=conv(implementation="xla")),
+                  omniglot_batch, 4, ())
+        yield Row("abml S=1 M=4 fusion emitters on", abml(1), omniglot_batch, 4, (),
+                  (("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true"),))
+        yield Row("abml S=1 M=4 rbg PRNG", abml(1), omniglot_batch, 4, (),
+                  (("JAX_DEFAULT_PRNG_IMPL", "rbg"),))
+        return
+    if suite == "fewshot":   # the ABML paper's miniImageNet 5w1s: Conv4-32, K = 5, M = 4
+        mini = dict(inner_lr=0.01 / 5, inner_steps=5, outer_optimizer=optax.adam(1e-3))
+        yield Row("abml S=1 M=4 Conv4-32 84x84x3", mb.abml(conv(32), outer_samples=1,
+                                                           kl_weight=1e-4, init_log_sigma=-4.0,
+                                                           **mini), miniimagenet_batch, 4, ())
+        yield Row("maml M=4 Conv4-32 84x84x3", mb.maml(conv(32), **mini), miniimagenet_batch, 4,
+                  ())
+        return
+    if suite == "sinusoid":
+        mlp, gauss = mb.MLP(), mb.Gaussian(0.1)
+        for variance in ("gradient", "fisher"):
+            yield Row(f"abml {variance} M=25", mb.abml(mlp, likelihood=gauss, inner_lr=2e-5,
+                                                       local_variance=variance),
+                      sinusoid_batch, 25, ())
+        yield Row("maml M=25", mb.maml(mlp, likelihood=gauss, inner_lr=2e-5), sinusoid_batch, 25, ())
+        return
+    for m in (4, 32):
+        yield Row(f"abml S=1 M={m}", abml(1), omniglot_batch, m, torch_abml(1))
+        yield Row(f"abml S=5 M={m}", abml(5), omniglot_batch, m, torch_abml(5))
+        yield Row(f"abml FO S=1 M={m}", abml(1, first_order=True), omniglot_batch, m,
+                  torch_abml(1) + ("--first_order",))
+        yield Row(f"maml M={m}", mb.maml(conv(), **common), omniglot_batch, m, ("--algo", "l2l_maml"))
+        yield Row(f"maml FO M={m}", mb.maml(conv(), first_order=True, **common), omniglot_batch, m,
+                  ("--algo", "l2l_maml", "--first_order"))
+    for chunk in (4,):       # lax.map over chunks of vmapped tasks: memory vs the peers' loops
+        yield Row(f"abml S=1 M=32 chunk={chunk}", abml(1, task_chunk=chunk), omniglot_batch, 32,
+                  torch_abml(1))
+        yield Row(f"maml M=32 chunk={chunk}", mb.maml(conv(), task_chunk=chunk, **common),
+                  omniglot_batch, 32, ("--algo", "l2l_maml"))
