@@ -219,7 +219,8 @@ def test_a_wrong_archive_md5_names_the_file(batches, tmp_path):
         load_fewshot("cifarfs", data_dir=tmp_path, cache_dir=tmp_path / "cache")
 
 
-@pytest.mark.parametrize("damage", ["truncated archive", "missing member", "bad batch"])
+@pytest.mark.parametrize("damage", ["truncated archive", "missing member", "bad batch",
+                                    "other classes"])
 def test_damaged_cifar_files_name_the_file(batches, tmp_path, damage):
     archive = ff.write_cifar(tmp_path, batches, archive=True) / "cifar-100-python.tar.gz"
     if damage == "truncated archive":
@@ -227,10 +228,16 @@ def test_damaged_cifar_files_name_the_file(batches, tmp_path, damage):
         archive.write_bytes(data[:len(data) // 2])
     elif damage == "missing member":
         ff.write_cifar(tmp_path, {"meta": batches["meta"]}, archive=True)
-    else:
+    elif damage == "bad batch":
         ff.write_cifar(tmp_path, {**batches, "train": {"labels": [1]}}, archive=True)
+    else:
+        names = ["not_a_cifar_class", *batches["meta"]["fine_label_names"][1:]]
+        meta = {**batches["meta"], "fine_label_names": names}
+        ff.write_cifar(tmp_path, {**batches, "meta": meta}, archive=True)
     message = {"truncated archive": "not a readable CIFAR-100 python archive",
-               "missing member": "no cifar-100-python/train", "bad batch": "python batches"}
+               "missing member": "no cifar-100-python/train", "bad batch": "python batches",
+               "other classes": "lacks 1 of the .* classes of cifarfs's .* split, e.g. "
+                                f"\\['{batches['meta']['fine_label_names'][0]}'\\]"}
     with pytest.raises(DataError, match=message[damage]) as error:
         load_fewshot("cifarfs", data_dir=tmp_path, cache_dir=tmp_path / "cache", verify_md5=False)
     assert str(archive) in str(error.value)

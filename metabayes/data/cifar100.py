@@ -26,7 +26,7 @@ import numpy as np
 
 from metabayes.data.array_cache import Arrays, cached
 from metabayes.data.checksums import check_md5, source_digest
-from metabayes.data.pools import ClassPool, FewShotSplit, check_classes, class_list, group_by_class
+from metabayes.data.pools import ClassPool, FewShotSplit, class_list, group_by_class
 from metabayes.data.safe_pickle import load_pickle, read_pickle
 from metabayes.data.tfds_source import tfds_builder, tfds_examples
 from metabayes.errors import DataError
@@ -35,7 +35,6 @@ ARCHIVE, FOLDER = "cifar-100-python.tar.gz", "cifar-100-python"
 OFFICIAL_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 DECODE_VERSION = 1   # bump whenever decoding changes, so that stale caches are not read
 POOL_FIELDS = ("images", "classes", "superclasses")
-BENCHMARKS = ("cifarfs", "fc100")
 PARTS = ("train", "validation", "test")
 
 WAYS_TO_GET_DATA = """Ways to provide CIFAR-100 for CIFAR-FS and FC100 (data_dir=DIR, or the
@@ -149,7 +148,11 @@ def split_cifar100(benchmark: str, arrays: Arrays, where: str) -> FewShotSplit:
     parts = []
     for part in PARTS:
         listed = class_list(f"{benchmark}_{part}")
-        check_classes(listed, np.asarray(column).tolist(), where, f"CIFAR-100 ({benchmark} {part})")
+        absent = sorted(set(listed) - set(np.asarray(column).tolist()))
+        if absent:
+            raise DataError(f"{where}: lacks {len(absent)} of the {len(listed)} classes of "
+                            f"{benchmark}'s {part} split, e.g. {absent[:3]}; it is not the "
+                            "official CIFAR-100")
         held = np.flatnonzero(np.isin(column, listed))
         parts.append(ClassPool(arrays["images"][held], np.asarray(arrays["classes"])[held], where))
     return FewShotSplit(*parts)
