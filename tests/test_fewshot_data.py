@@ -57,6 +57,16 @@ def test_shipped_class_lists_have_the_published_sizes_and_are_disjoint(name, siz
 
 # --- miniImageNet ---------------------------------------------------------------------------------
 
+def copy_layout(source, target):
+    target.mkdir()
+    for path in source.iterdir():
+        if path.is_file():
+            (target / path.name).write_bytes(path.read_bytes())
+        else:
+            os.symlink(path, target / path.name)
+    return target
+
+
 def test_every_miniimagenet_layout_gives_the_same_pools(pools, layouts, tmp_path):
     loaded = {name: load_mini(folder, tmp_path / name) for name, folder in layouts.items()}
     for part in ff.PARTS:
@@ -71,20 +81,19 @@ def test_every_miniimagenet_layout_gives_the_same_pools(pools, layouts, tmp_path
 
 
 def test_a_pool_is_decoded_once_and_then_memory_mapped(layouts, tmp_path, monkeypatch):
-    first = load_mini(layouts["cache"], tmp_path)
+    folder = copy_layout(layouts["cache"], tmp_path / "copy")
+    first = load_mini(folder, tmp_path)
     monkeypatch.setitem(miniimagenet.LAYOUTS, "cache", miniimagenet.LAYOUTS["cache"]._replace(
         read=lambda path: pytest.fail("decoded again")))
     start = time.perf_counter()
-    again = load_mini(layouts["cache"], tmp_path)
+    again = load_mini(folder, tmp_path)
     assert time.perf_counter() - start < 2.0
     assert isinstance(again.train.images, np.memmap)   # uint8 on disk until a batch is drawn
     np.testing.assert_array_equal(again.train.images, first.train.images)
-    changed = layouts["cache"] / "mini-imagenet-cache-test.pkl"   # another file: another key
-    os.utime(changed)
+    with open(folder / "mini-imagenet-cache-test.pkl", "ab") as f:   # other bytes: another key
+        f.write(b"\0")
     with pytest.raises(pytest.fail.Exception, match="decoded again"):
-        with open(changed, "ab") as f:
-            f.write(b"\0")
-        load_mini(layouts["cache"], tmp_path)
+        load_mini(folder, tmp_path)
 
 
 def test_raw_images_of_another_size_are_resized_with_lanczos(tmp_path):
@@ -108,16 +117,6 @@ def test_missing_miniimagenet_lists_every_layout(tmp_path, monkeypatch):
                 "train.csv", "images/", "MINIIMAGENET_DIR", "learn2learn", "MetaOptNet",
                 "meta-learning-lstm", str(tmp_path / "nowhere")):
         assert way in str(missing.value), way
-
-
-def copy_layout(source, target):
-    target.mkdir()
-    for path in source.iterdir():
-        if path.is_file():
-            (target / path.name).write_bytes(path.read_bytes())
-        else:
-            os.symlink(path, target / path.name)
-    return target
 
 
 @pytest.mark.parametrize("damage", ["truncated pickle", "not a pickle", "code in the pickle",
