@@ -22,6 +22,7 @@ from typing import Mapping, Tuple
 import ml_collections
 
 from metabayes.config_checks import BOOLEAN, TEXT, integer, number, one_of, optional, positive
+from metabayes.data.fewshot import SOURCES
 from metabayes.layers import CONVOLUTIONS
 from metabayes.training.config import LEARNER_RULES, add_learner_defaults
 
@@ -110,7 +111,7 @@ RULES = {
     "eval_every": integer(1), "eval_tasks": integer(1), "evaluate_on": one_of("test", "validation"),
     "eval_meta_batch": integer(1), "num_bins": integer(1), "log_every": integer(1),
     "checkpoint_every": integer(1), "keep_checkpoints": integer(1),
-    "data_source": one_of("files", "tfds"), "data_dir": optional(TEXT), "verify_md5": BOOLEAN,
+    "data_source": one_of(*SOURCES), "data_dir": optional(TEXT), "verify_md5": BOOLEAN,
     "prefetch": integer(1), "shard_tasks": BOOLEAN, "multihost": BOOLEAN,
     "coordinator_address": optional(TEXT), "num_processes": optional(integer(1)),
     "process_id": optional(integer(0)), "force_resume": BOOLEAN,

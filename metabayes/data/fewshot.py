@@ -33,10 +33,9 @@ class DataSet(NamedTuple):
     sources: Tuple[str, ...]
 
 
-def load_miniimagenet(data_dir, source: str, cache_dir: Path, verify_md5: bool) -> FewShotSplit:
+def miniimagenet_split(data_dir, source: str, cache_dir: Path, verify_md5: bool) -> FewShotSplit:
     folder = Path(data_dir or os.environ.get("MINIIMAGENET_DIR") or ".").expanduser()
-    return FewShotSplit(*(miniimagenet.load_miniimagenet_part(folder, part, cache_dir)
-                          for part in miniimagenet.PARTS))
+    return miniimagenet.load_miniimagenet(folder, cache_dir)
 
 
 def cifar_benchmark(benchmark: str):
@@ -55,7 +54,7 @@ def per_channel(mean_pixel, std_pixel) -> Normalization:
 CIFAR100_NORMALIZATION = per_channel((129.37731888, 124.10583864, 112.47758569),
                                      (68.20947949, 65.43124043, 70.45866994))
 DATASETS = {
-    "miniimagenet": DataSet(load_miniimagenet, (84, 84, 3),
+    "miniimagenet": DataSet(miniimagenet_split, (84, 84, 3),
                             per_channel((120.39586422, 115.59361427, 104.54012653),
                                         (70.68188272, 68.27635443, 72.54505529)),
                             ("files",)),

@@ -17,7 +17,7 @@ detected by its files (``LAYOUTS``, tried in this order):
 Every layout gives the same pools: classes in wnid order, each class's images in the file's
 order. The classes must be those of the shipped lists (``splits/miniimagenet_*.txt``). Each
 split is decoded once into the cache (``metabayes.data.array_cache``), keyed by the md5 of its
-pickle, or of its CSV and the names, sizes and times of the image files.
+pickle, or of its CSV and the names, sizes and times of the image files (``load_miniimagenet``).
 """
 import csv
 import hashlib
@@ -31,7 +31,8 @@ from PIL import Image
 
 from metabayes.data.array_cache import cached
 from metabayes.data.checksums import file_md5, folder_digest
-from metabayes.data.pools import ClassPool, check_classes, class_list, group_by_class
+from metabayes.data.pools import (ClassPool, FewShotSplit, check_classes, class_list,
+                                  group_by_class)
 from metabayes.data.safe_pickle import load_pickle
 from metabayes.errors import DataError
 
@@ -42,11 +43,10 @@ SPLIT_NAMES = {"train": "train", "validation": "val", "test": "test"}   # the fi
 
 
 class Layout(NamedTuple):
-    """A layout: its file per split, how to read one, and how to key its cache."""
+    """A layout: its file per split and how to read one."""
 
     files: Dict[str, Tuple[str, ...]]          # part -> its file's possible names in data_dir
     read: Callable[[Path], ClassPool]          # the file -> its pool (unchecked classes)
-    digest: Callable[[Path], str]
 
 
 def images_of(data, where: str, key: str) -> np.ndarray:
@@ -132,21 +132,16 @@ def decode_jpeg(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot decode the image ({type(e).__name__}: {e})") from e
 
 
-def csv_digest(csv_path: Path) -> str:
-    both = f"{file_md5(csv_path)}:{folder_digest(csv_path.parent / 'images')}"
-    return hashlib.md5(both.encode()).hexdigest()
-
-
 LAYOUTS = {
     "cache": Layout({"train": ("mini-imagenet-cache-train.pkl",),
                      "validation": ("mini-imagenet-cache-val.pkl",
                                     "mini-imagenet-cache-validation.pkl"),
-                     "test": ("mini-imagenet-cache-test.pkl",)}, read_cache_pickle, file_md5),
+                     "test": ("mini-imagenet-cache-test.pkl",)}, read_cache_pickle),
     "metaoptnet": Layout({"train": ("miniImageNet_category_split_train_phase_train.pickle",),
                           "validation": ("miniImageNet_category_split_val.pickle",),
                           "test": ("miniImageNet_category_split_test.pickle",)},
-                         read_metaoptnet, file_md5),
-    "csv": Layout({p: (f"{SPLIT_NAMES[p]}.csv",) for p in PARTS}, read_csv_images, csv_digest),
+                         read_metaoptnet),
+    "csv": Layout({p: (f"{SPLIT_NAMES[p]}.csv",) for p in PARTS}, read_csv_images),
 }
 
 WAYS_TO_GET_DATA = """Ways to provide miniImageNet (data_dir=DIR, or the environment variable
@@ -176,13 +171,23 @@ def find_layout(folder: Path) -> Tuple[str, Dict[str, Path]]:
     raise FileNotFoundError(f"miniImageNet: no complete layout in {folder}.\n{WAYS_TO_GET_DATA}")
 
 
-def load_miniimagenet_part(folder: Path, part: str, cache_dir: Path) -> ClassPool:
-    """One part ("train", "validation", "test") of the layout in folder, through the cache."""
+def load_miniimagenet(folder: Path, cache_dir: Path) -> FewShotSplit:
+    """The train, validation and test pools of the layout in ``folder``, each through the cache,
+    keyed by the md5 of its file (and, for "csv", by the names, sizes and times of images/,
+    read once for the three parts)."""
     layout_name, files = find_layout(folder)
-    layout, path = LAYOUTS[layout_name], files[part]
-    name = f"miniimagenet-{layout_name}-{part}-{layout.digest(path)}-v{DECODE_VERSION}"
+    images_digest = folder_digest(folder / "images") if layout_name == "csv" else ""
+    return FewShotSplit(*(load_part(layout_name, files[part], part, cache_dir, images_digest)
+                          for part in PARTS))
+
+
+def load_part(layout_name: str, path: Path, part: str, cache_dir: Path,
+              images_digest: str) -> ClassPool:
+    """One part ("train", "validation", "test"), read from ``path``, through the cache."""
+    digest = hashlib.md5(f"{file_md5(path)}:{images_digest}".encode()).hexdigest()
+    name = f"miniimagenet-{layout_name}-{part}-{digest}-v{DECODE_VERSION}"
     arrays = cached(cache_dir / name, ("images", "classes"),
-                    lambda: layout.read(path)._asdict(), "miniImageNet")
+                    lambda: LAYOUTS[layout_name].read(path)._asdict(), "miniImageNet")
     official = class_list(f"miniimagenet_{part}")
     check_classes(arrays["classes"], official, str(path), f"miniImageNet {part}")
     if len(arrays["classes"]) < len(official):
