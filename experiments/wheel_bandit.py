@@ -1,7 +1,7 @@
 r"""Meta-learned Thompson sampling on the wheel bandit (Ravi & Beatson, ICLR 2019, Table 1).
 
     python -m experiments.wheel_bandit --workdir=runs/wheel_bandit
-    python -m experiments.wheel_bandit --config.n=80000 --config.trials=3 --config.readapt_every=10
+    python -m experiments.wheel_bandit --workdir=runs/wheel_bandit --config.n=80000 --config.trials=3
 
 Meta-trains ABML and MAML on wheel problems (checkpoints in ``workdir/checkpoints/<algorithm>``,
 resumed automatically), then plays Uniform, NeuralLinear, ABML (Thompson sampling) and MAML
@@ -9,10 +9,10 @@ resumed automatically), then plays Uniform, NeuralLinear, ABML (Thompson samplin
 same contexts and rewards. Prints cumulative regret normalised to Uniform = 100 (mean ± standard
 error over trials) and writes results.json and regret.png (mean cumulative regret vs steps).
 """
+import dataclasses
 import functools
 import itertools
 import json
-import math
 import os
 import time
 
@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tqdm
 from absl import flags
 from ml_collections import config_flags
 
@@ -28,10 +27,12 @@ from experiments.cli import run
 import metabayes as mb
 from experiments.configs.wheel_bandit import RESUMABLE_CHANGES, RULES
 from experiments.run_config import write_run_config
-from metabayes.bandit.agents import MetaAgent, UniformAgent, normalised_regret, play
+from metabayes.bandit.agents import MetaAgent, UniformAgent
 from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
+from metabayes.bandit.history import ArmReservoir, RecentWindow, support_pulls
 from metabayes.bandit.neural_linear import NeuralLinear
-from metabayes.bandit.wheel import INPUT_DIM
+from metabayes.bandit.trials import play_all, summarise, table
+from metabayes.bandit.wheel import INPUT_DIM, NUM_ARMS
 from metabayes.training.checkpointing import Checkpointer
 from metabayes.training.config import ALGORITHMS, make_evaluator, make_learner
 from metabayes.config_checks import check_config
@@ -42,11 +43,8 @@ POLICY = {"abml": "thompson", "maml": "greedy"}
 
 
 def check_settings(config: ml_collections.ConfigDict) -> None:
-    """Every key against its rule (``RULES``), then min_support against support."""
+    """Every key against its rule (``RULES``)."""
     check_config(config, RULES)
-    if config.min_support is not None and config.min_support > config.support:
-        raise ValueError(f"`min_support` must be at most `support`={config.support} (or unset), "
-                         f"got {config.min_support!r}")
 
 
 def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: bool):
@@ -57,17 +55,20 @@ def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: b
         learner_config.algorithm = algorithm
     model = ArmRewardMLP(hidden=tuple(config.hidden), activation=config.activation)
     learner = make_learner(learner_config, model, mb.Gaussian(config.noise_std))
+    if config.step_reference is not None:
+        learner = dataclasses.replace(learner, inner_step_scale=mb.per_point_step(
+            config.step_reference, support_pulls))
     evaluator = make_evaluator(config, learner)   # before training: bad eval flags fail fast
     init_key, batch_key, step_key = jax.random.split(key, 3)
-    state = learner.init(init_key, jnp.zeros((config.support, INPUT_DIM)))
+    state = learner.init(init_key, jnp.zeros((NUM_ARMS * config.per_arm, INPUT_DIM)))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints", algorithm),
                                 config.checkpoint_every, config.keep_checkpoints)
     restored = checkpointer.restore(state)
     if restored is not None:
         state = restored[0]
     sample = jax.jit(functools.partial(sample_episodes, num_problems=config.meta_batch,
-                                       num_support=config.support, num_query=config.query,
-                                       min_support=config.min_support))
+                                       per_arm=config.per_arm, num_query=config.query,
+                                       max_pulls=config.max_pulls, pool=config.pool))
     batches = (sample(jax.random.fold_in(batch_key, t))[0]
                for t in itertools.count(int(state.step)))
     start = time.perf_counter()
@@ -86,66 +87,21 @@ def make_agents(config, learners) -> dict:
     if config.neural_linear.enabled:
         nl = config.neural_linear
         neural_linear = NeuralLinear(
-            ArmRewardMLP(hidden=tuple(nl.hidden), activation=config.activation),
+            ArmRewardMLP(hidden=tuple(nl.hidden), activation=config.activation,
+                         init_scale=nl.init_scale),
             capacity=config.n, retrain_every=nl.retrain_every, train_steps=nl.train_steps,
-            batch_size=nl.batch_size, learning_rate=nl.learning_rate,
+            batch_size=nl.batch_size, learning_rate=nl.learning_rate, lr_decay=nl.lr_decay,
+            max_grad_norm=nl.max_grad_norm, initial_pulls=nl.initial_pulls,
             prior_precision=nl.prior_precision, a0=nl.a0, b0=nl.b0)
         agents["NeuralLinear"] = (neural_linear, neural_linear.init)
+    memory = (ArmReservoir(config.per_arm) if config.memory == "reservoir"
+              else RecentWindow(NUM_ARMS * config.per_arm))
     for algorithm, (learner, params) in learners.items():
-        agent = MetaAgent(learner,
-                          policy=POLICY[algorithm], readapt_every=config.readapt_every,
-                          max_history=config.max_history)
+        agent = MetaAgent(learner, policy=POLICY[algorithm], memory=memory,
+                          readapt_every=config.readapt_every,
+                          readapt_growth=config.readapt_growth)
         agents[algorithm.upper()] = (agent, lambda key, a=agent, p=params: a.init(p))
     return agents
-
-
-def evaluate(config, agents: dict, key: jax.Array, progress: bool):
-    """Cumulative regret at n [agents][δ index] -> [trials], and mean curves [agents][δ] -> [n]."""
-    final = {name: [[] for _ in config.deltas] for name in agents}
-    curves = {name: [np.zeros(config.n) for _ in config.deltas] for name in agents}
-    bar = tqdm.tqdm(total=len(config.deltas) * config.trials * len(agents), desc="play",
-                    disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    for (d, delta), trial in itertools.product(enumerate(config.deltas), range(config.trials)):
-        trial_key = jax.random.fold_in(jax.random.fold_in(key, d), trial)
-        play_key, init_key = jax.random.split(trial_key)
-        for name, (agent, init) in agents.items():
-            _, regrets = play(agent, init(init_key), play_key, float(delta), config.n)
-            cumulative = np.cumsum(np.asarray(regrets, np.float64))
-            final[name][d].append(cumulative[-1])
-            curves[name][d] += cumulative / config.trials
-            bar.set_postfix(delta=delta, agent=name)
-            bar.update()
-    bar.close()
-    return final, curves
-
-
-def mean_se(values) -> dict:
-    values = np.asarray(values, np.float64)
-    se = values.std(ddof=1) / math.sqrt(values.size) if values.size > 1 else None
-    return {"mean": float(values.mean()), "se": None if se is None else float(se),
-            "trials": values.tolist()}
-
-
-def summarise(config, final) -> dict:
-    """Per agent and δ: normalised (Uniform = 100, per trial) and raw cumulative regret."""
-    uniform = final["Uniform"]
-    return {name: {str(delta): {"normalised": mean_se(normalised_regret(
-                                    np.asarray(per_delta[d]), np.asarray(uniform[d]))),
-                                "cumulative_regret": mean_se(per_delta[d])}
-                   for d, delta in enumerate(config.deltas)}
-            for name, per_delta in final.items()}
-
-
-def table(config, summary) -> str:
-    """The normalised regret as Table 1: one row per agent, one column per δ."""
-    cell = lambda s: f"{s['mean']:.2f} ± {s['se']:.2f}" if s["se"] is not None else f"{s['mean']:.2f}"
-    lines = [f"normalised cumulative regret (Uniform = 100), n = {config.n}, {config.trials} "
-             "trial(s), mean ± standard error",
-             f"{'agent':<14}" + "".join(f"{'δ = ' + str(delta):>18}" for delta in config.deltas)]
-    for name, per_delta in summary.items():
-        lines.append(f"{name:<14}" + "".join(f"{cell(per_delta[str(delta)]['normalised']):>18}"
-                                            for delta in config.deltas))
-    return "\n".join(lines)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -163,19 +119,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             progress)
         learners[algorithm] = (learner, params)
     start = time.perf_counter()
-    final, curves = evaluate(config, make_agents(config, learners), eval_key, progress)
+    final, curves, play_seconds = play_all(make_agents(config, learners), config.deltas,
+                                           config.trials, config.n, eval_key, progress)
     eval_seconds = time.perf_counter() - start
-    summary = summarise(config, final)
+    summary = summarise(config.deltas, final)
     steps = np.unique(np.geomspace(1, config.n, config.curve_points).round().astype(int))
     plot_regret(os.path.join(workdir, "regret.png"), config, steps,
                 {name: [c[steps - 1] for c in per_delta] for name, per_delta in curves.items()})
     results = {"n": config.n, "trials": config.trials, "deltas": list(config.deltas),
-               "agents": summary, "table": table(config, summary),
+               "agents": summary,
+               "table": table(config.deltas, config.n, config.trials, summary),
                "curves": {"steps": steps.tolist(),
                           **{name: {str(delta): c[steps - 1].tolist()
                                     for delta, c in zip(config.deltas, per_delta)}
                              for name, per_delta in curves.items()}},
                "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+               "play_seconds": play_seconds,
                "history": histories, "config": config.to_dict()}
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)

@@ -13,6 +13,11 @@ from metabayes.xla_flags import set_default_xla_flag
 # them off before the CPU backend starts; set the flag yourself in XLA_FLAGS to override.
 set_default_xla_flag("xla_cpu_use_fusion_emitters", "false")
 
+# XLA:CPU's concurrency-optimised scheduler deadlocks (0% CPU, forever) some runs of the
+# vmapped wheel-bandit play loop that holds Cholesky / triangular solves (jax 0.10.2: NeuralLinear
+# acting in 6 vmapped trials for 300 pulls hung in 5 of 8 runs; with this flag 0 of 14).
+set_default_xla_flag("xla_cpu_enable_concurrency_optimized_scheduler", "false")
+
 # distrax loads TensorFlow Probability's JAX substrate, which imports TensorFlow whenever it is
 # installed, only to copy docstrings (tensorflow/probability#1714): seconds and ~600 MB. TensorFlow
 # is for data_source="tfds" alone, so it is hidden while distrax loads (`import tensorflow`
@@ -33,7 +38,7 @@ from metabayes.errors import (DataError, DivergenceError, NonFiniteLossError,
                               NonFinitePredictionError)
 from metabayes.hyperprior import Hyperprior
 from metabayes.inner_loop import LocalObjective, adapt
-from metabayes.inner_transforms import (per_part_optimizer, scale_by_meta_sgd,
+from metabayes.inner_transforms import (per_part_optimizer, per_point_step, scale_by_meta_sgd,
                                         scale_by_prior_variance, stop_inner_gradients)
 from metabayes.likelihoods import Categorical, Gaussian, GaussianPredictive
 from metabayes.local_variance import (LocalVarianceRule, fisher_diagonal, fisher_precision_update,
@@ -54,7 +59,7 @@ __all__ = [
     "TrainState",
     "abml", "adapt", "draw_outputs", "elbo", "expected_log_likelihood", "fisher_diagonal",
     "fisher_precision_update", "fisher_variance", "global_kl", "gradient_variance", "local_kl",
-    "maml", "meta_loss", "per_part_optimizer", "predict", "predict_tasks", "sample_outputs",
+    "maml", "meta_loss", "per_part_optimizer", "per_point_step", "predict", "predict_tasks", "sample_outputs",
     "scale_by_meta_sgd", "scale_by_prior_variance", "stop_inner_gradients", "task_loss",
     "train_step",
 ]

@@ -11,7 +11,7 @@ methods of the same names are those functions bound to it, for convenience. MAML
 """
 import dataclasses
 import functools
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import flax.linen as nn
 import flax.struct
@@ -97,6 +97,10 @@ class MetaLearner:
       local_variance, precision_damping: how σ_λ moves in the inner loop: "gradient",
         "fisher" (with damping ρ = ``precision_damping``) or a ``LocalVarianceRule`` of your own
         (``metabayes.local_variance``).
+      inner_step_scale: None, or a function of a task's support set (inputs, targets) -> a
+        scalar c that multiplies every inner update (``scale_by_step_scale``), i.e. the inner
+        step size becomes c · inner_lr for SGD. E.g. ``per_point_step(reference, count_fn)`` takes
+        steps on the per-point objective once the support set has more than ``reference`` points.
       task_chunk: None vmaps the task loss over all M tasks at once; k runs ``lax.map`` over
         chunks of k vmapped tasks, each under ``jax.checkpoint`` (recomputed in the backward
         pass), so only one chunk's activations are alive at a time: the same result with
@@ -127,6 +131,7 @@ class MetaLearner:
     local_variance: Union[str, LocalVarianceRule] = "gradient"
     precision_damping: float = 0.5
     task_chunk: Optional[int] = None
+    inner_step_scale: Optional[Callable] = None
 
     def __post_init__(self):
         for name, rule in OPTION_RULES.items():
@@ -148,16 +153,19 @@ class MetaLearner:
         """The user's inner optimiser: ``inner_optimizer``, or SGD(inner_lr)."""
         return self.inner_optimizer or optax.sgd(self.inner_lr)
 
-    def inner_transformation(self, params: MetaParams,
-                             theta: MeanFieldGaussian) -> optax.GradientTransformation:
+    def inner_transformation(self, params: MetaParams, theta: MeanFieldGaussian,
+                             support=None) -> optax.GradientTransformation:
         """The inner loop's whole update, ``metabayes.inner_transforms`` chained with ``inner``
-        as the options say: [stop gradients] → [× σ_θ²] → inner optimiser → [× Meta-SGD]."""
+        as the options say: [stop gradients] → [× σ_θ²] → inner optimiser → [× Meta-SGD]
+        → [× ``inner_step_scale(support)``]."""
         parts = [stop_inner_gradients()] if self.first_order else []
         if self.scale_by_prior_variance:
             parts.append(scale_by_prior_variance(theta))
         parts.append(self.inner)
         if params.step_scale is not None:
             parts.append(scale_by_meta_sgd(params.step_scale))
+        if self.inner_step_scale is not None:
+            parts.append(optax.scale(self.inner_step_scale(support)))
         return optax.chain(*parts)
 
     @property

@@ -6,10 +6,14 @@ loop is a chain, not a flag:
     inner = optax.chain(stop_inner_gradients(),           # first-order meta-gradient
                         scale_by_prior_variance(theta),   # μ's gradient × σ_θ²
                         optax.sgd(inner_lr),              # any optax optimiser
-                        scale_by_meta_sgd(step_scale))    # learned per-weight step sizes
+                        scale_by_meta_sgd(step_scale),    # learned per-weight step sizes
+                        optax.scale(per_point_step(512)(support)))   # a per-task step size
 
 ``MetaLearner.inner_transformation`` builds exactly this chain from its options.
 """
+import dataclasses
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -58,3 +62,28 @@ def per_part_optimizer(mean: optax.GradientTransformation,
         return local.replace(mean=name("mean"),
                              log_sigma=None if local.is_point_mass else name("log_sigma"))
     return optax.multi_transform({"mean": mean, "log_sigma": log_sigma}, labels)
+
+
+def support_rows(support) -> int:
+    """The number of points of a support set (inputs [N, ...], targets): its rows."""
+    return support[0].shape[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class per_point_step:
+    """A ``MetaLearner.inner_step_scale``: c(S) = min(1, reference / N(S)) for a support set of
+    N(S) = ``count(S)`` points (default: its rows; a weighted set passes its total weight).
+
+    The summed log-likelihood's curvature grows like N, so a fixed step that is stable at N
+    points diverges at 10 N. With this scale the inner loop takes steps on the summed objective
+    up to ``reference`` points and on (reference / N) × it beyond: the likelihood part's
+    curvature, and so the step's stability and speed, no longer grow with N. The fixed point
+    (the optimum of ℓ) is unchanged; only the path to it is. (A frozen dataclass, so equal
+    settings give equal, hashable learners.)
+    """
+
+    reference: float
+    count: Callable = support_rows
+
+    def __call__(self, support) -> jax.Array:
+        return jnp.minimum(1.0, self.reference / jnp.maximum(self.count(support), 1e-12))

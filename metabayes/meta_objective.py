@@ -23,7 +23,7 @@ def adapt_task(learner, params, theta: MeanFieldGaussian, support: Data,
     """q(φ; λ^K) for one task's support set (inputs [N, ...], targets [N, ...]), from θ."""
     objective = LocalObjective(learner.model.apply, theta, support, learner.likelihood,
                                learner.kl_weight, learner.inner_samples, learner.estimator)
-    return adapt(objective, key, inner_optimizer=learner.inner_transformation(params, theta),
+    return adapt(objective, key, inner_optimizer=learner.inner_transformation(params, theta, support),
                  num_steps=learner.inner_steps, local_variance=learner.local_variance_rule)
 
 

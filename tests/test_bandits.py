@@ -15,7 +15,8 @@ import metabayes as mb
 from experiments import wheel_bandit
 from experiments.configs.wheel_bandit import get_config
 from metabayes.bandit.agents import (MetaAgent, MetaAgentState, OracleAgent, UniformAgent,
-                                     empty_history, normalised_regret, play)
+                                     normalised_regret, play)
+from metabayes.bandit.history import empty_history
 from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
 from metabayes.bandit.neural_linear import (NormalInverseGamma, blr_posterior, linear_stats,
                                             sample_nig)
@@ -68,22 +69,30 @@ def test_contexts_uniform_in_disc_and_reward_noise():
 
 
 def test_episodes_hold_pulled_arm_rewards_and_padding():
-    sample = fast_jit(sample_episodes, static_argnums=(1, 2, 3, 4))
-    task, deltas = sample(jax.random.PRNGKey(0), 3, 40, 6, None)
+    """Support and query targets are the pulled arms' rewards (scaled by √w in the support),
+    empty slots are all zero, and the support mixes greedy (optimal-arm) and random pulls."""
+    sample = fast_jit(sample_episodes, static_argnums=(1, 2, 3, 4, 5))
+    task, deltas = sample(jax.random.PRNGKey(0), 40, 8, 6, 500, 64)
     (s_in, s_out), (q_in, q_out) = task
-    assert s_in.shape == (3, 40, 7) and s_out.shape == (3, 40, 1) and q_in.shape == (3, 6, 7)
+    assert s_in.shape == (40, 40, 7) and s_out.shape == (40, 40, 1) and q_in.shape == (40, 6, 7)
     assert np.all((0 <= deltas) & (deltas <= 1))
-    np.testing.assert_array_equal(s_in[..., 2:].sum(-1), 1.0)
-    means = jax.vmap(mean_rewards)(s_in[..., :2], deltas)                 # [M, N, 5]
-    pulled = np.take_along_axis(np.asarray(means), np.argmax(s_in[..., 2:], -1)[..., None], -1)
-    np.testing.assert_allclose(s_out, pulled, atol=0.05)
-    padded, _ = sample(jax.random.PRNGKey(1), 50, 40, 6, 10)
-    real = np.asarray(padded.support[0][..., 2:].sum(-1))                 # [M, N]: 1 real, 0 empty
-    kept = real.sum(1)
-    assert kept.min() >= 10 and kept.max() <= 40 and len(set(kept)) > 5
-    np.testing.assert_array_equal(real, np.arange(40) < kept[:, None])   # a real prefix
-    assert np.all(np.asarray(padded.support[1])[real == 0] == 0)
-    np.testing.assert_array_equal(padded.query[0][..., 2:].sum(-1), 1.0)
+    root = np.asarray(s_in[..., 2:]).max(-1)                             # √w, 0 for empty slots
+    real = root > 0
+    assert 0 < real.mean() < 1
+    arms = np.argmax(np.asarray(s_in[..., 2:]), -1)
+    contexts = np.asarray(s_in[..., :2])
+    means = np.asarray(jax.vmap(mean_rewards)(jnp.asarray(contexts), deltas))   # [M, N, 5]
+    pulled = np.take_along_axis(means, arms[..., None], -1)[..., 0]
+    np.testing.assert_allclose(np.asarray(s_out[..., 0])[real] / root[real], pulled[real],
+                               atol=0.05)
+    assert np.all(np.asarray(s_in)[~real][:, 2:] == 0) and np.all(np.asarray(s_out)[~real] == 0)
+    optimal = np.asarray(jax.vmap(optimal_arms)(jnp.asarray(contexts), deltas))
+    greedy = (arms == optimal)[real].mean()
+    assert 0.3 < greedy < 0.95                   # neither all random (~0.2+) nor all greedy
+    np.testing.assert_array_equal(q_in[..., 2:].sum(-1), 1.0)
+    q_means = np.asarray(jax.vmap(mean_rewards)(q_in[..., :2], deltas))
+    np.testing.assert_allclose(q_out[..., 0], np.take_along_axis(
+        q_means, np.argmax(np.asarray(q_in[..., 2:]), -1)[..., None], -1)[..., 0], atol=0.05)
 
 
 def test_network_selects_the_pulled_arm_and_empty_rows_are_masked():
@@ -200,8 +209,8 @@ def test_nig_samples_have_the_posterior_moments():
 
 def tiny_config(**overrides):
     config = get_config()
-    config.update(steps=3, meta_batch=2, support=16, query=4, hidden=(8,), inner_steps=1,
-                  eval_inner_steps=1, n=20, trials=2, deltas=(0.5, 0.95), max_history=16,
+    config.update(steps=3, meta_batch=2, per_arm=4, query=4, pool=64, hidden=(8,),
+                  inner_steps=1, eval_inner_steps=1, n=20, trials=2, deltas=(0.5, 0.95),
                   readapt_every=2, log_every=1, checkpoint_every=2, curve_points=10)
     config.neural_linear.update(hidden=(8,), retrain_every=5, train_steps=2, batch_size=8)
     config.update(**overrides)
@@ -211,8 +220,10 @@ def tiny_config(**overrides):
 BAD_FLAGS = [({"deltas": (0.5, 1.5)}, "deltas"), ({"deltas": (-0.1,)}, "deltas"),
              ({"deltas": ()}, "deltas"), ({"n": 0}, "n"), ({"n": -5}, "n"),
              ({"trials": 0}, "trials"), ({"readapt_every": 0}, "readapt_every"),
-             ({"algorithms": ("abml", "reptile")}, "algorithms"),
-             ({"min_support": 17}, "min_support")]
+             ({"readapt_growth": -0.5}, "readapt_growth"), ({"memory": "lru"}, "memory"),
+             ({"step_reference": 0.0}, "step_reference"), ({"per_arm": 0}, "per_arm"),
+             ({"max_pulls": 0}, "max_pulls"),
+             ({"algorithms": ("abml", "reptile")}, "algorithms")]
 
 
 @pytest.mark.parametrize("overrides,flag", BAD_FLAGS, ids=[f for _, f in BAD_FLAGS])
@@ -235,5 +246,7 @@ def test_short_run_writes_results(tmp_path):
                 assert normalised["mean"] == pytest.approx(100.0) and normalised["se"] == 0
     assert written["table"] == results["table"] and "δ = 0.95" in results["table"]
     assert written["curves"]["steps"][-1] == 20
+    for name in written["agents"]:                     # compile and play time, per agent
+        assert written["play_seconds"][name]["per_1000_pulls"] > 0
     assert os.path.getsize(tmp_path / "regret.png") > 10_000
     assert os.listdir(tmp_path / "checkpoints" / "abml")

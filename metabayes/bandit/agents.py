@@ -1,25 +1,31 @@
 """Agents that play the wheel bandit online, and their regret (``metabayes.bandit.wheel``).
 
 Every agent is a frozen dataclass (static, hashable) with a pytree state and two pure methods,
-``act(state, context [2], key) -> arm`` and ``update(state, context, arm, reward, key) -> state``;
-``play`` runs one of them for n steps inside ``lax.scan``, jitted once per agent.
+``act(state, context [2], key) -> arm`` and
+``update(state, step, context, arm, reward, key) -> state``, where ``step`` is the number of
+pulls so far (1 after the first). ``step`` is the same in every trial, so a schedule that
+depends on it stays a ``lax.cond`` (work skipped, not masked) when trials are vmapped.
+``play`` runs one agent for n pulls inside ``lax.scan``; ``play_trials`` vmaps it over trials
+and δ values, jitted once per agent.
 
 - ``UniformAgent``: a random arm. ``OracleAgent``: the optimal arm (zero regret).
-- ``MetaAgent``: a MetaLearner's amortised posterior q(φ; λ(history)), re-adapted from θ every
-  ``readapt_every`` pulls on the last ``max_history`` pulls, acting by Thompson sampling (one
-  φ ~ q per decision; ABML) or greedily on the mean network (MAML).
+- ``MetaAgent``: a MetaLearner's amortised posterior q(φ; λ(support)), re-adapted from θ on a
+  support set built from its memory (``metabayes.bandit.history``) on a schedule that thins out
+  with time (``readapt_now``), acting by Thompson sampling (one φ ~ q per decision; ABML) or
+  greedily on the mean network (MAML).
 - ``NeuralLinear`` (``metabayes.bandit.neural_linear``) follows the same protocol.
 """
 import dataclasses
 import functools
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Tuple, Union
 
 import jax
 import jax.numpy as jnp
 
 from metabayes.algorithms import MetaLearner, MetaParams
-from metabayes.bandit.wheel import (INPUT_DIM, NUM_ARMS, encode, mean_rewards, optimal_arms,
-                                    sample_contexts, sample_rewards)
+from metabayes.bandit.history import ArmReservoir, RecentWindow
+from metabayes.bandit.wheel import (NUM_ARMS, mean_rewards, optimal_arms, sample_contexts,
+                                    sample_rewards)
 from metabayes.posterior import MeanFieldGaussian, PyTree
 
 POLICIES = ("thompson", "greedy")
@@ -40,7 +46,7 @@ class UniformAgent:
     def act(self, state, context, key):
         return jax.random.randint(key, (), 0, NUM_ARMS)
 
-    def update(self, state, context, arm, reward, key):
+    def update(self, state, step, context, arm, reward, key):
         return state
 
 
@@ -54,29 +60,20 @@ class OracleAgent:
     def act(self, state, context, key):
         return optimal_arms(context[None], state)[0]
 
-    def update(self, state, context, arm, reward, key):
+    def update(self, state, step, context, arm, reward, key):
         return state
 
 
-class History(NamedTuple):
-    """The last ``capacity`` pulls as encoded inputs [H, 7] and rewards [H, 1] in a ring buffer;
-    ``count`` pulls so far. Empty slots are all-zero rows, masked out by ``ArmRewardMLP``."""
+def readapt_now(step, every: int, growth: float) -> jax.Array:
+    """Whether to re-adapt after pull ``step`` (>= 1): every ``interval(step)`` pulls, with
 
-    inputs: jax.Array
-    targets: jax.Array
-    count: jax.Array
+        interval(t) = max(every, 2^⌊log₂(growth · t)⌋)
 
-
-def empty_history(capacity: int) -> History:
-    return History(jnp.zeros((capacity, INPUT_DIM)), jnp.zeros((capacity, 1)),
-                   jnp.zeros((), jnp.int32))
-
-
-def record(history: History, context, arm, reward) -> History:
-    """The history with one more pull, overwriting the oldest once full."""
-    index = history.count % history.inputs.shape[0]
-    return History(history.inputs.at[index].set(encode(context[None], arm[None])[0]),
-                   history.targets.at[index, 0].set(reward), history.count + 1)
+    so every ``every`` pulls while growth · t < 2, then at intervals that double as t doubles:
+    about 1/(growth · ln 2) re-adaptations per doubling of t (growth = 0: a fixed interval).
+    """
+    interval = jnp.maximum(every, jnp.exp2(jnp.floor(jnp.log2(jnp.maximum(growth * step, 1.0)))))
+    return step % interval.astype(jnp.int32) == 0
 
 
 def arm_rewards(model, params: PyTree, contexts: jax.Array) -> jax.Array:
@@ -87,47 +84,48 @@ def arm_rewards(model, params: PyTree, contexts: jax.Array) -> jax.Array:
 class MetaAgentState(NamedTuple):
     params: MetaParams
     posterior: MeanFieldGaussian
-    history: History
+    memory: PyTree
 
 
 @dataclasses.dataclass(frozen=True)
 class MetaAgent:
-    """Acts with q(φ; λ(history)), λ = ``learner.adapt`` from θ = E_q(θ)[θ] on the history.
-
-    Re-adapting after every ``readapt_every``-th pull costs K inner steps on ``max_history``
-    pulls (padded slots included), whatever the history's length; between re-adaptations the
-    agent keeps acting with the last λ (before the first, with p(φ | θ) itself).
+    """Acts with q(φ; λ(S)), λ = ``learner.adapt`` from θ = E_q(θ)[θ] on the support set S of
+    its ``memory`` (``ArmReservoir``: the whole history, subsampled; ``RecentWindow``: the last
+    pulls). It re-adapts after pull t when ``readapt_now(t, readapt_every, readapt_growth)``, and
+    keeps acting with the last λ in between (before the first, with p(φ | θ) itself). A
+    re-adaptation costs K inner steps on the memory's fixed number of slots, whatever t.
     """
 
     learner: MetaLearner
     policy: str = "thompson"
+    memory: Union[ArmReservoir, RecentWindow] = ArmReservoir()
     readapt_every: int = 1
-    max_history: int = 512
+    readapt_growth: float = 0.0
 
     def __post_init__(self):
         if self.policy not in POLICIES:
             raise ValueError(f"`policy` must be one of {POLICIES}, got {self.policy!r}")
-        for name in ("readapt_every", "max_history"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be an integer >= 1, "
-                                 f"got {getattr(self, name)!r}")
+        if not isinstance(self.readapt_every, int) or self.readapt_every < 1:
+            raise ValueError(f"`readapt_every` must be an integer >= 1, "
+                             f"got {self.readapt_every!r}")
 
     def init(self, params: MetaParams) -> MetaAgentState:
-        return MetaAgentState(params, params.q_theta.mean, empty_history(self.max_history))
+        return MetaAgentState(params, params.q_theta.mean, self.memory.init())
 
     def act(self, state: MetaAgentState, context, key):
         weights = (state.posterior.sample(key) if self.policy == "thompson"
                    else state.posterior.mean)
         return jnp.argmax(arm_rewards(self.learner.model, weights, context[None])[0])
 
-    def update(self, state: MetaAgentState, context, arm, reward, key) -> MetaAgentState:
-        history = record(state.history, context, arm, reward)
+    def update(self, state: MetaAgentState, step, context, arm, reward, key) -> MetaAgentState:
+        record_key, adapt_key = jax.random.split(key)
+        memory = self.memory.record(state.memory, context, arm, reward, record_key)
         posterior = jax.lax.cond(
-            history.count % self.readapt_every == 0,
+            readapt_now(step, self.readapt_every, self.readapt_growth),
             lambda: self.learner.adapt(state.params, state.params.q_theta.mean,
-                                       (history.inputs, history.targets), key),
+                                       self.memory.support(memory), adapt_key),
             lambda: state.posterior)
-        return MetaAgentState(state.params, posterior, history)
+        return MetaAgentState(state.params, posterior, memory)
 
 
 @functools.partial(jax.jit, static_argnames=("agent", "num_steps"))
@@ -144,12 +142,21 @@ def play(agent, state, key: jax.Array, delta, num_steps: int):
     means = mean_rewards(contexts, delta)
 
     def round_(state, inputs):
-        context, reward, mean, round_key = inputs
+        step, context, reward, mean, round_key = inputs
         act_key, update_key = jax.random.split(round_key)
         arm = agent.act(state, context, act_key)
-        state = agent.update(state, context, arm, reward[arm], update_key)
+        state = agent.update(state, step, context, arm, reward[arm], update_key)
         return state, (arm, jnp.max(mean) - mean[arm])
 
-    _, (arms, regrets) = jax.lax.scan(round_, state, (contexts, rewards, means,
+    steps = jnp.arange(1, num_steps + 1)
+    _, (arms, regrets) = jax.lax.scan(round_, state, (steps, contexts, rewards, means,
                                                       jax.random.split(agent_key, num_steps)))
     return arms, regrets
+
+
+@functools.partial(jax.jit, static_argnames=("agent", "num_steps"))
+def play_trials(agent, states, keys: jax.Array, deltas: jax.Array, num_steps: int):
+    """``play`` vmapped over trials: states (leading axis T), keys [T], deltas [T] ->
+    (arms [T, n], regrets [T, n]). The pull counter stays unbatched, so scheduled work
+    (re-adaptation, retraining) runs only when scheduled."""
+    return jax.vmap(lambda s, k, d: play(agent, s, k, d, num_steps))(states, keys, deltas)

@@ -6,59 +6,78 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from metabayes.bandit.wheel import (CONTEXT_DIM, NUM_ARMS, encode, sample_contexts,
-                                    sample_rewards)
+from metabayes.bandit.history import ArmReservoir, subsample_pulls
+from metabayes.bandit.wheel import (CONTEXT_DIM, NUM_ARMS, encode, optimal_arms,
+                                    sample_contexts, sample_rewards)
 from metabayes.layers import Dense
 from metabayes.models import activation_by_name
 from metabayes.tasks import Task
 
 
-def sample_episodes(key: jax.Array, num_problems: int, num_support: int = 512,
-                    num_query: int = 50, min_support: Optional[int] = None
-                    ) -> Tuple[Task, jax.Array]:
-    """A meta-batch of wheel problems, δ ~ U(0, 1) each, pulled by uniformly random arms.
+def sample_episodes(key: jax.Array, num_problems: int, per_arm: int = 102, num_query: int = 50,
+                    max_pulls: int = 80_000, pool: int = 2_048) -> Tuple[Task, jax.Array]:
+    """A meta-batch of wheel problems whose support sets look like an agent's at play.
 
-    Returns a Task with inputs [M, N, 7] (``encode``) and rewards of the pulled arms [M, N, 1],
-    N = ``num_support`` / ``num_query``, and the problems' δ [M]. With ``min_support`` each
-    problem keeps a uniform number in [min_support, num_support] of its support pulls and pads
-    the rest with empty (all-zero) rows, as a bandit's history is padded while it grows.
+    Each problem draws δ ~ U(0, 1), an exploration rate ε ~ U(0, 1) and a history length
+    T = ⌊exp(U · log(max_pulls + 1))⌋ (log-uniform in [1, max_pulls]). Its pulls choose a
+    uniformly random arm with probability ε and the optimal arm otherwise (greedy pulls of a
+    reference policy that plays well, as the agent's own do once it has learned); the support
+    set is the ``ArmReservoir(per_arm)`` the agent would hold after T such pulls
+    (``subsample_pulls`` of ``pool`` i.i.d. pulls), weighted as in ``metabayes.bandit.history``.
+    The ``num_query`` query pulls are of uniformly random arms at fresh contexts, weight 1: the
+    agent needs every arm's reward.
+
+    Returns a Task with support (inputs [M, 5 · per_arm, 7], targets [M, 5 · per_arm, 1]) and
+    query ([M, num_query, 7], [M, num_query, 1]), and the problems' δ [M].
     """
     def problem(problem_key):
-        delta_key, context_key, arm_key, reward_key, keep_key = jax.random.split(problem_key, 5)
-        delta = jax.random.uniform(delta_key)
-        total = num_support + num_query
-        contexts = sample_contexts(context_key, total)
-        arms = jax.random.randint(arm_key, (total,), 0, NUM_ARMS)
-        rewards = jnp.take_along_axis(sample_rewards(reward_key, contexts, delta),
-                                      arms[:, None], axis=1)
-        inputs = encode(contexts, arms)
-        if min_support is not None:
-            kept = jax.random.randint(keep_key, (), min_support, num_support + 1)
-            mask = (jnp.arange(total) < kept) | (jnp.arange(total) >= num_support)
-            inputs, rewards = inputs * mask[:, None], rewards * mask[:, None]
-        split = lambda a: (a[:num_support], a[num_support:])
-        (s_in, q_in), (s_out, q_out) = split(inputs), split(rewards)
-        return Task((s_in, s_out), (q_in, q_out)), delta
+        (delta_key, epsilon_key, length_key, context_key, explore_key, arm_key, reward_key,
+         query_key) = jax.random.split(problem_key, 8)
+        delta, epsilon = jax.random.uniform(delta_key), jax.random.uniform(epsilon_key)
+        length = jnp.floor(jnp.exp(jax.random.uniform(length_key) * jnp.log(max_pulls + 1.0)))
+        contexts = sample_contexts(context_key, pool)
+        arms = jnp.where(jax.random.uniform(explore_key, (pool,)) < epsilon,
+                         jax.random.randint(arm_key, (pool,), 0, NUM_ARMS),
+                         optimal_arms(contexts, delta))
+        rewards = pulled_rewards(reward_key, contexts, arms, delta)
+        support = ArmReservoir(per_arm).support(
+            subsample_pulls(contexts, arms, rewards, jnp.maximum(length, 1.0), per_arm))
+        query_contexts_key, query_arms_key, query_rewards_key = jax.random.split(query_key, 3)
+        query_contexts = sample_contexts(query_contexts_key, num_query)
+        query_arms = jax.random.randint(query_arms_key, (num_query,), 0, NUM_ARMS)
+        query_rewards = pulled_rewards(query_rewards_key, query_contexts, query_arms, delta)
+        query = (encode(query_contexts, query_arms), query_rewards[:, None])
+        return Task(support, query), delta
     return jax.vmap(problem)(jax.random.split(key, num_problems))
+
+
+def pulled_rewards(key: jax.Array, contexts: jax.Array, arms: jax.Array, delta) -> jax.Array:
+    """The rewards of the pulled arms: contexts [P, 2], arms [P] -> [P]."""
+    return jnp.take_along_axis(sample_rewards(key, contexts, delta), arms[:, None], axis=1)[:, 0]
 
 
 class ArmRewardMLP(nn.Module):
     """An MLP from a context to the 5 arms' expected rewards; its params are φ.
 
     ``__call__`` takes encoded pulls [B, 7] and returns the pulled arm's output [B, 1] (the
-    Gaussian likelihood sees only that arm's reward). An all-zero row (no arm) outputs exactly
-    0, so with target 0 it adds a constant to the log-likelihood and nothing to any gradient:
-    padded history slots are masked out without any mask argument.
+    Gaussian likelihood sees only that arm's reward): Σ_a f_a(x) · input_a, so a slot whose
+    one-hot is scaled by √w (and its target too) counts w times in the Gaussian log-likelihood,
+    and an all-zero row (w = 0) adds a constant and nothing to any gradient: padded and
+    weighted slots (``metabayes.bandit.history``) need no mask argument.
     ``arm_rewards`` (contexts [B, 2] -> [B, 5]) is the net used for acting; ``features``
     (-> [B, hidden[-1]]) its last hidden layer (NeuralLinear's basis).
     """
 
     hidden: Sequence[int] = (100, 100)
     activation: str = "relu"
+    init_scale: Optional[float] = None   # None: LeCun normal; s: weights U(-s, s) (Riquelme's)
 
     def setup(self):
-        self.layers = [Dense(width) for width in self.hidden]
-        self.head = Dense(NUM_ARMS)
+        init = ({} if self.init_scale is None else
+                {"kernel_init": lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+                    key, shape, dtype, -self.init_scale, self.init_scale)})
+        self.layers = [Dense(width, **init) for width in self.hidden]
+        self.head = Dense(NUM_ARMS, **init)
 
     def features(self, contexts: jax.Array) -> jax.Array:
         act = activation_by_name(self.activation)

@@ -1,7 +1,9 @@
-"""NeuralLinear (Riquelme, Tucker & Snoek, 2018) on the wheel bandit: an ``ArmRewardMLP``
-retrained on the history every ``retrain_every`` pulls; Bayesian linear regression per arm on
-its last hidden layer with a Normal-inverse-gamma prior; Thompson sampling. An agent with the
-protocol of ``metabayes.bandit.agents`` (``init``, ``act``, ``update``; played by ``play``)."""
+"""NeuralLinear (Riquelme, Tucker & Snoek, 2018) on the wheel bandit, as in their reference code
+(tensorflow/models research/deep_contextual_bandits, ``NeuralLinearPosteriorSampling``): an
+``ArmRewardMLP`` retrained on the whole history every ``retrain_every`` pulls; Bayesian linear
+regression per arm on its last hidden layer with a Normal-inverse-gamma prior, on the whole
+history's features; Thompson sampling. An agent with the protocol of
+``metabayes.bandit.agents`` (``init``, ``act``, ``update``; played by ``play``)."""
 import dataclasses
 import functools
 from typing import NamedTuple
@@ -10,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metabayes.bandit.agents import History, empty_history, record
+from metabayes.bandit.history import History, empty_history, record
 from metabayes.bandit.episodes import ArmRewardMLP
 from metabayes.bandit.wheel import CONTEXT_DIM, INPUT_DIM, NUM_ARMS
 from metabayes.posterior import PyTree
@@ -78,13 +80,24 @@ class NeuralLinearState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class NeuralLinear:
-    """NeuralLinear (Riquelme et al., 2018) over an ``ArmRewardMLP``'s last hidden layer.
+    """NeuralLinear over an ``ArmRewardMLP``'s last hidden layer, with the reference code's
+    settings as defaults (its ``hparams_nlinear``):
 
-    The history holds ``capacity`` pulls (the run's length, so nothing is forgotten). Every
-    ``retrain_every`` pulls the net takes ``train_steps`` Adam steps on minibatches of
-    ``batch_size`` pulls from the history (squared error on the pulled arm), and the per-arm
-    statistics are recomputed with the new features, O(capacity · d²); in between they are
-    updated with each pull.
+    - the net: one hidden layer of 50 ReLU units (``model``), weights U(−0.3, 0.3), biases 0;
+    - every ``retrain_every`` = 50 pulls, ``train_steps`` = 100 RMSProp steps (decay 0.9,
+      ε = 1e-10, mean-square accumulator starting at 1, as TF1's) on minibatches of
+      ``batch_size`` = 512 pulls drawn with replacement from the whole history, squared error on
+      the pulled arm, gradients clipped to global norm 5, step size 0.1 / (1 + 0.5 k) at the
+      k-th step of each retraining (``reset_lr``); the net continues from its last weights;
+    - the first ``initial_pulls`` = 2 pulls of each arm are round robin;
+    - per arm, β | σ² ~ N(0, σ²/λ I), σ² ~ InvGamma(a0, b0), λ = 0.25, a0 = b0 = 6, updated
+      after every pull on the whole history's features (``blr_posterior``).
+
+    The reference recomputes each arm's regression from all its features after every pull. The
+    features change only when the net is retrained, so here the statistics ZᵀZ, Zᵀy, yᵀy, n
+    are recomputed from the whole history at each retraining (in chunks of ``stats_chunk``
+    rows, up to the pulls so far) and updated by one row in between: the same posterior, at
+    O(n · d²) per retraining instead of per pull.
     """
 
     model: ArmRewardMLP
@@ -92,22 +105,30 @@ class NeuralLinear:
     retrain_every: int = 50
     train_steps: int = 100
     batch_size: int = 512
-    learning_rate: float = 1e-3
+    learning_rate: float = 0.1
+    lr_decay: float = 0.5
+    max_grad_norm: float = 5.0
+    initial_pulls: int = 2
     prior_precision: float = 0.25
     a0: float = 6.0
     b0: float = 6.0
+    stats_chunk: int = 4_096
 
     @functools.cached_property
     def optimizer(self) -> optax.GradientTransformation:
-        return optax.adam(self.learning_rate)
+        """Clipping and RMSProp's scaling; the step size is applied per step (``_retrain``)."""
+        return optax.chain(optax.clip_by_global_norm(self.max_grad_norm),
+                           optax.scale_by_rms(decay=0.9, eps=1e-10, initial_scale=1.0))
+
+    @property
+    def chunk(self) -> int:
+        return min(self.stats_chunk, self.capacity)
 
     def init(self, key: jax.Array) -> NeuralLinearState:
         params = self.model.init(key, jnp.zeros((1, INPUT_DIM)))["params"]
-        dim = self.model.hidden[-1]
-        stats = LinearStats(jnp.zeros((NUM_ARMS, dim, dim)), jnp.zeros((NUM_ARMS, dim)),
-                            jnp.zeros(NUM_ARMS), jnp.zeros(NUM_ARMS))
-        return NeuralLinearState(params, self.optimizer.init(params),
-                                 empty_history(self.capacity), stats)
+        capacity = -(-self.capacity // self.chunk) * self.chunk      # whole chunks
+        return NeuralLinearState(params, self.optimizer.init(params), empty_history(capacity),
+                                 self.empty_stats())
 
     def features(self, params: PyTree, contexts: jax.Array) -> jax.Array:
         return self.model.apply({"params": params}, contexts, method="features")
@@ -115,28 +136,50 @@ class NeuralLinear:
     def act(self, state: NeuralLinearState, context, key):
         weights = sample_nig(key, blr_posterior(state.stats, self.prior_precision, self.a0,
                                                 self.b0))
-        return jnp.argmax(weights @ self.features(state.params, context[None])[0])
+        thompson = jnp.argmax(weights @ self.features(state.params, context[None])[0])
+        pulls = state.history.count
+        return jnp.where(pulls < self.initial_pulls * NUM_ARMS, pulls % NUM_ARMS, thompson)
 
-    def _retrain(self, params, opt_state, history: History, key):
+    def _retrain(self, params, opt_state, history: History, step, key):
         def loss(p, batch):
             inputs, targets = batch
             return jnp.mean(jnp.square(self.model.apply({"params": p}, inputs) - targets))
 
-        def step(carry, step_key):
+        def train_step(carry, inputs):
             p, s = carry
-            index = jax.random.randint(step_key, (self.batch_size,), 0,
-                                       jnp.minimum(history.count, self.capacity))
+            k, step_key = inputs
+            index = jax.random.randint(step_key, (self.batch_size,), 0, step)
             grads = jax.grad(loss)(p, (history.inputs[index], history.targets[index]))
             updates, s = self.optimizer.update(grads, s, p)
-            return (optax.apply_updates(p, updates), s), None
+            rate = self.learning_rate / (1.0 + self.lr_decay * k)
+            return (optax.apply_updates(p, jax.tree_util.tree_map(lambda u: -rate * u, updates)),
+                    s), None
 
-        (params, opt_state), _ = jax.lax.scan(step, (params, opt_state),
-                                              jax.random.split(key, self.train_steps))
-        stats = linear_stats(self.features(params, history.inputs[:, :CONTEXT_DIM]),
-                             history.inputs[:, CONTEXT_DIM:], history.targets[:, 0])
-        return params, opt_state, stats
+        (params, opt_state), _ = jax.lax.scan(
+            train_step, (params, opt_state),
+            (jnp.arange(self.train_steps), jax.random.split(key, self.train_steps)))
+        return params, opt_state, self.history_stats(params, history, step)
 
-    def update(self, state: NeuralLinearState, context, arm, reward, key) -> NeuralLinearState:
+    def history_stats(self, params, history: History, step) -> LinearStats:
+        """The statistics of the first ``step`` pulls of ``history`` under ``params``' features,
+        summed over chunks of ``chunk`` rows (empty rows add nothing)."""
+        def add_chunk(i, stats):
+            rows = lambda a: jax.lax.dynamic_slice_in_dim(a, i * self.chunk, self.chunk)
+            inputs, targets = rows(history.inputs), rows(history.targets)
+            new = linear_stats(self.features(params, inputs[:, :CONTEXT_DIM]),
+                               inputs[:, CONTEXT_DIM:], targets[:, 0])
+            return jax.tree_util.tree_map(jnp.add, stats, new)
+
+        return jax.lax.fori_loop(0, (step + self.chunk - 1) // self.chunk, add_chunk,
+                                 self.empty_stats())
+
+    def empty_stats(self) -> LinearStats:
+        dim = self.model.hidden[-1]
+        return LinearStats(jnp.zeros((NUM_ARMS, dim, dim)), jnp.zeros((NUM_ARMS, dim)),
+                           jnp.zeros(NUM_ARMS), jnp.zeros(NUM_ARMS))
+
+    def update(self, state: NeuralLinearState, step, context, arm, reward,
+               key) -> NeuralLinearState:
         history = record(state.history, context, arm, reward)
 
         def incremental():
@@ -145,6 +188,7 @@ class NeuralLinear:
             return state.params, state.opt_state, jax.tree_util.tree_map(jnp.add, state.stats, new)
 
         params, opt_state, stats = jax.lax.cond(
-            history.count % self.retrain_every == 0,
-            lambda: self._retrain(state.params, state.opt_state, history, key), incremental)
+            step % self.retrain_every == 0,
+            lambda: self._retrain(state.params, state.opt_state, history, step, key),
+            incremental)
         return NeuralLinearState(params, opt_state, history, stats)

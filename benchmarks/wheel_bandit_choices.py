@@ -1,0 +1,91 @@
+r"""What each play-time choice of the wheel-bandit agents costs and gains (issue 19), on the
+meta-learners a ``python -m experiments.wheel_bandit`` run has trained in ``--workdir``.
+
+    python -m benchmarks.wheel_bandit_choices --workdir=runs/wheel_bandit --n=2000 --trials=10 \
+        --out=benchmarks/results/wheel_bandit_choices_2000.json
+
+Every variant plays ABML and MAML (and Uniform, for the normalisation) on the same problems as
+the experiment's Table 1 with the same n, trials and δ (the same evaluation key), changing one
+setting of the default config:
+
+- ``window``: condition on the last 5 · per_arm pulls instead of the whole history's reservoir;
+- ``summed steps``: inner steps on the summed objective (no ``per_point_step``) at play;
+- ``every pull``: re-adapt after every pull (``readapt_growth=0``) instead of the thinning
+  schedule;
+- ``training step``: adapt at play as in meta-training (K = 5 at the training step size) instead
+  of the default K = 10 at a quarter of it.
+
+Prints normalised regret (Uniform = 100, mean ± standard error) and play seconds per 1,000
+pulls of one run, and writes them to ``--out``.
+"""
+import json
+
+import jax
+from absl import app, flags
+
+from experiments.configs.wheel_bandit import get_config
+from experiments.wheel_bandit import make_agents, meta_train
+from metabayes.bandit.trials import play_all, summarise
+from metabayes.training.config import ALGORITHMS
+
+VARIANTS = {
+    "default": {},
+    "window": {"memory": "window"},
+    "summed steps": {"step_reference": None},
+    "every pull": {"readapt_growth": 0.0},
+    "training step": {"eval_inner_steps": 5, "eval_inner_lr": None},
+}
+
+_WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit", "A trained experiment's workdir.")
+_N = flags.DEFINE_integer("n", 2_000, "Pulls per run.")
+_TRIALS = flags.DEFINE_integer("trials", 10, "Runs per δ.")
+_DELTAS = flags.DEFINE_list("deltas", ["0.5", "0.7", "0.9", "0.95", "0.99"], "δ values.")
+_VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Which variants to play.")
+_OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
+
+
+def variant_config(name: str):
+    config = get_config()
+    with config.unlocked():
+        for key, value in VARIANTS[name].items():
+            config[key] = value
+        config.neural_linear.enabled = False
+        config.update(n=_N.value, trials=_TRIALS.value,
+                      deltas=tuple(float(d) for d in _DELTAS.value))
+    return config
+
+
+def main(argv):
+    del argv
+    unknown = sorted(set(_VARIANTS.value) - set(VARIANTS))
+    if unknown:
+        raise app.UsageError(f"--variants must be among {sorted(VARIANTS)}, got {unknown}")
+    results = {}
+    print(f"normalised regret (Uniform = 100), n = {_N.value}, {_TRIALS.value} trials; "
+          "s / 1,000 pulls of one run")
+    for name in _VARIANTS.value:
+        config = variant_config(name)
+        train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed))
+        learners = {}
+        for algorithm in config.algorithms:
+            learner, params, _, _ = meta_train(
+                config, algorithm, _WORKDIR.value,
+                jax.random.fold_in(train_key, ALGORITHMS.index(algorithm)), progress=False)
+            learners[algorithm] = (learner, params)
+        final, _, seconds = play_all(make_agents(config, learners), config.deltas,
+                                     config.trials, config.n, eval_key)
+        summary = summarise(config.deltas, final)
+        results[name] = {"agents": summary, "seconds": seconds}
+        for agent in ("ABML", "MAML"):
+            cells = "  ".join(f"{s['normalised']['mean']:6.2f} ± {s['normalised']['se']:.2f}"
+                              for s in summary[agent].values())
+            print(f"{name:<13} {agent:<5} {cells}   "
+                  f"{seconds[agent]['per_1000_pulls']:.3f} s", flush=True)
+    if _OUT.value:
+        with open(_OUT.value, "w") as f:
+            json.dump({"n": _N.value, "trials": _TRIALS.value, "deltas": _DELTAS.value,
+                       "variants": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main)

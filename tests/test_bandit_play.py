@@ -1,0 +1,242 @@
+"""Play at long horizons (issue 19): the agents' memories and support sets, the per-pull inner
+step against a linear model's exact posterior, the re-adaptation schedule, NeuralLinear's
+whole-history posterior, and vmapped trials equal to one trial at a time."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import metabayes as mb
+from metabayes.bandit.agents import MetaAgent, play, play_trials, readapt_now
+from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
+from metabayes.bandit.history import (ArmReservoir, RecentWindow, subsample_pulls,
+                                      support_pulls, weighted_support)
+from metabayes.bandit.neural_linear import NeuralLinear, blr_posterior
+from metabayes.bandit.wheel import NUM_ARMS, sample_contexts
+from helpers import fast_jit
+
+
+def fill(memory, arms, key=jax.random.PRNGKey(0)):
+    """``memory`` after pulls of ``arms`` (contexts (i, −i), reward i for the i-th pull)."""
+    def step(state, inputs):
+        i, arm, k = inputs
+        context = jnp.stack([i, -i]).astype(jnp.float32)
+        return memory.record(state, context, arm, i.astype(jnp.float32), k), None
+    arms = jnp.asarray(arms)
+    state, _ = jax.lax.scan(step, memory.init(), (jnp.arange(arms.shape[0]), arms,
+                                                  jax.random.split(key, arms.shape[0])))
+    return state
+
+
+def test_reservoir_keeps_every_arm_and_stands_for_every_pull():
+    """After 5,000 pulls, 97% of them arm 0: every arm keeps min(count, per_arm) real pulls,
+    each slot weighs count / kept, so the support stands for exactly the 5,000 pulls."""
+    arms = np.zeros(5_000, np.int32)
+    arms[::40], arms[1::400], arms[2::400], arms[3::1000] = 1, 2, 3, 4    # 125, 13, 13, 5 pulls
+    memory = ArmReservoir(per_arm=20)
+    state = fast_jit(fill, static_argnums=0)(memory, arms)
+    counts = np.bincount(arms, minlength=NUM_ARMS)
+    np.testing.assert_array_equal(state.counts, counts)
+    np.testing.assert_array_equal(state.kept, np.minimum(counts, 20))
+    inputs, targets = memory.support(state)
+    assert float(support_pulls((inputs, targets))) == pytest.approx(5_000, rel=1e-6)
+    for arm in range(NUM_ARMS):
+        rows = np.asarray(inputs[:, 2 + arm]) > 0
+        assert rows.sum() == min(counts[arm], 20)
+        pulls = np.asarray(targets[rows, 0]) / np.asarray(inputs[rows, 2 + arm])   # the index i
+        assert set(pulls.astype(int)) <= set(np.flatnonzero(arms == arm))          # its own pulls
+        np.testing.assert_allclose(np.asarray(inputs[rows, 2 + arm]) ** 2, counts[arm] /
+                                   min(counts[arm], 20), rtol=1e-6)
+
+
+def test_reservoir_is_a_uniform_sample_of_each_arm():
+    """Algorithm R: each of an arm's 60 pulls is kept with probability 10/60, early or late."""
+    memory = ArmReservoir(per_arm=10)
+    kept = fast_jit(jax.vmap(lambda k: fill(memory, jnp.zeros(60, jnp.int32), k).rewards[0]))(
+        jax.random.split(jax.random.PRNGKey(7), 4_000))                     # [4000, 10]
+    frequency = np.bincount(np.asarray(kept, int).ravel(), minlength=60) / 4_000
+    np.testing.assert_allclose(frequency, 10 / 60, atol=5 * math.sqrt(10 / 60 * 50 / 60 / 4_000))
+
+
+def test_window_keeps_the_last_pulls():
+    memory = RecentWindow(capacity=8)
+    inputs, targets = memory.support(fast_jit(fill, static_argnums=0)(memory,
+                                                                       np.arange(30) % NUM_ARMS))
+    assert sorted(np.asarray(targets[:, 0]).astype(int)) == list(range(22, 30))
+    assert float(support_pulls((inputs, targets))) == 8
+
+
+def test_a_slot_of_weight_w_counts_as_w_pulls():
+    """The network's Gaussian log-likelihood of one slot of weight 3 equals that of the pull
+    repeated 3 times, up to the normaliser's constant; and so does its gradient."""
+    model = ArmRewardMLP(hidden=(6,))
+    contexts = sample_contexts(jax.random.PRNGKey(0), 2)
+    params = model.init(jax.random.PRNGKey(1), jnp.zeros((1, 7)))["params"]
+    likelihood = mb.Gaussian(1.0)
+    weighted = weighted_support(contexts, jnp.array([2, 4]), jnp.array([50.0, 1.0]),
+                                jnp.array([3.0, 1.0]))
+    repeated = weighted_support(contexts[jnp.array([0, 0, 0, 1])], jnp.array([2, 2, 2, 4]),
+                                jnp.array([50.0, 50.0, 50.0, 1.0]), jnp.ones(4))
+    log_lik = lambda p, data: likelihood.log_prob(model.apply({"params": p}, data[0]), data[1])
+    constant = -0.5 * math.log(2 * math.pi) * 2          # two fewer rows in the weighted set
+    assert float(log_lik(params, weighted)) == pytest.approx(
+        float(log_lik(params, repeated)) - constant, rel=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(jax.grad(log_lik)(params, weighted)),
+                    jax.tree_util.tree_leaves(jax.grad(log_lik)(params, repeated))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_episode_support_is_the_reservoir_of_its_history():
+    """Every support set stands for its T ∈ [1, max_pulls] pulls, keeps ≤ per_arm pulls per arm,
+    and holds every arm that was pulled among the first min(T, pool) pulls."""
+    task, _ = fast_jit(sample_episodes, static_argnums=(1, 2, 3, 4, 5))(
+        jax.random.PRNGKey(0), 64, 8, 5, 1_000, 64)
+    inputs = np.asarray(task.support[0])                                  # [64, 40, 7]
+    totals = (inputs[..., 2:] ** 2).sum((1, 2))
+    assert totals.min() >= 1 and totals.max() <= 1_000 and np.ptp(np.log(totals)) > 4
+    present = (inputs[..., 2:] > 0).reshape(64, NUM_ARMS, 8, NUM_ARMS)   # slots grouped by arm
+    for arm in range(NUM_ARMS):
+        assert not present[:, arm, :, np.arange(NUM_ARMS) != arm].any()  # arm a's slots hold a
+    np.testing.assert_array_equal(task.query[0][..., 2:].sum(-1), 1.0)
+
+
+def test_subsample_keeps_each_arms_first_pulls():
+    contexts = sample_contexts(jax.random.PRNGKey(0), 12)
+    arms = jnp.array([0, 0, 0, 1, 0, 2, 1, 1, 1, 0, 3, 4])
+    rewards = jnp.arange(12.0)
+    state = subsample_pulls(contexts, arms, rewards, 10, per_arm=2)   # the first 10 pulls
+    np.testing.assert_array_equal(state.kept, [2, 2, 1, 0, 0])
+    np.testing.assert_array_equal(state.counts, [5, 4, 1, 0, 0])
+    np.testing.assert_array_equal(state.rewards[:3], [[0, 1], [3, 6], [5, 0]])
+    scaled = subsample_pulls(contexts, arms, rewards, 120, per_arm=2)   # 120 pulls like these 12
+    np.testing.assert_allclose(scaled.counts, np.bincount(arms, minlength=5) * 10)
+
+
+def linear_data(num_points, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(num_points, 3))
+    y = x @ np.array([1.0, -2.0, 0.5]) + 0.3 + 0.5 * rng.normal(size=num_points)
+    return jnp.asarray(x, jnp.float32), jnp.asarray(y[:, None], jnp.float32)
+
+
+def remaining_error(num_points, step_scale, inner_lr=0.4 / 64, steps=5):
+    """‖w_K − w*‖ / ‖w_0 − w*‖ after K inner steps of a linear-Gaussian model (noise sd 1) from
+    θ, with w* the exact posterior mean (flat prior: least squares); and the same ratio
+    predicted by K steps of (I − η c ΦᵀΦ) on w_0 − w*, Φ = [x, 1], c the step scale."""
+    x, y = linear_data(num_points)
+    learner = mb.maml(mb.MLP(hidden=()), likelihood=mb.Gaussian(1.0), inner_lr=inner_lr,
+                      inner_steps=steps, inner_step_scale=step_scale)
+    params = learner.init_params(jax.random.PRNGKey(0), x)
+    theta = params.q_theta.mean
+    adapted = fast_jit(lambda p, t, d: learner.adapt(p, t, d, jax.random.PRNGKey(1)))(
+        params, theta, (x, y))
+    design = np.concatenate([np.asarray(x, np.float64), np.ones((num_points, 1))], 1)
+    exact = np.linalg.lstsq(design, np.asarray(y, np.float64)[:, 0], rcond=None)[0]
+    vector = lambda t: np.concatenate([np.ravel(t.mean["Dense_0"]["kernel"]),
+                                       np.ravel(t.mean["Dense_0"]["bias"])])
+    scale = 1.0 if step_scale is None else float(step_scale((x, y)))
+    contraction = np.eye(4) - inner_lr * scale * design.T @ design
+    start = vector(theta) - exact
+    predicted = np.linalg.matrix_power(contraction, steps) @ start
+    norm = np.linalg.norm
+    return norm(vector(adapted) - exact) / norm(start), norm(predicted) / norm(start)
+
+
+def test_per_point_step_makes_the_inner_step_independent_of_the_history_size():
+    """On a Bayesian linear model the summed likelihood's curvature is ΦᵀΦ, N times its
+    per-point one. With per_point_step(64) each step is η (64/N) ΦᵀΦ: the error left after 5
+    steps is as predicted, and it tends to (1 − 0.4)^5 (x ~ N(0, I), η · 64 = 0.4) whatever
+    N; with the summed objective the same step size diverges (|1 − 0.4 N/64| > 1)."""
+    scale = mb.per_point_step(64.0)
+    for n in (640, 6_400, 64_000):
+        error, predicted = remaining_error(n, scale)
+        assert error == pytest.approx(predicted, rel=1e-3)
+        if n > 640:
+            assert error == pytest.approx(0.6 ** 5, rel=0.05)
+    assert remaining_error(640, None)[0] > 100.0
+    assert remaining_error(32, scale)[0] == pytest.approx(remaining_error(32, None)[0])
+
+
+def test_readapt_schedule_thins_out():
+    steps = jnp.arange(1, 80_001)
+    chosen = np.flatnonzero(np.asarray(readapt_now(steps, 1, 1 / 16))) + 1
+    assert list(chosen[:31]) == list(range(1, 32))                       # every pull to 31
+    gaps = np.diff(chosen)
+    assert gaps.max() == 4096 and np.all(np.diff(gaps) >= 0)            # doubling intervals
+    assert len(chosen) == 211
+    np.testing.assert_array_equal(np.asarray(readapt_now(steps[:50], 5, 0.0)),
+                                  np.asarray(steps[:50]) % 5 == 0)
+
+
+def tiny_learner():
+    return mb.abml(ArmRewardMLP(hidden=(8,)), likelihood=mb.Gaussian(1.0), inner_lr=1e-3,
+                   inner_steps=2, kl_weight=0.1,
+                   inner_step_scale=mb.per_point_step(20.0, support_pulls))
+
+
+def test_neural_linear_posterior_is_the_closed_form_on_the_whole_history(x64):
+    """After 130 pulls (retrained at 50 and 100, statistics summed over 16-row chunks and then
+    updated pull by pull), each arm's NIG posterior equals the closed form on the features of
+    its pulls under the final net: Λ = ZᵀZ + λI, μ = Λ⁻¹Zᵀy, a = a0 + n/2,
+    b = b0 + (yᵀy − μᵀΛμ)/2."""
+    agent = NeuralLinear(ArmRewardMLP(hidden=(6,), init_scale=0.3), capacity=130,
+                         retrain_every=50, train_steps=5, batch_size=16, stats_chunk=16)
+    state = agent.init(jax.random.PRNGKey(0))
+
+    def run(state, key):
+        final, _ = jax.lax.scan(
+            lambda s, inputs: (agent.update(s, inputs[0], inputs[1], inputs[2], inputs[3],
+                                            inputs[4]), None),
+            state, (jnp.arange(1, 131), sample_contexts(key, 130), jnp.arange(130) % NUM_ARMS,
+                    jnp.linspace(0.0, 50.0, 130), jax.random.split(key, 130)))
+        return final
+    final = jax.jit(run)(state, jax.random.PRNGKey(1))
+    posterior = blr_posterior(final.stats, 0.25, 6.0, 6.0)
+    inputs = np.asarray(final.history.inputs[:130])
+    targets = np.asarray(final.history.targets[:130, 0])
+    features = np.asarray(agent.features(final.params, jnp.asarray(inputs[:, :2])))
+    for arm in range(NUM_ARMS):
+        rows = inputs[:, 2 + arm] == 1
+        z, y = features[rows], targets[rows]
+        precision = z.T @ z + 0.25 * np.eye(6)
+        mean = np.linalg.solve(precision, z.T @ y)
+        np.testing.assert_allclose(posterior.precision[arm], precision, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(posterior.mean[arm], mean, rtol=1e-7, atol=1e-7)
+        assert float(posterior.a[arm]) == 6.0 + rows.sum() / 2
+        assert float(posterior.b[arm]) == pytest.approx(
+            6.0 + (y @ y - mean @ precision @ mean) / 2, rel=1e-7)
+
+
+def test_neural_linear_starts_round_robin():
+    agent = NeuralLinear(ArmRewardMLP(hidden=(6,), init_scale=0.3), capacity=40,
+                         retrain_every=50, train_steps=2, batch_size=8)
+    arms, _ = play(agent, agent.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), 0.5, 12)
+    np.testing.assert_array_equal(arms[:10], np.arange(10) % NUM_ARMS)
+
+
+@pytest.mark.parametrize("which", ["abml", "neural_linear"])
+def test_vmapped_trials_equal_one_trial_at_a_time(which):
+    """play_trials over 3 (key, δ) pairs gives each trial's arms and regrets as ``play`` alone,
+    and its scheduled work stays a ``cond`` (not a ``select`` that runs every pull)."""
+    if which == "abml":
+        learner = tiny_learner()
+        params = learner.init_params(jax.random.PRNGKey(0), jnp.zeros((20, 7)))
+        agent = MetaAgent(learner, memory=ArmReservoir(4), readapt_every=1, readapt_growth=0.25)
+        init = lambda key: agent.init(params)
+    else:
+        agent = NeuralLinear(ArmRewardMLP(hidden=(6,), init_scale=0.3), capacity=40,
+                             retrain_every=10, train_steps=3, batch_size=8, stats_chunk=16)
+        init = agent.init
+    keys = jax.random.split(jax.random.PRNGKey(2), 3)
+    deltas = jnp.array([0.5, 0.9, 0.99])
+    states = jax.vmap(init)(keys)
+    arms, regrets = play_trials(agent, states, keys, deltas, 40)
+    for i in range(3):
+        alone_arms, alone_regrets = play(agent, init(keys[i]), keys[i], deltas[i], 40)
+        np.testing.assert_array_equal(arms[i], alone_arms)
+        np.testing.assert_allclose(regrets[i], alone_regrets, rtol=1e-6)
+    jaxpr = str(jax.make_jaxpr(lambda s: play_trials.__wrapped__(agent, s, keys, deltas, 40))(
+        states))
+    assert "cond[" in jaxpr
