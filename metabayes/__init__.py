@@ -13,11 +13,6 @@ from metabayes.xla_flags import set_default_xla_flag
 # them off before the CPU backend starts; set the flag yourself in XLA_FLAGS to override.
 set_default_xla_flag("xla_cpu_use_fusion_emitters", "false")
 
-# XLA:CPU's concurrency-optimised scheduler deadlocks (0% CPU, forever) some runs of the
-# vmapped wheel-bandit play loop that holds Cholesky / triangular solves (jax 0.10.2: NeuralLinear
-# acting in 6 vmapped trials for 300 pulls hung in 5 of 8 runs; with this flag 0 of 14).
-set_default_xla_flag("xla_cpu_enable_concurrency_optimized_scheduler", "false")
-
 # distrax loads TensorFlow Probability's JAX substrate, which imports TensorFlow whenever it is
 # installed, only to copy docstrings (tensorflow/probability#1714): seconds and ~600 MB. TensorFlow
 # is for data_source="tfds" alone, so it is hidden while distrax loads (`import tensorflow`
