@@ -8,6 +8,5 @@ from metabayes.xla_flags import set_default_xla_flag
 # play loop, which holds Cholesky and triangular solves (jax 0.10.2: NeuralLinear acting in 6
 # vmapped trials for 300 pulls hung in 5 of 8 runs; with the scheduler off, 0 of 14). It is
 # turned off when this package is imported before the CPU backend starts, as the wheel-bandit
-# programs do. It is not turned off for the whole library: it changes the Omniglot main
-# command's result (75.47% against 76.09% on the same CPU).
+# programs do. The rest of the library keeps XLA's default: the flag was measured only here.
 set_default_xla_flag("xla_cpu_enable_concurrency_optimized_scheduler", "false")
