@@ -19,6 +19,7 @@ Prints normalised regret (Uniform = 100, mean ± standard error) and play second
 pulls of one run, and writes them to ``--out``.
 """
 import json
+import os
 
 import jax
 from absl import app, flags
@@ -60,6 +61,9 @@ def main(argv):
     unknown = sorted(set(_VARIANTS.value) - set(VARIANTS))
     if unknown:
         raise app.UsageError(f"--variants must be among {sorted(VARIANTS)}, got {unknown}")
+    if not os.path.isfile(os.path.join(_WORKDIR.value, "results.json")):   # else it would train
+        raise app.UsageError(f"--workdir must hold a finished `python -m experiments."
+                             f"wheel_bandit` run (its results.json); {_WORKDIR.value!r} has none")
     results = {}
     print(f"normalised regret (Uniform = 100), n = {_N.value}, {_TRIALS.value} trials; "
           "s / 1,000 pulls of one run")

@@ -54,7 +54,7 @@ __all__ = [
     "TrainState",
     "abml", "adapt", "draw_outputs", "elbo", "expected_log_likelihood", "fisher_diagonal",
     "fisher_precision_update", "fisher_variance", "global_kl", "gradient_variance", "local_kl",
-    "maml", "meta_loss", "per_part_optimizer", "per_point_step", "predict", "predict_tasks", "sample_outputs",
-    "scale_by_meta_sgd", "scale_by_prior_variance", "stop_inner_gradients", "task_loss",
+    "maml", "meta_loss", "per_part_optimizer", "per_point_step", "predict", "predict_tasks",
+    "sample_outputs", "scale_by_meta_sgd", "scale_by_prior_variance", "stop_inner_gradients", "task_loss",
     "train_step",
 ]

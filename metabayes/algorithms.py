@@ -98,9 +98,10 @@ class MetaLearner:
         "fisher" (with damping ρ = ``precision_damping``) or a ``LocalVarianceRule`` of your own
         (``metabayes.local_variance``).
       inner_step_scale: None, or a function of a task's support set (inputs, targets) -> a
-        scalar c that multiplies every inner update (``scale_by_step_scale``), i.e. the inner
-        step size becomes c · inner_lr for SGD. E.g. ``per_point_step(reference, count_fn)`` takes
-        steps on the per-point objective once the support set has more than ``reference`` points.
+        scalar c that multiplies every inner update (an ``optax.scale`` at the chain's end),
+        i.e. the inner step size becomes c · inner_lr for SGD. E.g.
+        ``per_point_step(reference, count)`` takes steps on the per-point objective once the
+        support set has more than ``reference`` points.
       task_chunk: None vmaps the task loss over all M tasks at once; k runs ``lax.map`` over
         chunks of k vmapped tasks, each under ``jax.checkpoint`` (recomputed in the backward
         pass), so only one chunk's activations are alive at a time: the same result with

@@ -41,7 +41,7 @@ def sample_episodes(key: jax.Array, num_problems: int, per_arm: int = 102, num_q
                          optimal_arms(contexts, delta))
         rewards = pulled_rewards(reward_key, contexts, arms, delta)
         support = ArmReservoir(per_arm).support(
-            subsample_pulls(contexts, arms, rewards, jnp.maximum(length, 1.0), per_arm))
+            subsample_pulls(contexts, arms, rewards, length, per_arm))
         query_contexts_key, query_arms_key, query_rewards_key = jax.random.split(query_key, 3)
         query_contexts = sample_contexts(query_contexts_key, num_query)
         query_arms = jax.random.randint(query_arms_key, (num_query,), 0, NUM_ARMS)

@@ -38,9 +38,7 @@ def weighted_support(contexts: jax.Array, arms: jax.Array, rewards: jax.Array,
                      weights: jax.Array):
     """Slots (contexts [R, 2], arms [R], rewards [R], weights [R] >= 0) as a support set."""
     root = jnp.sqrt(weights)[:, None]
-    inputs = encode(contexts, arms)
-    inputs = jnp.concatenate([inputs[:, :CONTEXT_DIM], inputs[:, CONTEXT_DIM:] * root], -1)
-    return inputs, rewards[:, None] * root
+    return encode(contexts, arms).at[:, CONTEXT_DIM:].multiply(root), rewards[:, None] * root
 
 
 class History(NamedTuple):
