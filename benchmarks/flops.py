@@ -1,6 +1,7 @@
 """How much a step computes and how fast the machine can compute: XLA's own flop count of a
 compiled function, and the machine's f32 matmul peak under jax (``benchmarks.step_time``'s
 GFLOP/s and % of peak columns)."""
+import dataclasses
 import math
 import time
 
@@ -27,3 +28,20 @@ def matmul_peak(size: int, repeats: int = 5) -> dict:
         jax.block_until_ready(product(a, a))
         best = min(best, time.perf_counter() - start)
     return {"matmul_size": size, "matmul_s": best, "peak_gflops_per_s": 2 * size ** 3 / best / 1e9}
+
+
+def reference_flops(learner, make_batch, meta_batch: int) -> float:
+    """XLA's flop count of ``learner``'s step in one loop-free reference form, the same for every
+    variant of a row: im2col convolutions (where the model has a ``conv``), all tasks vmapped,
+    counted for one task and times ``meta_batch``. XLA counts a loop's body once, so the
+    chunked (``lax.map``) and per-sample-loop forms would otherwise be undercounted; the inner
+    loop's ``lax.scan`` is counted once in every form alike."""
+    model = learner.model
+    if "conv" in {field.name for field in dataclasses.fields(model)}:
+        model = model.clone(conv="im2col")
+    reference = dataclasses.replace(learner, model=model, task_chunk=None)
+    key = jax.random.PRNGKey(0)
+    batch = make_batch(key, 1)
+    state = reference.init(key, jax.tree_util.tree_map(lambda a: a[0], batch.support[0]))
+    compiled = jax.jit(reference.train_step).lower(state, batch, key).compile()
+    return meta_batch * cost_analysis(compiled).get("flops", 0.0)

@@ -34,7 +34,9 @@ from benchmarks.suites import rows
 LAYERS = {"conv3x3_patches": "conv (im2col slices)", "_linear": "conv / dense matmul",
           "Conv3x3.__call__": "conv / dense matmul", "Dense.__call__": "conv / dense matmul",
           "BatchNorm.__call__": "batch norm", "_sampled_param": "weight sampling",
-          "max_pool_2x2": "max-pool", "Conv4.__call__": "relu"}
+          "max_pool_2x2": "max-pool", "Conv4.__call__": "relu",
+          "_shifted_products": "conv / dense matmul", "_lax_conv": "conv / dense matmul",
+          "flip": "conv / dense matmul"}
 CONTAINERS = {"while", "conditional", "call"}   # their thunks contain other thunks: not counted
 INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\([^=]*?\)|\S+)\s+([\w\-]+)\(")
 FRAME_ID = re.compile(r"stack_frame_id=(\d+)")

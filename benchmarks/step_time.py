@@ -11,9 +11,11 @@ and peak memory are its own: first ours, then its PyTorch peer (the hand-written
 ABML rows, learn2learn for MAML rows; same shapes, Conv4 with floor max-pool, batch
 statistics, same order of differentiation). Prints a table with the ratio JAX
 time / peer time, writes JSON, and optionally replaces the table between the step-time markers
-of a markdown file. Each row also reports its achieved GFLOP/s, XLA's flop count of the compiled
-step (``cost_analysis()``) over its median time, as a % of the machine's f32 matmul peak,
-measured in the same run in a fresh process (``--peak_size``² jitted matmuls, the best of 5). Data are random arrays of the configured shapes. Machines are noisy: compare
+of a markdown file. Each row also reports its achieved GFLOP/s, XLA's flop count
+(``cost_analysis()``) of the step in one loop-free reference form, the same for every variant
+(``benchmarks.flops.reference_flops``), over its median time, as a % of the machine's f32
+matmul peak, measured in the same run in a fresh process (``--peak_size``² jitted matmuls, the
+best of 5). Data are random arrays of the configured shapes. Machines are noisy: compare
 ratios measured in one run, never absolute seconds across runs.
 """
 import json
@@ -30,7 +32,7 @@ import time
 import jax
 from absl import app, flags
 
-from benchmarks.flops import cost_analysis, matmul_peak
+from benchmarks.flops import cost_analysis, matmul_peak, reference_flops
 from benchmarks.memory import peak_rss_bytes
 from benchmarks.suites import Row, rows
 from metabayes.training.sharding import replicate, shard_tasks
@@ -82,6 +84,7 @@ def time_row(row: Row, steps: int, mesh=None) -> dict:
     train_step = row.learner.train_step.lower(state, batch, key).compile()
     compile_s = time.perf_counter() - start
     cost = cost_analysis(train_step)
+    flops = reference_flops(row.learner, row.make_batch, row.meta_batch)
     start = time.perf_counter()
     state, metrics = train_step(state, batch, key)
     jax.block_until_ready((state, metrics))
@@ -101,9 +104,10 @@ def time_row(row: Row, steps: int, mesh=None) -> dict:
             "first_step_s": first_step_s, "median_s": median, "min_s": min(times),
             "max_s": max(times), "times_s": times,
             "tasks_per_s": row.meta_batch / median, "peak_rss_mb": peak_rss_mb(),
-            "loss": float(metrics["loss"]), "flops": cost.get("flops", 0.0),
+            "loss": float(metrics["loss"]), "flops": flops,
+            "compiled_flops": cost.get("flops", 0.0),
             "bytes_accessed": cost.get("bytes accessed", 0.0),
-            "gflops_per_s": cost.get("flops", 0.0) / median / 1e9}
+            "gflops_per_s": flops / median / 1e9}
 
 
 def run_json(command: list, env=()) -> dict:
@@ -193,8 +197,8 @@ if __name__ == "__main__":  # flags exist only when run as a program, so benchma
     _SUITE = flags.DEFINE_enum("suite", "omniglot",
                                ["omniglot", "variants", "fewshot", "sinusoid", "smoke"],
                                "omniglot: Conv4 5-way 1-shot Q=15 K=5 at M=4 and 32; variants: "
-                               "its ABML S=1 M=4 row under lax.conv, XLA:CPU's fusion emitters "
-                               "and the rbg PRNG; fewshot: Conv4-32 on miniImageNet's 84x84x3, "
+                               "each change of issue 20 (convolution, task chunks) against the "
+                               "default at M=32, S=5 outer samples, XLA:CPU's fusion emitters; fewshot: Conv4-32 on miniImageNet's 84x84x3, "
                                "5-way 1-shot Q=15 K=5 M=4; sinusoid: the MLP of "
                                "experiments.sinusoid; smoke: one tiny step.")
     _ROWS = flags.DEFINE_list("rows", [], "Only these rows of the suite (names as printed, e.g. "

@@ -42,8 +42,8 @@ def sinusoid_batch(key, meta_batch):
 
 def rows(suite):
     """The rows of one suite."""
-    conv = lambda filters=64, implementation="im2col": mb.Conv4(num_classes=5, filters=filters,
-                                                                conv=implementation)
+    conv = lambda filters=64, implementation="auto": mb.Conv4(num_classes=5, filters=filters,
+                                                              conv=implementation)
     # The peers' inner lr 0.4 is for the mean cross-entropy over the N·K = 5 support images;
     # our likelihood is summed, so 0.4 / 5. β as the peers': inner_lr·β/σ_θ² ≪ 2 (MATH.md §3).
     common = dict(inner_lr=0.08, inner_steps=5, outer_optimizer=optax.adam(1e-3))
@@ -55,14 +55,23 @@ def rows(suite):
         smoke_net = mb.Conv4(num_classes=5, filters=8, blocks=2)   # every kind of layer, fast to compile
         yield Row("abml smoke", mb.abml(smoke_net, inner_lr=1e-3, inner_steps=1), omniglot_batch, 2, ())
         return
-    if suite == "variants":  # the ABML S=1 M=4 step under XLA:CPU / JAX alternatives
-        yield Row("abml S=1 M=4", abml(1), omniglot_batch, 4, torch_abml(1))
-        yield Row("abml S=1 M=4 conv=xla", abml(1, net=conv(implementation="xla")),
+    if suite == "variants":  # each change of issue 20 against the default, at M = 32
+        before = dict(net=conv(implementation="im2col"), task_chunk=None)
+        for name, learner in (("maml", lambda **kw: mb.maml(kw.pop("net", conv()), **common, **kw)),
+                              ("abml S=1", lambda **kw: abml(1, **kw))):
+            peer = ("--algo", "l2l_maml") if name == "maml" else torch_abml(1)
+            yield Row(f"{name} M=32", learner(), omniglot_batch, 32, peer)
+            yield Row(f"{name} M=32 conv=im2col", learner(net=conv(implementation="im2col")),
+                      omniglot_batch, 32, ())
+            yield Row(f"{name} M=32 task_chunk=None", learner(task_chunk=None), omniglot_batch,
+                      32, ())
+            yield Row(f"{name} M=32 before (im2col, task_chunk=None)", learner(**before),
+                      omniglot_batch, 32, ())
+        yield Row("abml S=5 M=4", abml(5), omniglot_batch, 4, torch_abml(5))
+        yield Row("abml S=5 M=4 conv=im2col", abml(5, net=conv(implementation="im2col")),
                   omniglot_batch, 4, ())
         yield Row("abml S=1 M=4 fusion emitters on", abml(1), omniglot_batch, 4, (),
                   (("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true"),))
-        yield Row("abml S=1 M=4 rbg PRNG", abml(1), omniglot_batch, 4, (),
-                  (("JAX_DEFAULT_PRNG_IMPL", "rbg"),))
         return
     if suite == "fewshot":   # the ABML paper's miniImageNet 5w1s: Conv4-32, K = 5, M = 4
         mini = dict(inner_lr=0.01 / 5, inner_steps=5, outer_optimizer=optax.adam(1e-3))
@@ -88,8 +97,3 @@ def rows(suite):
         yield Row(f"maml M={m}", mb.maml(conv(), **common), omniglot_batch, m, ("--algo", "l2l_maml"))
         yield Row(f"maml FO M={m}", mb.maml(conv(), first_order=True, **common), omniglot_batch, m,
                   ("--algo", "l2l_maml", "--first_order"))
-    for chunk in (4,):       # lax.map over chunks of vmapped tasks: memory vs the peers' loops
-        yield Row(f"abml S=1 M=32 chunk={chunk}", abml(1, task_chunk=chunk), omniglot_batch, 32,
-                  torch_abml(1))
-        yield Row(f"maml M=32 chunk={chunk}", mb.maml(conv(), task_chunk=chunk, **common),
-                  omniglot_batch, 32, ("--algo", "l2l_maml"))

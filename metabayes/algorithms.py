@@ -44,7 +44,9 @@ OPTION_RULES = {
     "batch_norm": one_of(*BATCH_NORM), "theta_family": one_of(*THETA_FAMILIES),
     "num_tasks": integer(1), "init_log_sigma": number(), "local_variance": LOCAL_VARIANCE,
     "precision_damping": DAMPING, "estimator": ESTIMATOR,
-    "task_chunk": optional(integer(1)),
+    "task_chunk": Rule("None, 'auto' or an integer >= 1",
+                       lambda v: v in (None, "auto") or integer(1).accepts(v), 0),
+    "memory_budget": optional(integer(1)),
     "hyperprior": Rule("a metabayes.Hyperprior or None",
                        lambda v: v is None or isinstance(v, Hyperprior), "paper"),
 }
@@ -102,11 +104,14 @@ class MetaLearner:
         i.e. the inner step size becomes c · inner_lr for SGD. E.g.
         ``per_point_step(reference, count)`` takes steps on the per-point objective once the
         support set has more than ``reference`` points.
-      task_chunk: None vmaps the task loss over all M tasks at once; k runs ``lax.map`` over
-        chunks of k vmapped tasks, each under ``jax.checkpoint`` (recomputed in the backward
-        pass), so only one chunk's activations are alive at a time: the same result with
-        roughly k/M of the memory, for one more forward pass. ``predict_tasks`` maps its
-        tasks in the same chunks.
+      task_chunk: "auto" (the default) takes the largest k whose saved activations fit
+        ``memory_budget`` (``metabayes.task_chunks``); None vmaps the task loss over all M
+        tasks at once; k < M runs ``lax.map`` over chunks of k vmapped tasks, each under
+        ``jax.checkpoint`` (recomputed in the backward pass), so only one chunk's activations
+        are alive at a time: the same result with roughly k/M of the memory, for one more
+        forward pass. ``predict_tasks`` maps its tasks in the same way.
+      memory_budget: bytes one chunk's saved activations may take under "auto"; None: the
+        platform's default (``metabayes.task_chunks.default_memory_budget``).
     """
 
     model: nn.Module
@@ -131,7 +136,8 @@ class MetaLearner:
     meta_sgd: bool = False
     local_variance: Union[str, LocalVarianceRule] = "gradient"
     precision_damping: float = 0.5
-    task_chunk: Optional[int] = None
+    task_chunk: Union[None, int, str] = "auto"
+    memory_budget: Optional[int] = None
     inner_step_scale: Optional[Callable] = None
 
     def __post_init__(self):

@@ -53,6 +53,8 @@ def draw_outputs(apply_fn: ApplyFn, posterior: MeanFieldGaussian, inputs: jax.Ar
     draws = 1 if posterior.is_point_mass else num_samples
     one_draw = lambda k: sample_outputs(apply_fn, posterior, inputs, k, estimator)
     keys = jax.random.split(key, draws)
+    if draws == 1:   # no batch axis on φ: a batched kernel would make convolutions grouped
+        return one_draw(keys[0])[None]
     return jax.lax.map(one_draw, keys) if sequential else jax.vmap(one_draw)(keys)
 
 

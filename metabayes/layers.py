@@ -11,9 +11,13 @@ estimator named by the PRNG stream it is given:
   decorrelated per example by random signs, x μ + ((x ⊙ s_in) ΔW) ⊙ s_out.
 
 Both are unbiased for every per-example term. Batch norm's scale and shift are sampled once
-per forward pass. Convolutions are 3×3 SAME: ``im2col`` writes each as nine shifted slices and
-one matmul, which XLA:CPU runs far faster than ``lax.conv_general_dilated`` (including second
-order); ``xla`` calls the latter, the form accelerators' convolution kernels (cuDNN, TPU) expect.
+per forward pass. Convolutions are 3×3 SAME, in one of ``CONVOLUTIONS``:
+- ``direct``: ``metabayes.conv3x3.conv``, ``lax.conv_general_dilated`` forward with derivatives
+  of every order written as convolutions and shifted matmuls (the fastest on XLA:CPU);
+- ``im2col``: nine shifted slices concatenated and one matmul;
+- ``xla``: ``lax.conv_general_dilated`` with JAX's own derivatives, the form accelerators'
+  convolution kernels (cuDNN, TPU) expect; on XLA:CPU its second order is 10× slower;
+- ``auto`` (the default): ``xla`` on GPU and TPU, ``direct`` on CPU.
 """
 from typing import Callable, Optional
 
@@ -21,9 +25,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from metabayes import conv3x3
+
 ESTIMATORS = ("weights", "local_reparam", "flipout")
 LAYER_ESTIMATORS = ESTIMATORS[1:]
-CONVOLUTIONS = ("im2col", "xla")
+CONVOLUTIONS = ("auto", "direct", "im2col", "xla")
 
 
 def _rademacher(key: jax.Array, shape, dtype) -> jax.Array:
@@ -96,31 +102,41 @@ def conv3x3_patches(x: jax.Array) -> jax.Array:
 
 def _xla_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                                        dimension_numbers=conv3x3.DIMENSIONS)
+
+
+def resolve_convolution(implementation: str) -> str:
+    """``implementation`` with "auto" replaced by the platform's choice: "xla" where the
+    default backend is a GPU or TPU (their convolution kernels), "direct" on CPU."""
+    if implementation not in CONVOLUTIONS:
+        raise ValueError(f"conv implementation must be one of {CONVOLUTIONS}, got "
+                         f"{implementation!r}")
+    if implementation != "auto":
+        return implementation
+    return "direct" if jax.default_backend() == "cpu" else "xla"
 
 
 class Conv3x3(nn.Module):
     """3×3 SAME convolution, stride 1: x [B, H, W, C] -> [B, H, W, features]; kernel HWIO.
 
-    ``implementation``: "im2col" (nine slices and a matmul; Flipout signs per patch entry) or
-    "xla" (``lax.conv_general_dilated``; Flipout signs per input channel). Same function.
+    ``implementation``: one of ``CONVOLUTIONS`` (module docstring). The same function in each;
+    Flipout's signs are per input channel, except im2col's, per patch entry.
     """
 
     features: int
     kernel_init: Callable = nn.initializers.lecun_normal()
-    implementation: str = "im2col"
+    implementation: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        if self.implementation not in CONVOLUTIONS:
-            raise ValueError(f"conv implementation must be one of {CONVOLUTIONS}, got "
-                             f"{self.implementation!r}")
+        implementation = resolve_convolution(self.implementation)
         kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        if self.implementation == "xla":
-            return _linear(self, x, kernel, bias, shared_weights=True, product=_xla_conv3x3)
-        return _linear(self, conv3x3_patches(x), kernel.reshape(-1, self.features), bias,
-                       shared_weights=True)
+        if implementation == "im2col":
+            return _linear(self, conv3x3_patches(x), kernel.reshape(-1, self.features), bias,
+                           shared_weights=True)
+        product = conv3x3.conv if implementation == "direct" else _xla_conv3x3
+        return _linear(self, x, kernel, bias, shared_weights=True, product=product)
 
 
 class BatchNorm(nn.Module):

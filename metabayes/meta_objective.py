@@ -15,6 +15,7 @@ from metabayes.elbo import (ApplyFn, LocalObjective, draw_outputs, global_kl, lo
                             mean_log_likelihood)
 from metabayes.inner_loop import adapt
 from metabayes.posterior import MeanFieldGaussian
+from metabayes.task_chunks import choose_task_chunk
 from metabayes.tasks import Data, Task, check_task, concatenate
 
 
@@ -60,24 +61,27 @@ def task_loss(learner, params, task: Task, key: jax.Array):
                                           **{f"query_{name}": v for name, v in fit.items()}}
 
 
-def map_tasks(function: Callable, tasks, chunk):
-    """``function`` over the leading task axis of ``tasks``: vmapped (``chunk`` None), or
-    ``lax.map`` over chunks of ``chunk`` vmapped tasks."""
+def map_tasks(learner, function: Callable, params, tasks):
+    """``function(params, task)`` over the leading task axis of ``tasks``: vmapped, or
+    ``lax.map`` over chunks of k vmapped tasks, each under ``jax.checkpoint`` (recomputed in
+    the backward pass), with k from ``learner.task_chunk`` (``choose_task_chunk``)."""
+    first = jax.tree_util.tree_map(lambda a: a[0], tasks)
+    chunk = choose_task_chunk(learner.task_chunk, learner.memory_budget,
+                              lambda p: function(p, first), params,
+                              jax.tree_util.tree_leaves(tasks)[0].shape[0])
+    one_task = lambda task: function(params, task)
     if chunk is None:
-        return jax.vmap(function)(tasks)
-    return jax.lax.map(function, tasks, batch_size=chunk)
+        return jax.vmap(one_task)(tasks)
+    return jax.lax.map(jax.checkpoint(one_task), tasks, batch_size=chunk)
 
 
 def meta_loss(learner, params, batch: Task, key: jax.Array):
     """The meta-batch loss (1/M) Σ_i task_loss_i + (1/N) KL(q(θ) || p(θ)) of a batch [M, ...],
-    and its metrics. With ``task_chunk`` each chunk is recomputed in the backward pass
-    (``jax.checkpoint``)."""
+    and its metrics; tasks are mapped in chunks as ``map_tasks`` says."""
     check_task(batch, batched=True)
     keys = jax.random.split(key, batch.support[0].shape[0])
-    one_task = lambda task_key: task_loss(learner, params, *task_key)
-    if learner.task_chunk is not None:
-        one_task = jax.checkpoint(one_task)
-    task_losses, metrics = map_tasks(one_task, (batch, keys), learner.task_chunk)
+    one_task = lambda p, task_key: task_loss(learner, p, *task_key)
+    task_losses, metrics = map_tasks(learner, one_task, params, (batch, keys))
     global_term = (global_kl(params.q_theta, learner.hyperprior)
                    if learner.hyperprior is not None else jnp.zeros(()))
     loss = jnp.mean(task_losses) + global_term / learner.num_tasks

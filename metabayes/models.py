@@ -46,7 +46,7 @@ class Conv4(nn.Module):
     filters: int = 64
     blocks: int = 4
     activation: str = "relu"
-    conv: str = "im2col"     # "im2col" (fast on XLA:CPU) or "xla" (lax.conv: GPU / TPU kernels)
+    conv: str = "auto"       # metabayes.layers.CONVOLUTIONS: "auto" is "direct" on CPU, "xla" on GPU / TPU
 
     @nn.compact
     def __call__(self, x: jax.Array, statistics_rows: Optional[int] = None) -> jax.Array:

@@ -27,7 +27,7 @@ def predict(learner, params, support, query_inputs: jax.Array, key: jax.Array,
 def predict_tasks(learner, params, support, query_inputs: jax.Array, keys: jax.Array,
                   num_samples: int):
     """``predict`` for M tasks: support [M, ...], query_inputs [M, N_q, ...], keys [M] ->
-    probabilities [M, N_q, C] (or a batched GaussianPredictive). Tasks are vmapped,
-    ``task_chunk`` at a time when it is set."""
-    one_task = lambda task: predict(learner, params, *task, num_samples)
-    return map_tasks(one_task, (support, query_inputs, keys), learner.task_chunk)
+    probabilities [M, N_q, C] (or a batched GaussianPredictive). Tasks are vmapped in chunks
+    as ``metabayes.meta_objective.map_tasks`` says."""
+    one_task = lambda p, task: predict(learner, p, *task, num_samples)
+    return map_tasks(learner, one_task, params, (support, query_inputs, keys))

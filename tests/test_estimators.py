@@ -153,16 +153,29 @@ def test_conv3x3_flipout_moments(implementation):
     np.testing.assert_array_less(np.abs(samples.var(0) / variance - 1), 5 * np.sqrt(2 / draws))
 
 
-def test_conv4_implementations_agree_in_value_and_gradient():
-    """Conv4(conv="xla") == Conv4(conv="im2col"): the same logits and parameter gradients."""
+@pytest.mark.parametrize("implementation", ["direct", "xla", "auto"])
+def test_conv4_implementations_agree_to_second_order(implementation):
+    """Conv4 with each convolution == Conv4(conv="im2col") in float64: the same logits, the same
+    parameter gradients, and the same second-order meta-gradient (the gradient of a loss after
+    one inner gradient step, as MAML differentiates it)."""
     x = jnp.asarray(np.random.default_rng(4).normal(size=(3, 28, 28, 1)))
-    models = [mb.Conv4(num_classes=5, filters=4, conv=c) for c in layers.CONVOLUTIONS]
+    models = [mb.Conv4(num_classes=5, filters=4, conv=c) for c in ("im2col", implementation)]
     params = models[0].init(jax.random.PRNGKey(0), x)["params"]
     loss = lambda model: lambda p: jnp.sum(jnp.sin(model.apply({"params": p}, x)))
+
+    def meta_gradient(model):
+        def after_one_step(p):
+            inner = jax.grad(loss(model))(p)
+            adapted = jax.tree_util.tree_map(lambda a, g: a - 0.1 * g, p, inner)
+            return jnp.sum(jnp.square(model.apply({"params": adapted}, 1.1 * x)))
+        return jax.jit(jax.grad(after_one_step))(params)
+
     (value_a, grad_a), (value_b, grad_b) = (jax.jit(jax.value_and_grad(loss(m)))(params)
                                             for m in models)
     np.testing.assert_allclose(value_a, value_b, rtol=1e-10)
-    for a, b in zip(jax.tree_util.tree_leaves(grad_a), jax.tree_util.tree_leaves(grad_b)):
+    pairs = (list(zip(jax.tree_util.tree_leaves(grad_a), jax.tree_util.tree_leaves(grad_b)))
+             + list(zip(*(jax.tree_util.tree_leaves(meta_gradient(m)) for m in models))))
+    for a, b in pairs:
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-8, atol=1e-10)
     with pytest.raises(ValueError, match="conv implementation"):
         mb.Conv4(num_classes=5, conv="cudnn").init(jax.random.PRNGKey(0), x)

@@ -8,6 +8,7 @@ import optax
 import pytest
 
 import metabayes as mb
+from metabayes import task_chunks
 from helpers import (assert_trees_close, fast_jit, loss_and_grad, perturb, regression_batch,
                      task_slice, theta_log_hyperprior_np, tiny_batch, tiny_learner)
 
@@ -37,19 +38,36 @@ def test_meta_batch_loss_vmap_equals_python_loop():
     assert float(metrics["local_kl"]) > 0
 
 
-def test_chunked_meta_batch_equals_vmap():
-    """task_chunk=2 on M = 3 tasks (lax.map over chunks, one of them short) gives the same loss
-    and meta-gradient as vmapping over all three."""
+@pytest.mark.parametrize("chunking", [dict(task_chunk=2), dict(task_chunk="auto", memory_budget=1)])
+def test_chunked_meta_batch_equals_vmap(chunking):
+    """task_chunk=2 on M = 3 tasks (lax.map over chunks, one of them short), and "auto" under a
+    budget that fits one task, give the same loss and meta-gradient as vmapping all three."""
     batch = regression_batch(2, num_tasks=3, num_support=3, num_query=3)
-    learner = tiny_learner("point")
+    learner = tiny_learner("point", task_chunk=None)
     params = perturb(learner.init_params(jax.random.PRNGKey(3), batch.support[0][0]), 0.1, 4)
     key = jax.random.PRNGKey(6)
     (loss, metrics), grads = loss_and_grad(learner, params, batch, key)
-    (chunked_loss, chunked_metrics), chunked_grads = loss_and_grad(
-        tiny_learner("point", task_chunk=2), params, batch, key)
+    chunked = tiny_learner("point", **chunking)
+    (chunked_loss, chunked_metrics), chunked_grads = loss_and_grad(chunked, params, batch, key)
     np.testing.assert_allclose(float(chunked_loss), float(loss), rtol=1e-12)
     assert_trees_close(chunked_metrics, metrics)
     assert_trees_close(chunked_grads, grads)
+
+
+def test_auto_task_chunk_fits_the_memory_budget():
+    """"auto" takes the largest k whose saved activations fit the budget: a task that keeps an
+    [n, 64] float64 activation for its backward pass saves at least n·64·8 bytes, and k of them
+    fit where k + 1 do not; a chunk as large as M, or None, vmaps all tasks (None)."""
+    weights = jnp.ones((16, 64))
+    per_task = lambda w: jnp.sum(jnp.tanh(jnp.ones((100, 16)) @ w))
+    saved = task_chunks.residual_bytes(per_task, weights)
+    assert saved >= 100 * 64 * 8
+    for budget in (1, saved, 5 * saved + 1):
+        k = task_chunks.choose_task_chunk("auto", budget, per_task, weights, num_tasks=32)
+        assert k == max(1, budget // saved) and k * saved <= max(budget, saved) < (k + 1) * saved
+    assert task_chunks.choose_task_chunk("auto", 64 * saved, per_task, weights, 32) is None
+    assert task_chunks.choose_task_chunk(None, 1, per_task, weights, 32) is None
+    assert task_chunks.choose_task_chunk(4, 1, per_task, weights, 32) == 4
 
 
 def unrolled_adapt(apply_fn, prior, support, key, optimizer, num_steps, **objective):

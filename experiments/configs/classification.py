@@ -50,7 +50,7 @@ def classification_config(name: str, algorithm: str, setting: Setting,
     c.kl_weight = ml_collections.config_dict.placeholder(float)   # None: kl_pull·σ_θ²/inner_lr
     c.log_sigma_lr_divisor = 20 * scale   # inner_lr_log_sigma (None) = inner_lr / this
     c.filters = 64
-    c.conv = "im2col"              # im2col (fast on XLA:CPU) | xla (lax.conv: cuDNN / TPU kernels)
+    c.conv = "auto"                # auto (direct on CPU, xla on GPU / TPU) | direct | im2col | xla
     c.steps = 60_000
     c.num_tasks = ml_collections.config_dict.placeholder(int)   # N of the 1/N global KL; None:
     #                                steps × meta_batch, the tasks a run sees

@@ -57,7 +57,8 @@ def make_learner(config: ml_collections.ConfigDict, model: nn.Module,
         likelihood=likelihood, inner_lr=config.inner_lr, inner_steps=config.inner_steps,
         outer_optimizer=optax.adam(config.outer_lr), inner_optimizer=inner_optimizer(config),
         first_order=config.first_order, batch_norm=config.get("batch_norm", "transductive"),
-        num_tasks=config.num_tasks, meta_sgd=config.meta_sgd, task_chunk=config.get("task_chunk"))
+        num_tasks=config.num_tasks, meta_sgd=config.meta_sgd,
+        task_chunk=config.get("task_chunk") or "auto")
     if config.outer_data is not None:   # None: the algorithm's own (MAML query, ABML both)
         common["outer_data"] = config.outer_data
     if config.algorithm == "maml":
@@ -118,7 +119,7 @@ def add_learner_defaults(c: ml_collections.ConfigDict) -> ml_collections.ConfigD
     c.local_variance = "gradient"   # gradient | fisher (σ_λ⁻² ← F/β + σ_θ⁻², damped)
     c.precision_damping = 0.5
     c.num_tasks = 100_000           # N of the 1/N global-KL scaling
-    c.task_chunk = ml_collections.config_dict.placeholder(int)   # None: vmap all M tasks at once
+    c.task_chunk = ml_collections.config_dict.placeholder(int)   # None: from a memory budget (task_chunks)
     return c
 
 
@@ -127,7 +128,8 @@ def add_learner_defaults(c: ml_collections.ConfigDict) -> ml_collections.ConfigD
 LEARNER_RULES = {
     **{key: OPTION_RULES[key] for key in (
         "inner_steps", "inner_lr", "inner_samples", "outer_samples", "kl_weight", "batch_norm",
-        "estimator", "init_log_sigma", "precision_damping", "num_tasks", "task_chunk")},
+        "estimator", "init_log_sigma", "precision_damping", "num_tasks")},
+    "task_chunk": optional(integer(1)),
     "local_variance": LOCAL_VARIANCE_NAME,
     "algorithm": one_of(*ALGORITHMS), "first_order": BOOLEAN, "eval_inner_steps": integer(0),
     "eval_inner_lr": optional(positive()), "inner_optimizer": one_of(*INNER_OPTIMIZERS),
