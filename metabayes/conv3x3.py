@@ -29,9 +29,12 @@ def flip(kernel: jax.Array) -> jax.Array:
     return jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
 
 
-@jax.custom_batching.custom_vmap
-def _lax_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def lax_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """``lax.conv_general_dilated``, 3×3 SAME, with JAX's own derivatives and batching."""
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=DIMENSIONS)
+
+
+_lax_conv = jax.custom_batching.custom_vmap(lax_conv)
 
 
 @_lax_conv.def_vmap

@@ -100,11 +100,6 @@ def conv3x3_patches(x: jax.Array) -> jax.Array:
                             for dy in range(3) for dx in range(3)], axis=-1)
 
 
-def _xla_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                        dimension_numbers=conv3x3.DIMENSIONS)
-
-
 def resolve_convolution(implementation: str) -> str:
     """``implementation`` with "auto" replaced by the platform's choice: "xla" where the
     default backend is a GPU or TPU (their convolution kernels), "direct" on CPU."""
@@ -135,7 +130,7 @@ class Conv3x3(nn.Module):
         if implementation == "im2col":
             return _linear(self, conv3x3_patches(x), kernel.reshape(-1, self.features), bias,
                            shared_weights=True)
-        product = conv3x3.conv if implementation == "direct" else _xla_conv3x3
+        product = conv3x3.conv if implementation == "direct" else conv3x3.lax_conv
         return _linear(self, x, kernel, bias, shared_weights=True, product=product)
 
 
