@@ -13,21 +13,21 @@ setting of the default config:
 - ``every pull``: re-adapt after every pull (``readapt_growth=0``) instead of the thinning
   schedule;
 - ``training step``: adapt at play as in meta-training (K = 5 at the training step size) instead
-  of the default K = 10 at a quarter of it.
+  of the default K = 10 at a quarter of it;
+- ``5 steps``, ``20 steps``: K = 5 or 20 at play, at the default step size;
+- ``warm start``: each re-adaptation starts from the last λ instead of θ (``MetaAgent``);
+  ``warm training step``: the same, with K = 5 at the training step size.
 
 Prints normalised regret (Uniform = 100, mean ± standard error) and play seconds per 1,000
 pulls of one run, and writes them to ``--out``.
 """
 import json
-import os
 
-import jax
 from absl import app, flags
 
-from experiments.configs.wheel_bandit import get_config
-from experiments.wheel_bandit import make_agents, meta_train
+from experiments.wheel_bandit import (evaluation_key, make_agents, meta_train_all,
+                                      finished_run_config)
 from metabayes.bandit.trials import play_all, summarise
-from metabayes.training.config import ALGORITHMS
 
 VARIANTS = {
     "default": {},
@@ -35,6 +35,10 @@ VARIANTS = {
     "summed steps": {"step_reference": None},
     "every pull": {"readapt_growth": 0.0},
     "training step": {"eval_inner_steps": 5, "eval_inner_lr": None},
+    "warm start": {"warm_start": True},
+    "5 steps": {"eval_inner_steps": 5},
+    "20 steps": {"eval_inner_steps": 20},
+    "warm training step": {"warm_start": True, "eval_inner_steps": 5, "eval_inner_lr": None},
 }
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit", "A trained experiment's workdir.")
@@ -46,7 +50,7 @@ _OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
 
 
 def variant_config(name: str):
-    config = get_config()
+    config = finished_run_config(_WORKDIR.value)
     with config.unlocked():
         for key, value in VARIANTS[name].items():
             config[key] = value
@@ -61,29 +65,21 @@ def main(argv):
     unknown = sorted(set(_VARIANTS.value) - set(VARIANTS))
     if unknown:
         raise app.UsageError(f"--variants must be among {sorted(VARIANTS)}, got {unknown}")
-    if not os.path.isfile(os.path.join(_WORKDIR.value, "results.json")):   # else it would train
-        raise app.UsageError(f"--workdir must hold a finished `python -m experiments."
-                             f"wheel_bandit` run (its results.json); {_WORKDIR.value!r} has none")
+    finished_run_config(_WORKDIR.value)         # refuses a workdir without a finished run
     results = {}
     print(f"normalised regret (Uniform = 100), n = {_N.value}, {_TRIALS.value} trials; "
           "s / 1,000 pulls of one run")
     for name in _VARIANTS.value:
         config = variant_config(name)
-        train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed))
-        learners = {}
-        for algorithm in config.algorithms:
-            learner, params, _, _ = meta_train(
-                config, algorithm, _WORKDIR.value,
-                jax.random.fold_in(train_key, ALGORITHMS.index(algorithm)), progress=False)
-            learners[algorithm] = (learner, params)
+        learners, _, _ = meta_train_all(config, _WORKDIR.value)
         final, _, seconds = play_all(make_agents(config, learners), config.deltas,
-                                     config.trials, config.n, eval_key)
+                                     config.trials, config.n, evaluation_key(config))
         summary = summarise(config.deltas, final)
         results[name] = {"agents": summary, "seconds": seconds}
         for agent in ("ABML", "MAML"):
             cells = "  ".join(f"{s['normalised']['mean']:6.2f} ± {s['normalised']['se']:.2f}"
                               for s in summary[agent].values())
-            print(f"{name:<13} {agent:<5} {cells}   "
+            print(f"{name:<18} {agent:<5} {cells}   "
                   f"{seconds[agent]['per_1000_pulls']:.3f} s", flush=True)
     if _OUT.value:
         with open(_OUT.value, "w") as f:

@@ -20,12 +20,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 
 from experiments.cli import run
 import metabayes as mb
-from experiments.configs.wheel_bandit import RESUMABLE_CHANGES, RULES
+from experiments.configs.wheel_bandit import RESUMABLE_CHANGES, RULES, get_config
 from experiments.run_config import write_run_config
 from metabayes.bandit.agents import MetaAgent, UniformAgent
 from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
@@ -81,6 +81,42 @@ def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: b
     return evaluator, state.params, time.perf_counter() - start, history
 
 
+def evaluation_key(config) -> jax.Array:
+    """The key every agent's play is drawn from (``play_all``)."""
+    return jax.random.split(jax.random.PRNGKey(config.seed))[1]
+
+
+def finished_run_config(workdir: str) -> ml_collections.ConfigDict:
+    """The default config with the meta-training settings (every key outside
+    ``RESUMABLE_CHANGES``, and ``steps``) of the finished run in ``workdir``, read from its
+    config.json, so that a program playing its models trains nothing. ``app.UsageError`` for a
+    workdir without a finished run."""
+    if not os.path.isfile(os.path.join(workdir, "results.json")):
+        raise app.UsageError(f"--workdir must hold a finished `python -m experiments."
+                             f"wheel_bandit` run (its results.json); {workdir!r} has none")
+    with open(os.path.join(workdir, "config.json")) as f:
+        recorded = json.load(f)
+    config = get_config()
+    with config.unlocked():
+        for key, value in recorded.items():
+            if key in config and (key == "steps" or key not in RESUMABLE_CHANGES):
+                config[key] = tuple(value) if isinstance(config[key], tuple) else value
+    return config
+
+
+def meta_train_all(config, workdir: str, progress: bool = False):
+    """``meta_train`` every algorithm of the config: ({algorithm: (learner, params)},
+    {algorithm: train seconds}, {algorithm: history})."""
+    train_key = jax.random.split(jax.random.PRNGKey(config.seed))[0]
+    learners, seconds, histories = {}, {}, {}
+    for algorithm in config.algorithms:
+        learner, params, seconds[algorithm], histories[algorithm] = meta_train(
+            config, algorithm, workdir, jax.random.fold_in(train_key, ALGORITHMS.index(algorithm)),
+            progress)
+        learners[algorithm] = (learner, params)
+    return learners, seconds, histories
+
+
 def make_agents(config, learners) -> dict:
     """name -> (agent, init(key) -> state) for every agent the config asks for."""
     agents = {"Uniform": (UniformAgent(), lambda key: ())}
@@ -99,7 +135,8 @@ def make_agents(config, learners) -> dict:
     for algorithm, (learner, params) in learners.items():
         agent = MetaAgent(learner, policy=POLICY[algorithm], memory=memory,
                           readapt_every=config.readapt_every,
-                          readapt_growth=config.readapt_growth)
+                          readapt_growth=config.readapt_growth,
+                          warm_start=config.warm_start)
         agents[algorithm.upper()] = (agent, lambda key, a=agent, p=params: a.init(p))
     return agents
 
@@ -111,16 +148,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     ``RESUMABLE_CHANGES``."""
     check_settings(config)
     write_run_config(workdir, config, resumable=RESUMABLE_CHANGES, force=config.force_resume)
-    train_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    learners, train_seconds, histories = {}, {}, {}
-    for algorithm in config.algorithms:
-        learner, params, train_seconds[algorithm], histories[algorithm] = meta_train(
-            config, algorithm, workdir, jax.random.fold_in(train_key, ALGORITHMS.index(algorithm)),
-            progress)
-        learners[algorithm] = (learner, params)
+    learners, train_seconds, histories = meta_train_all(config, workdir, progress)
     start = time.perf_counter()
     final, curves, play_seconds = play_all(make_agents(config, learners), config.deltas,
-                                           config.trials, config.n, eval_key, progress)
+                                           config.trials, config.n, evaluation_key(config),
+                                           progress)
     eval_seconds = time.perf_counter() - start
     summary = summarise(config.deltas, final)
     steps = np.unique(np.geomspace(1, config.n, config.curve_points).round().astype(int))

@@ -1,11 +1,13 @@
 """Amortised local inference (MATH.md §3): λ_i = K optax steps on the support set, from θ.
 
-    λ⁰ = θ,   λᵏ⁺¹ = finish(λᵏ + update(∇_λ ℓ(λᵏ, θ))),
+    λ⁰ = θ (or a given start),   λᵏ⁺¹ = finish(λᵏ + update(∇_λ ℓ(λᵏ, θ))),
     ℓ(λ, θ) = −E_q(φ;λ)[log p(S|φ)] + β KL(q(φ;λ) || p(φ|θ))
 
 ``update`` is any optax transformation (chain the pieces of ``metabayes.inner_transforms`` with
 the optimiser), and a ``LocalVarianceRule`` (``metabayes.local_variance``) says how σ_λ moves.
 """
+from typing import Optional
+
 import jax
 import optax
 
@@ -19,7 +21,8 @@ NUM_STEPS = integer(0)   # the rule of K, ``inner_steps``
 
 def adapt(objective: LocalObjective, key: jax.Array, *,
           inner_optimizer: optax.GradientTransformation, num_steps: int,
-          local_variance: LocalVarianceRule = gradient_variance()) -> MeanFieldGaussian:
+          local_variance: LocalVarianceRule = gradient_variance(),
+          start: Optional[MeanFieldGaussian] = None) -> MeanFieldGaussian:
     """The local posterior q(φ; λ^K) of one task, from K inner steps inside ``lax.scan``.
 
     Args:
@@ -29,6 +32,8 @@ def adapt(objective: LocalObjective, key: jax.Array, *,
         or a chain with ``metabayes.inner_transforms``.
       num_steps: K >= 0; K = 0 returns θ.
       local_variance: how σ_λ moves (``gradient_variance()``: with the optimiser).
+      start: λ⁰ when given (shaped like the prior), e.g. an earlier λ to continue from (a
+        bandit agent's warm start); None: λ⁰ = θ, the amortised posterior.
     Returns:
       λ^K as a MeanFieldGaussian shaped like ``objective.prior``.
     """
@@ -43,7 +48,7 @@ def adapt(objective: LocalObjective, key: jax.Array, *,
         updates, opt_state = inner_optimizer.update(grads, opt_state, local)
         return (finish(optax.apply_updates(local, updates)), opt_state), None
 
-    prior = objective.prior
-    (local, _), _ = jax.lax.scan(step, (prior, inner_optimizer.init(prior)),
+    start = objective.prior if start is None else start
+    (local, _), _ = jax.lax.scan(step, (start, inner_optimizer.init(start)),
                                  jax.random.split(key, num_steps))
     return local

@@ -6,7 +6,7 @@
 Each takes the learner first and is jittable with it closed over
 (``jax.jit(functools.partial(meta_loss, learner))``).
 """
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -20,12 +20,14 @@ from metabayes.tasks import Data, Task, check_task, concatenate
 
 
 def adapt_task(learner, params, theta: MeanFieldGaussian, support: Data,
-               key: jax.Array) -> MeanFieldGaussian:
-    """q(φ; λ^K) for one task's support set (inputs [N, ...], targets [N, ...]), from θ."""
+               key: jax.Array, start: Optional[MeanFieldGaussian] = None) -> MeanFieldGaussian:
+    """q(φ; λ^K) for one task's support set (inputs [N, ...], targets [N, ...]), from θ (or
+    from ``start``, with θ still the prior of the KL term)."""
     objective = LocalObjective(learner.model.apply, theta, support, learner.likelihood,
                                learner.kl_weight, learner.inner_samples, learner.estimator)
     return adapt(objective, key, inner_optimizer=learner.inner_transformation(params, theta, support),
-                 num_steps=learner.inner_steps, local_variance=learner.local_variance_rule)
+                 num_steps=learner.inner_steps, local_variance=learner.local_variance_rule,
+                 start=start)
 
 
 def scoring_network(learner, support_inputs: jax.Array) -> ApplyFn:

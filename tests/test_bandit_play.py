@@ -14,7 +14,7 @@ from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
 from metabayes.bandit.history import (ArmReservoir, RecentWindow, subsample_pulls,
                                       support_pulls, weighted_support)
 from metabayes.bandit.neural_linear import NeuralLinear, blr_posterior
-from metabayes.bandit.wheel import NUM_ARMS, sample_contexts
+from metabayes.bandit.wheel import NUM_ARMS, mean_rewards, sample_contexts
 from helpers import fast_jit
 
 
@@ -159,6 +159,52 @@ def test_per_point_step_makes_the_inner_step_independent_of_the_history_size():
     assert remaining_error(32, scale)[0] == pytest.approx(remaining_error(32, None)[0])
 
 
+def test_warm_start_continues_the_inner_loop():
+    """K steps from a warm start λ^K are steps K+1..2K of one 2K-step loop (MAML with SGD is
+    deterministic), so on a linear-Gaussian model the error to the exact posterior mean after
+    R warm re-adaptations is (I − η c ΦᵀΦ)^(K R) of the start, where cold ones stay at the K-th
+    power. Guards ``start`` being ignored (the warm error would stay at 0.6^5)."""
+    x, y = linear_data(640)
+    make = lambda steps: mb.maml(mb.MLP(hidden=()), likelihood=mb.Gaussian(1.0),
+                                 inner_lr=0.4 / 64, inner_steps=steps,
+                                 inner_step_scale=mb.per_point_step(64.0))
+    learner = make(5)
+    params = learner.init_params(jax.random.PRNGKey(0), x)
+    theta = params.q_theta.mean
+    adapt = fast_jit(lambda t, s: learner.adapt(params, theta, (x, y), jax.random.PRNGKey(1), s))
+    once = adapt(theta, None)
+    twice = adapt(theta, once)
+    ten_steps = make(10).adapt(params, theta, (x, y), jax.random.PRNGKey(1))
+    for got, want in zip(jax.tree_util.tree_leaves(twice), jax.tree_util.tree_leaves(ten_steps)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    design = np.concatenate([np.asarray(x, np.float64), np.ones((640, 1))], 1)
+    exact = np.linalg.lstsq(design, np.asarray(y, np.float64)[:, 0], rcond=None)[0]
+    error = lambda t: np.linalg.norm(np.concatenate([np.ravel(t.mean["Dense_0"]["kernel"]),
+                                                     np.ravel(t.mean["Dense_0"]["bias"])]) - exact)
+    local = once
+    for _ in range(3):
+        local = adapt(theta, local)
+    assert error(local) < 0.6 ** 15 * error(theta) < error(once)
+
+
+def test_warm_started_agent_adapts_from_its_last_posterior():
+    """A warm-started MetaAgent's second re-adaptation starts from its first λ; a cold one's
+    from θ."""
+    learner = tiny_learner()
+    params = learner.init_params(jax.random.PRNGKey(0), jnp.zeros((20, 7)))
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    contexts = jnp.array([[0.3, -0.2], [0.1, 0.6]])
+    for warm in (True, False):
+        agent = MetaAgent(learner, memory=ArmReservoir(4), warm_start=warm)
+        first = agent.update(agent.init(params), 1, contexts[0], 2, 1.5, keys[0])
+        second = agent.update(first, 2, contexts[1], 4, 0.5, keys[1])
+        expected = learner.adapt(params, params.q_theta.mean, agent.memory.support(second.memory),
+                                 jax.random.split(keys[1])[1], first.posterior if warm else None)
+        for got, want in zip(jax.tree_util.tree_leaves(second.posterior),
+                             jax.tree_util.tree_leaves(expected)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
 def test_readapt_schedule_thins_out():
     steps = jnp.arange(1, 80_001)
     chosen = np.flatnonzero(np.asarray(readapt_now(steps, 1, 1 / 16))) + 1
@@ -240,3 +286,21 @@ def test_vmapped_trials_equal_one_trial_at_a_time(which):
     jaxpr = str(jax.make_jaxpr(lambda s: play_trials.__wrapped__(agent, s, keys, deltas, 40))(
         states))
     assert "cond[" in jaxpr
+
+
+def test_regret_sources_split_by_region():
+    """``benchmarks.wheel_bandit_mistakes.regret_sources`` by hand at δ = 0.5: an inside pull
+    of arm 1 (regret 0.2); two wrong quadrant arms (49 each), one 0.56° from the x-axis and
+    0.01 outside δ, the other 9.5° from the y-axis and 0.11 outside; and a right pull."""
+    from benchmarks.wheel_bandit_mistakes import regret_sources
+    contexts = np.array([[0.1, 0.2], [0.51, 0.005], [0.1, 0.6], [0.6, -0.5]])
+    arms = np.array([1, 4, 2, 4])
+    means = np.asarray(mean_rewards(jnp.asarray(contexts), 0.5))
+    regrets = means.max(1) - means[np.arange(4), arms]
+    sources = regret_sources(contexts, arms, regrets, 0.5)
+    assert sources["regret_per_pull"] == pytest.approx((0.2 + 2 * 49.0) / 4, rel=1e-5)
+    assert sources["inside_regret_per_pull"] == pytest.approx(0.05, rel=1e-5)
+    assert sources["inside_wrong_share"] == 1.0 and sources["outside_wrong_share"] == 2 / 3
+    assert sources["inside_arm_shares"] == [0, 1, 0, 0, 0]
+    assert sources["outside_mistakes_by_angle"] == [1, 0, 0, 1, 0]
+    assert sources["outside_mistakes_by_distance"] == [1, 0, 0, 1, 0]

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl import app
 from scipy import stats
 
 import metabayes as mb
@@ -250,3 +251,10 @@ def test_short_run_writes_results(tmp_path):
         assert written["play_seconds"][name]["per_1000_pulls"] > 0
     assert os.path.getsize(tmp_path / "regret.png") > 10_000
     assert os.listdir(tmp_path / "checkpoints" / "abml")
+    # Programs that play a finished run's models take its training settings, not the defaults
+    # (which would train it on to the default number of steps).
+    played = wheel_bandit.finished_run_config(str(tmp_path))
+    assert (played.steps, played.hidden, played.meta_batch) == (3, (8,), 2)
+    assert played.n == get_config().n                    # play settings stay the defaults
+    with pytest.raises(app.UsageError, match="--workdir must hold a finished"):
+        wheel_bandit.finished_run_config(str(tmp_path / "checkpoints"))

@@ -94,6 +94,11 @@ class MetaAgent:
     pulls). It re-adapts after pull t when ``readapt_now(t, readapt_every, readapt_growth)``, and
     keeps acting with the last λ in between (before the first, with p(φ | θ) itself). A
     re-adaptation costs K inner steps on the memory's fixed number of slots, whatever t.
+
+    ``warm_start``: each re-adaptation takes its K steps from the last λ instead of from θ
+    (θ stays the prior of the KL term). λ is then no longer the amortised q(φ; λ(S)) of
+    meta-training but K · (re-adaptations so far) steps of stochastic VI on the changing
+    history, which keeps moving towards the optimum of ℓ(λ, θ) as pulls accumulate.
     """
 
     learner: MetaLearner
@@ -101,6 +106,7 @@ class MetaAgent:
     memory: Union[ArmReservoir, RecentWindow] = ArmReservoir()
     readapt_every: int = 1
     readapt_growth: float = 0.0
+    warm_start: bool = False
 
     def __post_init__(self):
         if self.policy not in POLICIES:
@@ -123,9 +129,19 @@ class MetaAgent:
         posterior = jax.lax.cond(
             readapt_now(step, self.readapt_every, self.readapt_growth),
             lambda: self.learner.adapt(state.params, state.params.q_theta.mean,
-                                       self.memory.support(memory), adapt_key),
+                                       self.memory.support(memory), adapt_key,
+                                       state.posterior if self.warm_start else None),
             lambda: state.posterior)
         return MetaAgentState(state.params, posterior, memory)
+
+
+def sample_problem(key: jax.Array, delta, num_steps: int):
+    """The problem ``play`` meets with ``key``: contexts [n, 2], rewards [n, 5] and expected
+    rewards [n, 5] at δ, and the key left to the agent."""
+    context_key, reward_key, agent_key = jax.random.split(key, 3)
+    contexts = sample_contexts(context_key, num_steps)
+    return (contexts, sample_rewards(reward_key, contexts, delta), mean_rewards(contexts, delta),
+            agent_key)
 
 
 @functools.partial(jax.jit, static_argnames=("agent", "num_steps"))
@@ -136,10 +152,7 @@ def play(agent, state, key: jax.Array, delta, num_steps: int):
     meets the same problem. The regret of a round is the optimal arm's expected reward minus
     the pulled arm's (cumulative regret: ``jnp.cumsum``).
     """
-    context_key, reward_key, agent_key = jax.random.split(key, 3)
-    contexts = sample_contexts(context_key, num_steps)
-    rewards = sample_rewards(reward_key, contexts, delta)
-    means = mean_rewards(contexts, delta)
+    contexts, rewards, means, agent_key = sample_problem(key, delta, num_steps)
 
     def round_(state, inputs):
         step, context, reward, mean, round_key = inputs

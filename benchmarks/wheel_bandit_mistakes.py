@@ -1,0 +1,96 @@
+r"""Where the wheel-bandit agents' regret comes from (issue 19), on the meta-learners a
+``python -m experiments.wheel_bandit`` run has trained in ``--workdir``.
+
+    python -m benchmarks.wheel_bandit_mistakes --workdir=runs/wheel_bandit --delta=0.5 \
+        --n=20000 --out=benchmarks/results/wheel_bandit_mistakes.json
+
+ABML and MAML each play the experiment's first trial at δ (the same problem as Table 1's first
+trial there). Over the second half of the pulls, the regret per pull is split by where the
+context lies:
+
+- inside the disc (‖x‖ ≤ δ): arm 0 (1.2) is optimal, any other arm costs 0.2;
+- outside: the quadrant's arm (50) is optimal; a wrong arm costs ~49. These mistakes are
+  counted by the context's angle to the nearest quadrant axis and by its distance outside δ.
+
+A mistake close to an axis is a quadrant boundary the network cannot place finely; a mistake
+close to the circle is δ not yet found.
+"""
+import json
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from experiments.wheel_bandit import (evaluation_key, make_agents, meta_train_all,
+                                      finished_run_config)
+from metabayes.bandit.agents import play, sample_problem
+from metabayes.bandit.wheel import NUM_ARMS
+
+ANGLE_BINS = (0.0, 1.0, 2.0, 5.0, 10.0, 45.0)        # degrees to the nearest quadrant axis
+DISTANCE_BINS = (0.0, 0.02, 0.05, 0.1, 0.2, 1.0)     # ‖x‖ − δ
+
+_WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit", "A trained experiment's workdir.")
+_DELTA = flags.DEFINE_float("delta", 0.5, "δ of the problem.")
+_N = flags.DEFINE_integer("n", 20_000, "Pulls.")
+_OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
+
+
+def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
+                   delta: float) -> dict:
+    """Regret per pull over ``contexts`` [n, 2] with pulled ``arms`` [n] and ``regrets`` [n],
+    split inside/outside the disc of radius δ; the share of each arm among the inside pulls;
+    the outside mistakes (regret > 1) binned by angle to the nearest axis (``ANGLE_BINS``,
+    degrees) and distance outside δ (``DISTANCE_BINS``)."""
+    radius = np.linalg.norm(contexts, axis=1)
+    inside = radius <= delta
+    mistakes = ~inside & (regrets > 1.0)
+    angle = np.degrees(np.arctan2(contexts[:, 1], contexts[:, 0])) % 90.0
+    to_axis = np.minimum(angle, 90.0 - angle)
+    share = lambda mask: float(mask.mean()) if mask.size else 0.0
+    return {
+        "regret_per_pull": float(regrets.mean()),
+        "inside_regret_per_pull": float(regrets[inside].sum() / regrets.size),
+        "inside_wrong_share": share(regrets[inside] > 0),
+        "inside_arm_shares": (np.bincount(arms[inside], minlength=NUM_ARMS)
+                              / max(inside.sum(), 1)).tolist(),
+        "outside_regret_per_pull": float(regrets[~inside].sum() / regrets.size),
+        "outside_wrong_share": share(regrets[~inside] > 1.0),
+        "outside_mistakes_by_angle": np.histogram(to_axis[mistakes], ANGLE_BINS)[0].tolist(),
+        "outside_mistakes_by_distance": np.histogram(radius[mistakes] - delta,
+                                                     DISTANCE_BINS)[0].tolist(),
+    }
+
+
+def main(argv):
+    del argv
+    config = finished_run_config(_WORKDIR.value)
+    with config.unlocked():
+        config.neural_linear.enabled = False
+    learners, _, _ = meta_train_all(config, _WORKDIR.value)
+    agents = make_agents(config, learners)
+    run_key = jax.random.fold_in(jax.random.fold_in(evaluation_key(config), 0), 0)
+    play_key, init_key = jax.random.split(run_key)       # as play_all's first trial
+    contexts = np.asarray(sample_problem(play_key, _DELTA.value, _N.value)[0])
+    late = slice(_N.value // 2, None)
+    results = {}
+    print(f"δ = {_DELTA.value}, n = {_N.value}, pulls {_N.value // 2 + 1}-{_N.value}; outside "
+          f"mistakes by angle to an axis {ANGLE_BINS} deg and distance outside δ {DISTANCE_BINS}")
+    for name in ("ABML", "MAML"):
+        agent, init = agents[name]
+        arms, regrets = play(agent, init(init_key), play_key, _DELTA.value, _N.value)
+        results[name] = regret_sources(contexts[late], np.asarray(arms)[late],
+                                       np.asarray(regrets)[late], _DELTA.value)
+        r = results[name]
+        print(f"{name}: regret/pull {r['regret_per_pull']:.3f} = inside "
+              f"{r['inside_regret_per_pull']:.3f} (wrong {r['inside_wrong_share']:.1%}, arms "
+              f"{np.round(r['inside_arm_shares'], 2).tolist()}) + outside "
+              f"{r['outside_regret_per_pull']:.3f} (wrong {r['outside_wrong_share']:.2%}); by "
+              f"angle {r['outside_mistakes_by_angle']}, by distance "
+              f"{r['outside_mistakes_by_distance']}", flush=True)
+    if _OUT.value:
+        with open(_OUT.value, "w") as f:
+            json.dump({"delta": _DELTA.value, "n": _N.value, "agents": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main)
