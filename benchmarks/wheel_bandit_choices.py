@@ -65,12 +65,11 @@ def main(argv):
     unknown = sorted(set(_VARIANTS.value) - set(VARIANTS))
     if unknown:
         raise app.UsageError(f"--variants must be among {sorted(VARIANTS)}, got {unknown}")
-    finished_run_config(_WORKDIR.value)         # refuses a workdir without a finished run
+    configs = {name: variant_config(name) for name in _VARIANTS.value}   # refuses a bad workdir
     results = {}
     print(f"normalised regret (Uniform = 100), n = {_N.value}, {_TRIALS.value} trials; "
           "s / 1,000 pulls of one run")
-    for name in _VARIANTS.value:
-        config = variant_config(name)
+    for name, config in configs.items():
         learners, _, _ = meta_train_all(config, _WORKDIR.value)
         final, _, seconds = play_all(make_agents(config, learners), config.deltas,
                                      config.trials, config.n, evaluation_key(config))

@@ -4,8 +4,8 @@ r"""Where the wheel-bandit agents' regret comes from (issue 19), on the meta-lea
     python -m benchmarks.wheel_bandit_mistakes --workdir=runs/wheel_bandit --delta=0.5 \
         --n=20000 --out=benchmarks/results/wheel_bandit_mistakes.json
 
-ABML and MAML each play the experiment's first trial at δ (the same problem as Table 1's first
-trial there). Over the second half of the pulls, the regret per pull is split by where the
+ABML and MAML each play one run at δ, with the key of Table 1's first trial at its first δ
+(the table's own first run when ``--delta`` is that δ, 0.5 by default). Over the second half of the pulls, the regret per pull is split by where the
 context lies:
 
 - inside the disc (‖x‖ ≤ δ): arm 0 (1.2) is optimal, any other arm costs 0.2;
@@ -30,8 +30,8 @@ ANGLE_BINS = (0.0, 1.0, 2.0, 5.0, 10.0, 45.0)        # degrees to the nearest qu
 DISTANCE_BINS = (0.0, 0.02, 0.05, 0.1, 0.2, 1.0)     # ‖x‖ − δ
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit", "A trained experiment's workdir.")
-_DELTA = flags.DEFINE_float("delta", 0.5, "δ of the problem.")
-_N = flags.DEFINE_integer("n", 20_000, "Pulls.")
+_DELTA = flags.DEFINE_float("delta", 0.5, "δ of the problem.", lower_bound=0.0, upper_bound=1.0)
+_N = flags.DEFINE_integer("n", 20_000, "Pulls.", lower_bound=2)
 _OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
 
 

@@ -96,10 +96,11 @@ def finished_run_config(workdir: str) -> ml_collections.ConfigDict:
                              f"wheel_bandit` run (its results.json); {workdir!r} has none")
     with open(os.path.join(workdir, "config.json")) as f:
         recorded = json.load(f)
+    play_keys = {key.split(".")[0] for key in RESUMABLE_CHANGES} - {"steps"}
     config = get_config()
     with config.unlocked():
         for key, value in recorded.items():
-            if key in config and (key == "steps" or key not in RESUMABLE_CHANGES):
+            if key in config and key not in play_keys:
                 config[key] = tuple(value) if isinstance(config[key], tuple) else value
     return config
 

@@ -121,27 +121,41 @@ def linear_data(num_points, seed=0):
     return jnp.asarray(x, jnp.float32), jnp.asarray(y[:, None], jnp.float32)
 
 
+def linear_learner(inner_lr, steps, step_scale):
+    """MAML on a linear-Gaussian model (noise sd 1): w = [kernel; bias]."""
+    return mb.maml(mb.MLP(hidden=()), likelihood=mb.Gaussian(1.0), inner_lr=inner_lr,
+                   inner_steps=steps, inner_step_scale=step_scale)
+
+
+def least_squares(x, y):
+    """(Φ = [x, 1], w* = the exact posterior mean under a flat prior) in float64."""
+    design = np.concatenate([np.asarray(x, np.float64), np.ones((x.shape[0], 1))], 1)
+    return design, np.linalg.lstsq(design, np.asarray(y, np.float64)[:, 0], rcond=None)[0]
+
+
+def weights(posterior):
+    """A linear model's mean weights as one vector [kernel; bias]."""
+    return np.concatenate([np.ravel(posterior.mean["Dense_0"]["kernel"]),
+                           np.ravel(posterior.mean["Dense_0"]["bias"])])
+
+
 def remaining_error(num_points, step_scale, inner_lr=0.4 / 64, steps=5):
     """‖w_K − w*‖ / ‖w_0 − w*‖ after K inner steps of a linear-Gaussian model (noise sd 1) from
     θ, with w* the exact posterior mean (flat prior: least squares); and the same ratio
     predicted by K steps of (I − η c ΦᵀΦ) on w_0 − w*, Φ = [x, 1], c the step scale."""
     x, y = linear_data(num_points)
-    learner = mb.maml(mb.MLP(hidden=()), likelihood=mb.Gaussian(1.0), inner_lr=inner_lr,
-                      inner_steps=steps, inner_step_scale=step_scale)
+    learner = linear_learner(inner_lr, steps, step_scale)
     params = learner.init_params(jax.random.PRNGKey(0), x)
     theta = params.q_theta.mean
     adapted = fast_jit(lambda p, t, d: learner.adapt(p, t, d, jax.random.PRNGKey(1)))(
         params, theta, (x, y))
-    design = np.concatenate([np.asarray(x, np.float64), np.ones((num_points, 1))], 1)
-    exact = np.linalg.lstsq(design, np.asarray(y, np.float64)[:, 0], rcond=None)[0]
-    vector = lambda t: np.concatenate([np.ravel(t.mean["Dense_0"]["kernel"]),
-                                       np.ravel(t.mean["Dense_0"]["bias"])])
+    design, exact = least_squares(x, y)
     scale = 1.0 if step_scale is None else float(step_scale((x, y)))
     contraction = np.eye(4) - inner_lr * scale * design.T @ design
-    start = vector(theta) - exact
+    start = weights(theta) - exact
     predicted = np.linalg.matrix_power(contraction, steps) @ start
     norm = np.linalg.norm
-    return norm(vector(adapted) - exact) / norm(start), norm(predicted) / norm(start)
+    return norm(weights(adapted) - exact) / norm(start), norm(predicted) / norm(start)
 
 
 def test_per_point_step_makes_the_inner_step_independent_of_the_history_size():
@@ -165,9 +179,7 @@ def test_warm_start_continues_the_inner_loop():
     R warm re-adaptations is (I − η c ΦᵀΦ)^(K R) of the start, where cold ones stay at the K-th
     power. Guards ``start`` being ignored (the warm error would stay at 0.6^5)."""
     x, y = linear_data(640)
-    make = lambda steps: mb.maml(mb.MLP(hidden=()), likelihood=mb.Gaussian(1.0),
-                                 inner_lr=0.4 / 64, inner_steps=steps,
-                                 inner_step_scale=mb.per_point_step(64.0))
+    make = lambda steps: linear_learner(0.4 / 64, steps, mb.per_point_step(64.0))
     learner = make(5)
     params = learner.init_params(jax.random.PRNGKey(0), x)
     theta = params.q_theta.mean
@@ -177,10 +189,8 @@ def test_warm_start_continues_the_inner_loop():
     ten_steps = make(10).adapt(params, theta, (x, y), jax.random.PRNGKey(1))
     for got, want in zip(jax.tree_util.tree_leaves(twice), jax.tree_util.tree_leaves(ten_steps)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    design = np.concatenate([np.asarray(x, np.float64), np.ones((640, 1))], 1)
-    exact = np.linalg.lstsq(design, np.asarray(y, np.float64)[:, 0], rcond=None)[0]
-    error = lambda t: np.linalg.norm(np.concatenate([np.ravel(t.mean["Dense_0"]["kernel"]),
-                                                     np.ravel(t.mean["Dense_0"]["bias"])]) - exact)
+    _, exact = least_squares(x, y)
+    error = lambda t: np.linalg.norm(weights(t) - exact)
     local = once
     for _ in range(3):
         local = adapt(theta, local)

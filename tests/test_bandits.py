@@ -255,6 +255,8 @@ def test_short_run_writes_results(tmp_path):
     # (which would train it on to the default number of steps).
     played = wheel_bandit.finished_run_config(str(tmp_path))
     assert (played.steps, played.hidden, played.meta_batch) == (3, (8,), 2)
-    assert played.n == get_config().n                    # play settings stay the defaults
+    defaults = get_config()                              # play settings stay the defaults
+    assert (played.n, played.neural_linear.train_steps) == (defaults.n,
+                                                            defaults.neural_linear.train_steps)
     with pytest.raises(app.UsageError, match="--workdir must hold a finished"):
         wheel_bandit.finished_run_config(str(tmp_path / "checkpoints"))
