@@ -4,17 +4,19 @@ meta-learners a ``python -m experiments.wheel_bandit`` run has trained in ``--wo
     python -m benchmarks.wheel_bandit_choices --workdir=runs/wheel_bandit --n=2000 --trials=10 \
         --out=benchmarks/results/wheel_bandit_choices_2000.json
 
-Every variant plays ABML and MAML (and Uniform, for the normalisation) on the same problems as
-the experiment's Table 1 with the same n, trials and δ (the same evaluation key), changing one
-setting of the default config:
+Every variant plays ABML and MAML (and Uniform, for the normalisation) on the same validation
+problems (``validation_key``: other contexts and rewards than Table 1's, which are played only
+once a setting is chosen), changing one setting of the default config:
 
 - ``window``: condition on the last 5 · per_arm pulls instead of the whole history's reservoir;
 - ``summed steps``: inner steps on the summed objective (no ``per_point_step``) at play;
 - ``every pull``: re-adapt after every pull (``readapt_growth=0``) instead of the thinning
   schedule;
-- ``training step``: adapt at play as in meta-training (K = 5 at the training step size) instead
-  of the default K = 10 at a quarter of it;
-- ``5 steps``, ``20 steps``: K = 5 or 20 at play, at the default step size;
+- ``training step``: adapt at play as in meta-training, at the training step size instead of
+  a quarter of it (K = 5 either way); ``half training step``: at half of it;
+- ``10 steps``, ``20 steps``: K = 10 or 20 at play, at the default step size;
+- ``training reservoir``, ``reservoir 512``: reservoirs of meta-training's ``per_arm`` or of 512
+  pulls per arm at play instead of the default ``play_per_arm``;
 - ``warm start``: each re-adaptation starts from the last λ instead of θ (``MetaAgent``);
   ``warm training step``: the same, with K = 5 at the training step size.
 
@@ -25,8 +27,8 @@ import json
 
 from absl import app, flags
 
-from experiments.wheel_bandit import (evaluation_key, make_agents, meta_train_all,
-                                      finished_run_config)
+from experiments.wheel_bandit import (finished_run_config, make_agents, meta_train_all,
+                                      validation_key)
 from metabayes.bandit.trials import play_all, summarise
 
 VARIANTS = {
@@ -35,9 +37,12 @@ VARIANTS = {
     "summed steps": {"step_reference": None},
     "every pull": {"readapt_growth": 0.0},
     "training step": {"eval_inner_steps": 5, "eval_inner_lr": None},
+    "half training step": {"eval_inner_lr": 2.5e-5},
     "warm start": {"warm_start": True},
-    "5 steps": {"eval_inner_steps": 5},
+    "10 steps": {"eval_inner_steps": 10},
     "20 steps": {"eval_inner_steps": 20},
+    "training reservoir": {"play_per_arm": None},
+    "reservoir 512": {"play_per_arm": 512},
     "warm training step": {"warm_start": True, "eval_inner_steps": 5, "eval_inner_lr": None},
 }
 
@@ -72,7 +77,7 @@ def main(argv):
     for name, config in configs.items():
         learners, _, _ = meta_train_all(config, _WORKDIR.value)
         final, _, seconds = play_all(make_agents(config, learners), config.deltas,
-                                     config.trials, config.n, evaluation_key(config))
+                                     config.trials, config.n, validation_key(config))
         summary = summarise(config.deltas, final)
         results[name] = {"agents": summary, "seconds": seconds}
         for agent in ("ABML", "MAML"):

@@ -5,8 +5,9 @@ r"""Where the wheel-bandit agents' regret comes from (issue 19), on the meta-lea
         --n=20000 --out=benchmarks/results/wheel_bandit_mistakes.json
 
 ABML and MAML each play one run at δ, with the key of Table 1's first trial at its first δ
-(the table's own first run when ``--delta`` is that δ, 0.5 by default). Over the second half of the pulls, the regret per pull is split by where the
-context lies:
+(the table's own first run when ``--delta`` is that δ, 0.5 by default), with the run's
+default play settings. Over the second half of the pulls, the regret per pull is split by
+where the context lies:
 
 - inside the disc (‖x‖ ≤ δ): arm 0 (1.2) is optimal, any other arm costs 0.2;
 - outside: the quadrant's arm (50) is optimal; a wrong arm costs ~49. These mistakes are

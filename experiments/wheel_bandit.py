@@ -82,8 +82,15 @@ def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: b
 
 
 def evaluation_key(config) -> jax.Array:
-    """The key every agent's play is drawn from (``play_all``)."""
+    """The key Table 1's problems are drawn from (``play_all``): played once per setting, at
+    the end."""
     return jax.random.split(jax.random.PRNGKey(config.seed))[1]
+
+
+def validation_key(config) -> jax.Array:
+    """The key of the validation problems, on which play-time settings are chosen
+    (``benchmarks.wheel_bandit_choices``): other contexts and rewards than Table 1's."""
+    return jax.random.split(jax.random.PRNGKey(config.seed), 3)[2]
 
 
 def finished_run_config(workdir: str) -> ml_collections.ConfigDict:
@@ -131,8 +138,9 @@ def make_agents(config, learners) -> dict:
             max_grad_norm=nl.max_grad_norm, initial_pulls=nl.initial_pulls,
             prior_precision=nl.prior_precision, a0=nl.a0, b0=nl.b0)
         agents["NeuralLinear"] = (neural_linear, neural_linear.init)
-    memory = (ArmReservoir(config.per_arm) if config.memory == "reservoir"
-              else RecentWindow(NUM_ARMS * config.per_arm))
+    per_arm = config.per_arm if config.play_per_arm is None else config.play_per_arm
+    memory = (ArmReservoir(per_arm) if config.memory == "reservoir"
+              else RecentWindow(NUM_ARMS * per_arm))
     for algorithm, (learner, params) in learners.items():
         agent = MetaAgent(learner, policy=POLICY[algorithm], memory=memory,
                           readapt_every=config.readapt_every,

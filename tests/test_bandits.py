@@ -16,8 +16,8 @@ import metabayes as mb
 from experiments import wheel_bandit
 from experiments.configs.wheel_bandit import get_config
 from metabayes.bandit.agents import (MetaAgent, MetaAgentState, OracleAgent, UniformAgent,
-                                     normalised_regret, play)
-from metabayes.bandit.history import empty_history
+                                     normalised_regret, play, sample_problem)
+from metabayes.bandit.history import ArmReservoir, RecentWindow, empty_history
 from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
 from metabayes.bandit.neural_linear import (NormalInverseGamma, blr_posterior, linear_stats,
                                             sample_nig)
@@ -218,11 +218,31 @@ def tiny_config(**overrides):
     return config
 
 
+@pytest.mark.parametrize("memory,play_per_arm,expected", [
+    ("reservoir", None, ArmReservoir(4)), ("reservoir", 32, ArmReservoir(32)),
+    ("window", None, RecentWindow(20)), ("window", 32, RecentWindow(160))])
+def test_play_memory_takes_play_per_arm(memory, play_per_arm, expected):
+    """The agents' memory at play has ``play_per_arm`` slots per arm (None: meta-training's
+    ``per_arm``, 4 in the tiny config)."""
+    config = tiny_config(memory=memory, play_per_arm=play_per_arm)
+    agents = wheel_bandit.make_agents(config, {"abml": (None, None), "maml": (None, None)})
+    assert agents["ABML"][0].memory == expected and agents["MAML"][0].memory == expected
+
+
+def test_validation_problems_are_not_the_tables():
+    """Play-time settings are chosen on other contexts and rewards than Table 1's."""
+    config = tiny_config()
+    problems = [sample_problem(key, 0.5, 50)[0] for key in (
+        wheel_bandit.evaluation_key(config), wheel_bandit.validation_key(config))]
+    assert not np.allclose(*problems, atol=0.1)
+
+
 BAD_FLAGS = [({"deltas": (0.5, 1.5)}, "deltas"), ({"deltas": (-0.1,)}, "deltas"),
              ({"deltas": ()}, "deltas"), ({"n": 0}, "n"), ({"n": -5}, "n"),
              ({"trials": 0}, "trials"), ({"readapt_every": 0}, "readapt_every"),
              ({"readapt_growth": -0.5}, "readapt_growth"), ({"memory": "lru"}, "memory"),
              ({"step_reference": 0.0}, "step_reference"), ({"per_arm": 0}, "per_arm"),
+             ({"play_per_arm": 0}, "play_per_arm"),
              ({"max_pulls": 0}, "max_pulls"),
              ({"algorithms": ("abml", "reptile")}, "algorithms")]
 
