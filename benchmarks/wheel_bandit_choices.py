@@ -8,7 +8,8 @@ Every variant plays ABML and MAML (and Uniform, for the normalisation) on the sa
 problems (``validation_key``: other contexts and rewards than Table 1's, which are played only
 once a setting is chosen), changing one setting of the default config:
 
-- ``window``: condition on the last 5 · play_per_arm pulls instead of the whole history's reservoir;
+- ``window``: condition on the last 5 · play_per_arm pulls instead of the whole history's
+  reservoir;
 - ``summed steps``: inner steps on the summed objective (no ``per_point_step``) at play;
 - ``every pull``: re-adapt after every pull (``readapt_growth=0``) instead of the thinning
   schedule;
