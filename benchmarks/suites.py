@@ -67,6 +67,8 @@ def rows(suite):
                       32, ())
             yield Row(f"{name} M=32 before (im2col, task_chunk=None)", learner(**before),
                       omniglot_batch, 32, ())
+            yield Row(f"{name} M=32 chunks save dots", learner(
+                chunk_policy=jax.checkpoint_policies.dots_saveable), omniglot_batch, 32, ())
         yield Row("abml S=5 M=4", abml(5), omniglot_batch, 4, torch_abml(5))
         yield Row("abml S=5 M=4 conv=im2col", abml(5, net=conv(implementation="im2col")),
                   omniglot_batch, 4, ())

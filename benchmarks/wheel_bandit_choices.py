@@ -17,7 +17,9 @@ once a setting is chosen), changing one setting of the default config:
   a quarter of it (K = 5 either way); ``half training step``: at half of it;
 - ``10 steps``, ``20 steps``: K = 10 or 20 at play, at the default step size;
 - ``training reservoir``, ``reservoir 512``: reservoirs of meta-training's ``per_arm`` or of 512
-  pulls per arm at play instead of the default ``play_per_arm``;
+  pulls per arm at play instead of the default ``play_per_arm``; ``whole reservoir``: every
+  re-adaptation on all its slots, filled or not, instead of the smallest of the
+  ``support_sizes`` that holds the pulls so far (the same function, at its full cost);
 - ``warm start``: each re-adaptation starts from the last λ instead of θ (``MetaAgent``);
   ``warm training step``: the same, with K = 5 at the training step size.
 
@@ -44,6 +46,7 @@ VARIANTS = {
     "20 steps": {"eval_inner_steps": 20},
     "training reservoir": {"play_per_arm": None},
     "reservoir 512": {"play_per_arm": 512},
+    "whole reservoir": {"smallest_support": None},
     "warm training step": {"warm_start": True, "eval_inner_steps": 5, "eval_inner_lr": None},
 }
 

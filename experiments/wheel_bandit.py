@@ -139,8 +139,9 @@ def make_agents(config, learners) -> dict:
             prior_precision=nl.prior_precision, a0=nl.a0, b0=nl.b0)
         agents["NeuralLinear"] = (neural_linear, neural_linear.init)
     per_arm = config.per_arm if config.play_per_arm is None else config.play_per_arm
-    memory = (ArmReservoir(per_arm) if config.memory == "reservoir"
-              else RecentWindow(NUM_ARMS * per_arm))
+    smallest = per_arm if config.smallest_support is None else config.smallest_support
+    memory = (ArmReservoir(per_arm, smallest) if config.memory == "reservoir"
+              else RecentWindow(NUM_ARMS * per_arm, NUM_ARMS * smallest))
     for algorithm, (learner, params) in learners.items():
         agent = MetaAgent(learner, policy=POLICY[algorithm], memory=memory,
                           readapt_every=config.readapt_every,

@@ -112,6 +112,9 @@ class MetaLearner:
         forward pass. ``predict_tasks`` maps its tasks in the same way.
       memory_budget: bytes one chunk's saved activations may take under "auto"; None: the
         platform's default (``metabayes.task_chunks.default_memory_budget``).
+      chunk_policy: the chunks' ``jax.checkpoint`` policy (``jax.checkpoint_policies``), e.g.
+        ``dots_saveable`` keeps every chunk's matmul outputs and recomputes only the rest;
+        None: nothing saved, the whole forward pass recomputed.
     """
 
     model: nn.Module
@@ -139,6 +142,7 @@ class MetaLearner:
     task_chunk: Union[None, int, str] = "auto"
     memory_budget: Optional[int] = None
     inner_step_scale: Optional[Callable] = None
+    chunk_policy: Optional[Callable] = None
 
     def __post_init__(self):
         for name, rule in OPTION_RULES.items():

@@ -66,7 +66,8 @@ def task_loss(learner, params, task: Task, key: jax.Array):
 def map_tasks(learner, function: Callable, params, tasks):
     """``function(params, task)`` over the leading task axis of ``tasks``: vmapped, or
     ``lax.map`` over chunks of k vmapped tasks, each under ``jax.checkpoint`` (recomputed in
-    the backward pass), with k from ``learner.task_chunk`` (``choose_task_chunk``)."""
+    the backward pass, but for what ``learner.chunk_policy`` saves), with k from
+    ``learner.task_chunk`` (``choose_task_chunk``)."""
     first = jax.tree_util.tree_map(lambda a: a[0], tasks)
     chunk = choose_task_chunk(learner.task_chunk, learner.memory_budget,
                               lambda p: function(p, first), params,
@@ -74,7 +75,8 @@ def map_tasks(learner, function: Callable, params, tasks):
     one_task = lambda task: function(params, task)
     if chunk is None:
         return jax.vmap(one_task)(tasks)
-    return jax.lax.map(jax.checkpoint(one_task), tasks, batch_size=chunk)
+    return jax.lax.map(jax.checkpoint(one_task, policy=learner.chunk_policy), tasks,
+                       batch_size=chunk)
 
 
 def meta_loss(learner, params, batch: Task, key: jax.Array):

@@ -1,6 +1,8 @@
 """Play at long horizons (issue 19): the agents' memories and support sets, the per-pull inner
-step against a linear model's exact posterior, the re-adaptation schedule, NeuralLinear's
-whole-history posterior, and vmapped trials equal to one trial at a time."""
+step against a linear model's exact posterior, the re-adaptation schedule and its support
+sizes, NeuralLinear's whole-history posterior, vmapped trials equal to one trial at a time, and
+the diagnostic benchmarks' scoring."""
+import dataclasses
 import math
 
 import jax
@@ -215,6 +217,32 @@ def test_warm_started_agent_adapts_from_its_last_posterior():
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("memory", [ArmReservoir(16, smallest=2), RecentWindow(40, smallest=2)])
+def test_agent_adapts_on_the_smallest_support_that_holds_its_pulls(memory):
+    """Re-adapting on the first of ``support_sizes`` (2, 8, 16 slots per arm | 2, 8, 32, 40
+    rows) that holds the t pulls so far gives, after every one of 50 pulls, the λ of adapting
+    on the whole memory: the rows left out are the empty ones."""
+    learner = tiny_learner()
+    params = learner.init_params(jax.random.PRNGKey(0), jnp.zeros((20, 7)))
+    whole = dataclasses.replace(memory, smallest=10_000)
+    assert whole.support_sizes() == memory.support_sizes()[-1:]
+    assert memory.support_sizes() == ((2, 8, 16) if isinstance(memory, ArmReservoir)
+                                      else (2, 8, 32, 40))
+
+    def posteriors(memory):
+        agent = MetaAgent(learner, memory=memory)
+        def step(state, inputs):
+            state = agent.update(state, *inputs)
+            return state, state.posterior.mean
+        inputs = (jnp.arange(1, 51), sample_contexts(jax.random.PRNGKey(1), 50),
+                  jnp.arange(50) * 3 % NUM_ARMS, jnp.linspace(0.0, 50.0, 50),
+                  jax.random.split(jax.random.PRNGKey(2), 50))
+        return jax.lax.scan(step, agent.init(params), inputs)[1]
+    for got, want in zip(jax.tree_util.tree_leaves(fast_jit(posteriors, static_argnums=0)(memory)),
+                         jax.tree_util.tree_leaves(fast_jit(posteriors, static_argnums=0)(whole))):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_readapt_schedule_thins_out():
     steps = jnp.arange(1, 80_001)
     chosen = np.flatnonzero(np.asarray(readapt_now(steps, 1, 1 / 16))) + 1
@@ -275,11 +303,13 @@ def test_neural_linear_starts_round_robin():
 @pytest.mark.parametrize("which", ["abml", "neural_linear"])
 def test_vmapped_trials_equal_one_trial_at_a_time(which):
     """play_trials over 3 (key, δ) pairs gives each trial's arms and regrets as ``play`` alone,
-    and its scheduled work stays a ``cond`` (not a ``select`` that runs every pull)."""
+    and its scheduled work (and ABML's choice of support size) stays a ``cond`` (not a
+    ``select`` that runs every branch on every pull)."""
     if which == "abml":
         learner = tiny_learner()
         params = learner.init_params(jax.random.PRNGKey(0), jnp.zeros((20, 7)))
-        agent = MetaAgent(learner, memory=ArmReservoir(4), readapt_every=1, readapt_growth=0.25)
+        agent = MetaAgent(learner, memory=ArmReservoir(8, smallest=2), readapt_every=1,
+                          readapt_growth=0.25)
         init = lambda key: agent.init(params)
     else:
         agent = NeuralLinear(ArmRewardMLP(hidden=(6,), init_scale=0.3), capacity=40,
@@ -295,7 +325,7 @@ def test_vmapped_trials_equal_one_trial_at_a_time(which):
         np.testing.assert_allclose(regrets[i], alone_regrets, rtol=1e-6)
     jaxpr = str(jax.make_jaxpr(lambda s: play_trials.__wrapped__(agent, s, keys, deltas, 40))(
         states))
-    assert "cond[" in jaxpr
+    assert jaxpr.count("cond[") == (2 if which == "abml" else 1)
 
 
 def test_regret_sources_split_by_region():
@@ -314,3 +344,27 @@ def test_regret_sources_split_by_region():
     assert sources["inside_arm_shares"] == [0, 1, 0, 0, 0]
     assert sources["outside_mistakes_by_angle"] == [1, 0, 0, 1, 0]
     assert sources["outside_mistakes_by_distance"] == [1, 0, 0, 1, 0]
+
+
+def test_fit_scores_by_hand():
+    """``benchmarks.wheel_bandit_fit.fit_scores`` at δ = 0.5: two inside contexts (quadrants 1
+    and 3), one greedy arm wrong (the quadrant's 3.0 over arm 0's 1.2), one right; one outside
+    context, right."""
+    from benchmarks.wheel_bandit_fit import fit_scores
+    contexts = jnp.array([[0.1, 0.2], [0.6, 0.5], [-0.1, -0.1]])
+    rewards = jnp.array([[1.2, 3.0, 0.0, 0.0, 0.0], [1.2, 40.0, 0.0, 0.0, 0.0],
+                         [1.3, 0.0, 0.0, 1.0, 0.0]])
+    scores = fit_scores(rewards, contexts, 0.5)
+    assert scores == pytest.approx({"quadrant_inside": 2.0, "quadrant_outside": 40.0,
+                                    "arm0_inside": 1.25, "right_inside": 0.5,
+                                    "right_outside": 1.0})
+
+
+def test_fit_history_pulls_the_quadrant_arm():
+    """The fit benchmark's history: 1,000 pulls, all but ~5% of the context's quadrant arm (so
+    arm 0 has ~1%), held in 50 slots per arm."""
+    from benchmarks.wheel_bandit_fit import agent_history
+    reservoirs = agent_history(jax.random.PRNGKey(0), 0.99, 1_000, 50)
+    counts = np.asarray(reservoirs.counts)
+    assert counts.sum() == pytest.approx(1_000) and 0 < counts[0] < 25
+    np.testing.assert_allclose(reservoirs.kept, np.minimum(counts, 50), rtol=1e-6)

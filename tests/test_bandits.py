@@ -218,13 +218,15 @@ def tiny_config(**overrides):
     return config
 
 
-@pytest.mark.parametrize("memory,play_per_arm,expected", [
-    ("reservoir", None, ArmReservoir(4)), ("reservoir", 32, ArmReservoir(32)),
-    ("window", None, RecentWindow(20)), ("window", 32, RecentWindow(160))])
-def test_play_memory_takes_play_per_arm(memory, play_per_arm, expected):
+@pytest.mark.parametrize("memory,play_per_arm,smallest,expected", [
+    ("reservoir", None, 2, ArmReservoir(4, 2)), ("reservoir", 32, 2, ArmReservoir(32, 2)),
+    ("reservoir", 32, None, ArmReservoir(32, 32)), ("window", None, 2, RecentWindow(20, 10)),
+    ("window", 32, 2, RecentWindow(160, 10)), ("window", 32, None, RecentWindow(160, 160))])
+def test_play_memory_takes_play_per_arm(memory, play_per_arm, smallest, expected):
     """The agents' memory at play has ``play_per_arm`` slots per arm (None: meta-training's
-    ``per_arm``, 4 in the tiny config)."""
-    config = tiny_config(memory=memory, play_per_arm=play_per_arm)
+    ``per_arm``, 4 in the tiny config), and support sizes from ``smallest_support`` per arm
+    (None: the whole memory only)."""
+    config = tiny_config(memory=memory, play_per_arm=play_per_arm, smallest_support=smallest)
     agents = wheel_bandit.make_agents(config, {"abml": (None, None), "maml": (None, None)})
     assert agents["ABML"][0].memory == expected and agents["MAML"][0].memory == expected
 
@@ -242,7 +244,7 @@ BAD_FLAGS = [({"deltas": (0.5, 1.5)}, "deltas"), ({"deltas": (-0.1,)}, "deltas")
              ({"trials": 0}, "trials"), ({"readapt_every": 0}, "readapt_every"),
              ({"readapt_growth": -0.5}, "readapt_growth"), ({"memory": "lru"}, "memory"),
              ({"step_reference": 0.0}, "step_reference"), ({"per_arm": 0}, "per_arm"),
-             ({"play_per_arm": 0}, "play_per_arm"),
+             ({"play_per_arm": 0}, "play_per_arm"), ({"smallest_support": 0}, "smallest_support"),
              ({"max_pulls": 0}, "max_pulls"),
              ({"algorithms": ("abml", "reptile")}, "algorithms")]
 

@@ -38,10 +38,13 @@ def test_meta_batch_loss_vmap_equals_python_loop():
     assert float(metrics["local_kl"]) > 0
 
 
-@pytest.mark.parametrize("chunking", [dict(task_chunk=2), dict(task_chunk="auto", memory_budget=1)])
+@pytest.mark.parametrize("chunking", [
+    dict(task_chunk=2), dict(task_chunk="auto", memory_budget=1),
+    dict(task_chunk=2, chunk_policy=jax.checkpoint_policies.dots_saveable)])
 def test_chunked_meta_batch_equals_vmap(chunking):
-    """task_chunk=2 on M = 3 tasks (lax.map over chunks, one of them short), and "auto" under a
-    budget that fits one task, give the same loss and meta-gradient as vmapping all three."""
+    """task_chunk=2 on M = 3 tasks (lax.map over chunks, one of them short), "auto" under a
+    budget that fits one task, and chunks that save their matmul outputs, give the same loss
+    and meta-gradient as vmapping all three."""
     batch = regression_batch(2, num_tasks=3, num_support=3, num_query=3)
     learner = tiny_learner("point", task_chunk=None)
     params = perturb(learner.init_params(jax.random.PRNGKey(3), batch.support[0][0]), 0.1, 4)

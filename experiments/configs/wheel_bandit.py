@@ -11,7 +11,13 @@ Evaluation: for each δ in ``deltas``, ``trials`` online runs of ``n`` pulls, vm
 Thompson sampling, MAML greedily, both re-adapting from θ (or from the last λ with
 ``warm_start``; K = ``eval_inner_steps`` steps at ``eval_inner_lr``) on their reservoir of
 ``play_per_arm`` pulls per arm after pull t whenever
-``readapt_now(t, readapt_every, readapt_growth)``.
+``readapt_now(t, readapt_every, readapt_growth)``. A re-adaptation after t pulls runs on the
+first of ``smallest_support`` · 4^k (16, 64, 256, 1,024) or ``play_per_arm`` slots per arm
+that holds t pulls (``MetaAgent``; the slots left out are empty, so the function is the same:
+tested), not on the whole reservoir, filled or not. On the validation problems at n = 2,000
+(10 trials) the regrets were equal to two decimals in all 10 cells, and play took ABML 1.07
+against 2.97 s and MAML 0.49 against 1.72 s per 1,000 pulls of one run (``whole reservoir``
+in ``benchmarks.wheel_bandit_choices``).
 
 Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_choices``,
 ``experiments.wheel_bandit.validation_key``), never on Table 1's:
@@ -113,6 +119,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.trials = 10
     c.memory = "reservoir"               # or "window": the last 5 · play_per_arm pulls
     c.play_per_arm = ml_collections.FieldReference(2048, field_type=int)   # None: per_arm
+    c.smallest_support = ml_collections.FieldReference(16, field_type=int)  # None: whole memory
     c.readapt_every = 1
     c.readapt_growth = 1 / 16            # n = 2,000: 127 re-adaptations; 80,000: 211
     c.warm_start = False                 # re-adapt from the last λ instead of from θ
@@ -135,6 +142,7 @@ RULES = {
     "checkpoint_every": integer(1), "keep_checkpoints": integer(1),
     "deltas": sequence_of(number(0.0, 1.0), min_length=1), "n": integer(1), "trials": integer(1),
     "memory": one_of("reservoir", "window"), "play_per_arm": optional(integer(1)),
+    "smallest_support": optional(integer(1)),
     "readapt_every": integer(1),
     "readapt_growth": number(0.0), "warm_start": BOOLEAN, "curve_points": integer(1),
     "neural_linear": {
@@ -149,7 +157,8 @@ RULES = {
 # Keys that may change when a run resumes: the play settings (the meta-training checkpoints
 # stay valid), an extended meta-training, logging and checkpoint cadence.
 RESUMABLE_CHANGES = ("algorithms", "steps", "log_every", "checkpoint_every", "keep_checkpoints",
-                     "deltas", "n", "trials", "memory", "play_per_arm", "readapt_every",
+                     "deltas", "n", "trials", "memory", "play_per_arm", "smallest_support",
+                     "readapt_every",
                      "readapt_growth", "warm_start", "curve_points",
                      "eval_inner_steps", "eval_inner_lr", "eval_samples", "eval_batch_norm",
                      "force_resume", *(f"neural_linear.{key}" for key in RULES["neural_linear"]))

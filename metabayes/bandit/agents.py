@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from metabayes.algorithms import MetaLearner, MetaParams
-from metabayes.bandit.history import ArmReservoir, RecentWindow
+from metabayes.bandit.history import ArmReservoir, RecentWindow, first_size_at_least
 from metabayes.bandit.wheel import (NUM_ARMS, mean_rewards, optimal_arms, sample_contexts,
                                     sample_rewards)
 from metabayes.posterior import MeanFieldGaussian, PyTree
@@ -93,7 +93,8 @@ class MetaAgent:
     its ``memory`` (``ArmReservoir``: the whole history, subsampled; ``RecentWindow``: the last
     pulls). It re-adapts after pull t when ``readapt_now(t, readapt_every, readapt_growth)``, and
     keeps acting with the last λ in between (before the first, with p(φ | θ) itself). A
-    re-adaptation costs K inner steps on the memory's fixed number of slots, whatever t.
+    re-adaptation costs K inner steps on the first of the memory's ``support_sizes`` that holds
+    t pulls (a ``lax.switch`` on t), so at most its full size however long the history.
 
     ``warm_start``: each re-adaptation takes its K steps from the last λ instead of from θ
     (θ stays the prior of the KL term). λ is then no longer the amortised q(φ; λ(S)) of
@@ -126,11 +127,16 @@ class MetaAgent:
     def update(self, state: MetaAgentState, step, context, arm, reward, key) -> MetaAgentState:
         record_key, adapt_key = jax.random.split(key)
         memory = self.memory.record(state.memory, context, arm, reward, record_key)
+        sizes = self.memory.support_sizes()
+
+        def adapt_on(rows):
+            return lambda: self.learner.adapt(state.params, state.params.q_theta.mean,
+                                              self.memory.support(memory, rows), adapt_key,
+                                              state.posterior if self.warm_start else None)
+
         posterior = jax.lax.cond(
             readapt_now(step, self.readapt_every, self.readapt_growth),
-            lambda: self.learner.adapt(state.params, state.params.q_theta.mean,
-                                       self.memory.support(memory), adapt_key,
-                                       state.posterior if self.warm_start else None),
+            lambda: jax.lax.switch(first_size_at_least(sizes, step), list(map(adapt_on, sizes))),
             lambda: state.posterior)
         return MetaAgentState(state.params, posterior, memory)
 

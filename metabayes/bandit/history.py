@@ -13,14 +13,21 @@ Memories (frozen dataclasses with ``init()``, ``record(memory, context, arm, rew
 - ``ArmReservoir(per_arm)``: for each arm a uniform sample of ``per_arm`` of its pulls
   (Vitter's algorithm R, one reservoir per arm), each slot weighted N_a / kept_a. Every arm
   pulled so far is present, and the weighted log-likelihood is an unbiased estimate of the
-  whole history's, at a cost of 5 · per_arm slots whatever the history's length.
+  whole history's, at a cost of 5 · per_arm slots once the history is that long.
 - ``RecentWindow(capacity)``: the last ``capacity`` pulls, each of weight 1 (older pulls are
   forgotten).
+
+A memory fills its slots in order, so after t pulls ``support(memory, rows)`` with a static
+``rows`` >= t is the same support set without its empty slots, in fewer rows (up to the
+rounding of a shorter sum). ``support_sizes()`` lists the row counts an agent chooses from
+with ``jax.lax.switch`` on the pull counter (``first_size_at_least``); the counter is the same
+in every trial, so the switch stays a real branch when trials are vmapped and a short history
+costs its own size, not the memory's.
 
 ``History`` (every pull, in order; NeuralLinear's memory) is the window's ring buffer.
 """
 import dataclasses
-from typing import NamedTuple
+from typing import NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +46,21 @@ def weighted_support(contexts: jax.Array, arms: jax.Array, rewards: jax.Array,
     """Slots (contexts [R, 2], arms [R], rewards [R], weights [R] >= 0) as a support set."""
     root = jnp.sqrt(weights)[:, None]
     return encode(contexts, arms).at[:, CONTEXT_DIM:].multiply(root), rewards[:, None] * root
+
+
+def support_sizes(full: int, smallest: int) -> Tuple[int, ...]:
+    """Row counts smallest · 4^k below ``full``, then ``full``: (16, 64, 256, 1024, 2048) for
+    2,048 from 16; (full,) when smallest >= full."""
+    sizes = []
+    while smallest < full:
+        sizes.append(smallest)
+        smallest *= 4
+    return (*sizes, full)
+
+
+def first_size_at_least(sizes: Tuple[int, ...], pulls) -> jax.Array:
+    """The index of the first of the increasing ``sizes`` >= ``pulls``, the last if none."""
+    return jnp.minimum(jnp.searchsorted(jnp.asarray(sizes), pulls), len(sizes) - 1)
 
 
 class History(NamedTuple):
@@ -64,9 +86,11 @@ def record(history: History, context, arm, reward) -> History:
 
 @dataclasses.dataclass(frozen=True)
 class RecentWindow:
-    """The last ``capacity`` pulls, weight 1 each."""
+    """The last ``capacity`` pulls, weight 1 each; ``smallest``: the smallest of
+    ``support_sizes`` (module docstring)."""
 
     capacity: int = 512
+    smallest: int = 16
 
     def init(self) -> History:
         return empty_history(self.capacity)
@@ -74,8 +98,12 @@ class RecentWindow:
     def record(self, memory: History, context, arm, reward, key) -> History:
         return record(memory, context, arm, reward)
 
-    def support(self, memory: History):
-        return memory.inputs, memory.targets
+    def support_sizes(self) -> Tuple[int, ...]:
+        return support_sizes(self.capacity, self.smallest)
+
+    def support(self, memory: History, rows: Optional[int] = None):
+        """[rows or capacity] slots; ``rows`` >= the pulls so far (module docstring)."""
+        return memory.inputs[:rows], memory.targets[:rows]
 
 
 class Reservoirs(NamedTuple):
@@ -90,9 +118,11 @@ class Reservoirs(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class ArmReservoir:
-    """A uniform sample of each arm's pulls, ``per_arm`` slots per arm (module docstring)."""
+    """A uniform sample of each arm's pulls, ``per_arm`` slots per arm; ``smallest``: the
+    smallest of ``support_sizes`` per arm (module docstring)."""
 
     per_arm: int = 102
+    smallest: int = 16
 
     def init(self) -> Reservoirs:
         return Reservoirs(jnp.zeros((NUM_ARMS, self.per_arm, CONTEXT_DIM)),
@@ -113,13 +143,18 @@ class ArmReservoir:
             memory.kept.at[arm].set(jnp.minimum(memory.kept[arm] + 1, self.per_arm)),
             memory.counts.at[arm].set(count))
 
-    def support(self, memory: Reservoirs):
-        """[5 · per_arm] slots, arm a's filled ones weighted counts_a / kept_a."""
-        filled = jnp.arange(self.per_arm) < memory.kept[:, None]                  # [A, R]
+    def support_sizes(self) -> Tuple[int, ...]:
+        return support_sizes(self.per_arm, self.smallest)
+
+    def support(self, memory: Reservoirs, rows: Optional[int] = None):
+        """[5 · R] slots, R = ``rows`` or per_arm (>= the pulls so far: module docstring), arm
+        a's filled ones weighted counts_a / kept_a."""
+        rows = rows or self.per_arm
+        filled = jnp.arange(rows) < memory.kept[:, None]                           # [A, R]
         weight = memory.counts / jnp.maximum(memory.kept, 1)                       # [A]
         arms = jnp.broadcast_to(jnp.arange(NUM_ARMS)[:, None], filled.shape)
-        return weighted_support(memory.contexts.reshape(-1, CONTEXT_DIM), arms.reshape(-1),
-                                memory.rewards.reshape(-1),
+        return weighted_support(memory.contexts[:, :rows].reshape(-1, CONTEXT_DIM),
+                                arms.reshape(-1), memory.rewards[:, :rows].reshape(-1),
                                 (filled * weight[:, None]).reshape(-1))
 
 

@@ -1,0 +1,107 @@
+r"""How far K inner steps from θ take the wheel-bandit network towards a long history (issue 19),
+on the meta-learners a ``python -m experiments.wheel_bandit`` run has trained in ``--workdir``.
+
+    python -m benchmarks.wheel_bandit_fit --workdir=runs/wheel_bandit --delta=0.99 \
+        --out=benchmarks/results/wheel_bandit_fit_099.json
+
+The history is the one the agents build at large δ (``benchmarks.wheel_bandit_mistakes``: they
+pull each context's quadrant arm, inside the disc and out): ``--pulls`` pulls, each of the
+context's quadrant arm or, with probability 0.05, of a random arm, on the validation problems'
+key, held in the play reservoir (``play_per_arm`` slots per arm). ABML's and MAML's play
+learners adapt on it with K of ``--steps`` inner steps, at the play step size
+(``eval_inner_lr``) and at meta-training's (``inner_lr``). The adapted mean network is scored
+on 4,000 fresh contexts (``fit_scores``): its predicted reward of the quadrant arm inside the
+disc (truth 1.0) and outside (50), of arm 0 inside (1.2), and the share of contexts, inside and
+outside, whose greedy arm is the optimal one.
+"""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from experiments.wheel_bandit import (finished_run_config, make_agents, meta_train_all,
+                                      validation_key)
+from metabayes.bandit.agents import arm_rewards
+from metabayes.bandit.episodes import pulled_rewards
+from metabayes.bandit.history import subsample_pulls
+from metabayes.bandit.wheel import NUM_ARMS, optimal_arms, quadrant_arms, sample_contexts
+
+EXPLORATION = 0.05
+
+
+def fit_scores(rewards: jax.Array, contexts: jax.Array, delta: float) -> dict:
+    """A network's predicted ``rewards`` [B, 5] at ``contexts`` [B, 2] against the wheel at δ:
+    the mean predicted reward of the quadrant arm inside (‖x‖ ≤ δ) and outside, of arm 0
+    inside, and the share of contexts inside and outside whose greedy arm is optimal."""
+    rewards, contexts = np.asarray(rewards), np.asarray(contexts)
+    inside = np.linalg.norm(contexts, axis=1) <= delta
+    quadrant = np.take_along_axis(rewards, np.asarray(quadrant_arms(contexts))[:, None], 1)[:, 0]
+    right = np.argmax(rewards, axis=1) == np.asarray(optimal_arms(contexts, delta))
+    mean = lambda values: float(values.mean()) if values.size else float("nan")
+    return {"quadrant_inside": mean(quadrant[inside]), "quadrant_outside": mean(quadrant[~inside]),
+            "arm0_inside": mean(rewards[inside, 0]), "right_inside": mean(right[inside]),
+            "right_outside": mean(right[~inside])}
+
+
+def agent_history(key: jax.Array, delta: float, pulls: int, per_arm: int):
+    """The reservoirs (``per_arm`` per arm) of ``pulls`` pulls of the quadrant arm, or of a
+    random arm with probability ``EXPLORATION``."""
+    context_key, explore_key, arm_key, reward_key = jax.random.split(key, 4)
+    contexts = sample_contexts(context_key, pulls)
+    arms = jnp.where(jax.random.uniform(explore_key, (pulls,)) < EXPLORATION,
+                     jax.random.randint(arm_key, (pulls,), 0, NUM_ARMS), quadrant_arms(contexts))
+    return subsample_pulls(contexts, arms, pulled_rewards(reward_key, contexts, arms, delta),
+                           pulls, per_arm)
+
+
+def main(argv):
+    del argv
+    steps = [int(k) for k in _STEPS.value]
+    config = finished_run_config(_WORKDIR.value)
+    with config.unlocked():
+        config.neural_linear.enabled = False
+    history_key, adapt_key, test_key = jax.random.split(validation_key(config), 3)
+    learners = {"play step": meta_train_all(config, _WORKDIR.value)[0]}
+    with config.unlocked():
+        config.eval_inner_lr = None
+    learners["training step"] = meta_train_all(config, _WORKDIR.value)[0]
+    memory = make_agents(config, learners["play step"])["ABML"][0].memory
+    support = memory.support(agent_history(history_key, _DELTA.value, _PULLS.value,
+                                           memory.per_arm))
+    contexts = sample_contexts(test_key, 4_000)
+    print(f"δ = {_DELTA.value}, {_PULLS.value} agent-like pulls, {memory.per_arm} slots per arm; "
+          "predicted reward of the quadrant arm inside (truth 1.0) / outside (50), arm 0 inside "
+          "(1.2); share of greedy arms optimal inside / outside", flush=True)
+    results = []
+    for step_size, per_algorithm in learners.items():
+        for algorithm, (learner, params) in per_algorithm.items():
+            for k in steps:
+                adapted = jax.jit(learner.replace_inner_steps(k).adapt)(
+                    params, params.q_theta.mean, support, adapt_key)
+                row = {"algorithm": algorithm, "step_size": step_size, "inner_steps": k,
+                       **fit_scores(arm_rewards(learner.model, adapted.mean, contexts), contexts,
+                                    _DELTA.value)}
+                results.append(row)
+                print(f"{algorithm} {step_size:>13} K = {k:3d}: quadrant "
+                      f"{row['quadrant_inside']:6.2f} / {row['quadrant_outside']:5.1f}, arm 0 "
+                      f"{row['arm0_inside']:.2f}; right {row['right_inside']:.0%} / "
+                      f"{row['right_outside']:.0%}", flush=True)
+    if _OUT.value:
+        with open(_OUT.value, "w") as f:
+            json.dump({"delta": _DELTA.value, "pulls": _PULLS.value, "per_arm": memory.per_arm,
+                       "rows": results}, f, indent=1)
+
+
+if __name__ == "__main__":   # flags exist only when run as a program, so modules import freely
+    _WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit",
+                                   "A trained experiment's workdir.")
+    _DELTA = flags.DEFINE_float("delta", 0.99, "δ of the problem.", lower_bound=0.0,
+                                upper_bound=1.0)
+    _PULLS = flags.DEFINE_integer("pulls", 20_000, "Pulls in the history.", lower_bound=1)
+    _STEPS = flags.DEFINE_list("steps", ["5", "20", "100", "400"], "Inner steps K to adapt with.")
+    flags.register_validator("steps", lambda ks: bool(ks) and all(k.isdigit() for k in ks),
+                             "--steps must be integers >= 0, e.g. 5,20,100")
+    _OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
+    app.run(main)
