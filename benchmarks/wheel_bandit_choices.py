@@ -14,7 +14,8 @@ once a setting is chosen), changing one setting of the default config:
 - ``every pull``: re-adapt after every pull (``readapt_growth=0``) instead of the thinning
   schedule;
 - ``training step``: adapt at play as in meta-training, at the training step size instead of
-  a quarter of it (K = 5 either way); ``half training step``: at half of it;
+  the default's (K = 5 either way); ``half training step``, ``quarter training step``: at half
+  or a quarter of it (of the run's ``inner_lr``);
 - ``10 steps``, ``20 steps``: K = 10 or 20 at play, at the default step size;
 - ``training reservoir``, ``reservoir 512``: reservoirs of meta-training's ``per_arm`` or of 512
   pulls per arm at play instead of the default ``play_per_arm``; ``whole reservoir``: every
@@ -40,7 +41,8 @@ VARIANTS = {
     "summed steps": {"step_reference": None},
     "every pull": {"readapt_growth": 0.0},
     "training step": {"eval_inner_steps": 5, "eval_inner_lr": None},
-    "half training step": {"eval_inner_lr": 2.5e-5},
+    "half training step": {"eval_inner_lr": lambda config: config.inner_lr / 2},
+    "quarter training step": {"eval_inner_lr": lambda config: config.inner_lr / 4},
     "warm start": {"warm_start": True},
     "10 steps": {"eval_inner_steps": 10},
     "20 steps": {"eval_inner_steps": 20},
@@ -62,7 +64,7 @@ def variant_config(name: str):
     config = finished_run_config(_WORKDIR.value)
     with config.unlocked():
         for key, value in VARIANTS[name].items():
-            config[key] = value
+            config[key] = value(config) if callable(value) else value
         config.neural_linear.enabled = False
         config.update(n=_N.value, trials=_TRIALS.value,
                       deltas=tuple(float(d) for d in _DELTAS.value))

@@ -56,12 +56,29 @@ def agent_history(key: jax.Array, delta: float, pulls: int, per_arm: int):
                            pulls, per_arm)
 
 
+def trained_config(workdir: str):
+    """The finished run's config in ``workdir`` (``finished_run_config``), without
+    NeuralLinear: what the fit benchmarks adapt."""
+    config = finished_run_config(workdir)
+    with config.unlocked():
+        config.neural_linear.enabled = False
+    return config
+
+
+def define_flags(default_steps):
+    """The flags of the fit benchmarks: (--workdir, --steps, --out)."""
+    workdir = flags.DEFINE_string("workdir", "runs/wheel_bandit", "A trained experiment's workdir.")
+    steps = flags.DEFINE_list("steps", default_steps, "Inner steps K to adapt with.")
+    flags.register_validator("steps", lambda ks: bool(ks) and all(k.isdigit() for k in ks),
+                             "--steps must be integers >= 0, e.g. 5,20,100")
+    out = flags.DEFINE_string("out", None, "Write the results here (JSON).")
+    return workdir, steps, out
+
+
 def main(argv):
     del argv
     steps = [int(k) for k in _STEPS.value]
-    config = finished_run_config(_WORKDIR.value)
-    with config.unlocked():
-        config.neural_linear.enabled = False
+    config = trained_config(_WORKDIR.value)
     history_key, adapt_key, test_key = jax.random.split(validation_key(config), 3)
     learners = {"play step": meta_train_all(config, _WORKDIR.value)[0]}
     with config.unlocked():
@@ -95,13 +112,8 @@ def main(argv):
 
 
 if __name__ == "__main__":   # flags exist only when run as a program, so modules import freely
-    _WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit",
-                                   "A trained experiment's workdir.")
+    _WORKDIR, _STEPS, _OUT = define_flags(["5", "20", "100", "400"])
     _DELTA = flags.DEFINE_float("delta", 0.99, "δ of the problem.", lower_bound=0.0,
                                 upper_bound=1.0)
     _PULLS = flags.DEFINE_integer("pulls", 20_000, "Pulls in the history.", lower_bound=1)
-    _STEPS = flags.DEFINE_list("steps", ["5", "20", "100", "400"], "Inner steps K to adapt with.")
-    flags.register_validator("steps", lambda ks: bool(ks) and all(k.isdigit() for k in ks),
-                             "--steps must be integers >= 0, e.g. 5,20,100")
-    _OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
     app.run(main)

@@ -8,6 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import metabayes as mb
@@ -18,6 +19,7 @@ from metabayes.bandit.history import (ArmReservoir, RecentWindow, subsample_pull
 from metabayes.bandit.neural_linear import NeuralLinear, blr_posterior
 from metabayes.bandit.wheel import NUM_ARMS, mean_rewards, sample_contexts
 from helpers import fast_jit
+from metabayes.training.config import INNER_OPTIMIZERS
 
 
 def fill(memory, arms, key=jax.random.PRNGKey(0)):
@@ -173,6 +175,29 @@ def test_per_point_step_makes_the_inner_step_independent_of_the_history_size():
             assert error == pytest.approx(0.6 ** 5, rel=0.05)
     assert remaining_error(640, None)[0] > 100.0
     assert remaining_error(32, scale)[0] == pytest.approx(remaining_error(32, None)[0])
+
+
+def test_inner_adam_steps_do_not_depend_on_the_history_size():
+    """Adam's update m / √v does not change when the objective is scaled: on a linear-Gaussian
+    model, 5 inner Adam steps (the bandit config's ``inner_optimizer="adam"``) on a history
+    repeated 10 times (its summed likelihood × 10) give the λ of the history itself, with no
+    ``per_point_step``; each weight moves at most K · η. SGD's first step on the repeated
+    history is 10 times as long."""
+    x, y = linear_data(640)
+    repeated = (jnp.tile(x, (10, 1)), jnp.tile(y, (10, 1)))
+
+    def moved(inner_optimizer, data, steps=5):
+        learner = dataclasses.replace(linear_learner(0.05, steps, None),
+                                      inner_optimizer=inner_optimizer)
+        params = learner.init_params(jax.random.PRNGKey(0), x)
+        theta = params.q_theta.mean
+        return weights(learner.adapt(params, theta, data, jax.random.PRNGKey(1))) - weights(theta)
+
+    adam = INNER_OPTIMIZERS["adam"](0.05)
+    np.testing.assert_allclose(moved(adam, repeated), moved(adam, (x, y)), rtol=1e-4, atol=1e-6)
+    assert np.abs(moved(adam, (x, y))).max() <= 5 * 0.05 * 1.01
+    sgd = optax.sgd(1e-5)
+    np.testing.assert_allclose(moved(sgd, repeated, 1), 10 * moved(sgd, (x, y), 1), rtol=1e-3)
 
 
 def test_warm_start_continues_the_inner_loop():
@@ -368,3 +393,12 @@ def test_fit_history_pulls_the_quadrant_arm():
     counts = np.asarray(reservoirs.counts)
     assert counts.sum() == pytest.approx(1_000) and 0 < counts[0] < 25
     np.testing.assert_allclose(reservoirs.kept, np.minimum(counts, 50), rtol=1e-6)
+
+
+def test_adaptation_errors_by_history_length_by_hand():
+    """``benchmarks.wheel_bandit_adaptation.by_length``: the mean error overall and per bin of
+    history lengths [lo, hi), None for an empty bin."""
+    from benchmarks.wheel_bandit_adaptation import by_length
+    means = by_length([1.0, 3.0, 10.0, 20.0], [1, 29, 30, 5_000], bins=(1, 30, 300, 3_000, 80_001))
+    assert means == {"all": 8.5, "T in [1, 30)": 2.0, "T in [30, 300)": 10.0,
+                     "T in [300, 3000)": None, "T in [3000, 80001)": 20.0}
