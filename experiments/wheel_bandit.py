@@ -95,15 +95,16 @@ def validation_key(config) -> jax.Array:
 
 def finished_run_config(workdir: str) -> ml_collections.ConfigDict:
     """The default config with the meta-training settings (every key outside
-    ``RESUMABLE_CHANGES``, and ``steps``) of the finished run in ``workdir``, read from its
-    config.json, so that a program playing its models trains nothing. ``app.UsageError`` for a
+    ``RESUMABLE_CHANGES``, and ``steps`` and ``algorithms``) of the finished run in
+    ``workdir``, read from its config.json, so that a program playing its models trains
+    nothing (not even an algorithm the run did not train). ``app.UsageError`` for a
     workdir without a finished run."""
     if not os.path.isfile(os.path.join(workdir, "results.json")):
         raise app.UsageError(f"--workdir must hold a finished `python -m experiments."
                              f"wheel_bandit` run (its results.json); {workdir!r} has none")
     with open(os.path.join(workdir, "config.json")) as f:
         recorded = json.load(f)
-    play_keys = {key.split(".")[0] for key in RESUMABLE_CHANGES} - {"steps"}
+    play_keys = {key.split(".")[0] for key in RESUMABLE_CHANGES} - {"steps", "algorithms"}
     config = get_config()
     with config.unlocked():
         for key, value in recorded.items():

@@ -74,8 +74,10 @@ meta-training steps, before ``steps`` became 3,000, with 102 slots per arm at pl
   20 cells of ABML and MAML (n = 80,000, δ = 0.5: ABML 2.45 → 2.05, MAML 2.33 → 1.59;
   δ = 0.99: 25.00 → 23.47 and 24.33 → 23.09).
 - ``inner_optimizer`` = SGD. Models meta-trained with an inner Adam (``inner_lr`` = 0.01, no
-  ``per_point_step``) fit meta-training's query pulls better after K = 5 steps (MAML's query
-  MSE 69.8 against 84.0), but on the validation problems (n = 20,000, 3 trials) ABML played
+  ``per_point_step``) use the history: K = 5 steps take MAML's query MSE on meta-training's
+  episodes from θ's 105.2 to 69.8, where SGD's take it from 89.8 to 84.0 (README,
+  ``benchmarks.wheel_bandit_adaptation``). But on the validation problems (n = 20,000,
+  3 trials) ABML played
   worse at every step size tried, and MAML better only at δ ≥ 0.9 (15.13 against 21.80 at
   0.99; README, "Tried and not kept: an inner Adam").
 - ``warm_start`` (re-adapt from the last λ, not θ) is off: at n = 20,000 (3 trials) ABML gave
