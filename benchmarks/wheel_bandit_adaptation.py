@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.wheel_bandit_fit import define_flags, trained_config
-from experiments.wheel_bandit import meta_train_all, validation_key
+from benchmarks.wheel_bandit_fit import define_flags
+from experiments.wheel_bandit import finished_run_config, meta_train_all, validation_key
 from metabayes.bandit.episodes import sample_episodes
 from metabayes.bandit.history import support_pulls
 
@@ -52,7 +52,7 @@ def by_length(errors, lengths, bins=LENGTH_BINS) -> dict:
 def main(argv):
     del argv
     steps = [int(k) for k in _STEPS.value]
-    config = trained_config(_WORKDIR.value)
+    config = finished_run_config(_WORKDIR.value)
     with config.unlocked():
         config.eval_inner_lr = None                          # meta-training's step size
     episode_key, adapt_key = jax.random.split(jax.random.fold_in(validation_key(config), 1))

@@ -65,7 +65,6 @@ def variant_config(name: str):
     with config.unlocked():
         for key, value in VARIANTS[name].items():
             config[key] = value(config) if callable(value) else value
-        config.neural_linear.enabled = False
         config.update(n=_N.value, trials=_TRIALS.value,
                       deltas=tuple(float(d) for d in _DELTAS.value))
     return config

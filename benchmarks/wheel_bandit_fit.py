@@ -56,15 +56,6 @@ def agent_history(key: jax.Array, delta: float, pulls: int, per_arm: int):
                            pulls, per_arm)
 
 
-def trained_config(workdir: str):
-    """The finished run's config in ``workdir`` (``finished_run_config``), without
-    NeuralLinear: what the fit benchmarks adapt."""
-    config = finished_run_config(workdir)
-    with config.unlocked():
-        config.neural_linear.enabled = False
-    return config
-
-
 def define_flags(default_steps):
     """The flags of the fit benchmarks: (--workdir, --steps, --out)."""
     workdir = flags.DEFINE_string("workdir", "runs/wheel_bandit", "A trained experiment's workdir.")
@@ -78,7 +69,7 @@ def define_flags(default_steps):
 def main(argv):
     del argv
     steps = [int(k) for k in _STEPS.value]
-    config = trained_config(_WORKDIR.value)
+    config = finished_run_config(_WORKDIR.value)
     history_key, adapt_key, test_key = jax.random.split(validation_key(config), 3)
     learners = {"play step": meta_train_all(config, _WORKDIR.value)[0]}
     with config.unlocked():

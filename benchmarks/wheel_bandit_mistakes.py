@@ -65,8 +65,6 @@ def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
 def main(argv):
     del argv
     config = finished_run_config(_WORKDIR.value)
-    with config.unlocked():
-        config.neural_linear.enabled = False
     learners, _, _ = meta_train_all(config, _WORKDIR.value)
     agents = make_agents(config, learners)
     run_key = jax.random.fold_in(jax.random.fold_in(evaluation_key(config), 0), 0)

@@ -97,8 +97,8 @@ def finished_run_config(workdir: str) -> ml_collections.ConfigDict:
     """The default config with the meta-training settings (every key outside
     ``RESUMABLE_CHANGES``, and ``steps`` and ``algorithms``) of the finished run in
     ``workdir``, read from its config.json, so that a program playing its models trains
-    nothing (not even an algorithm the run did not train). ``app.UsageError`` for a
-    workdir without a finished run."""
+    nothing (not even an algorithm the run did not train), and without NeuralLinear, which
+    has no trained model to play. ``app.UsageError`` for a workdir without a finished run."""
     if not os.path.isfile(os.path.join(workdir, "results.json")):
         raise app.UsageError(f"--workdir must hold a finished `python -m experiments."
                              f"wheel_bandit` run (its results.json); {workdir!r} has none")
@@ -110,6 +110,7 @@ def finished_run_config(workdir: str) -> ml_collections.ConfigDict:
         for key, value in recorded.items():
             if key in config and key not in play_keys:
                 config[key] = tuple(value) if isinstance(config[key], tuple) else value
+        config.neural_linear.enabled = False
     return config
 
 

@@ -233,12 +233,13 @@ def test_play_memory_takes_play_per_arm(memory, play_per_arm, smallest, expected
 
 def test_finished_run_config_keeps_the_runs_algorithms(tmp_path):
     """A program that plays a finished run's models plays the algorithms it trained, not the
-    default ones (it would meta-train the missing one)."""
+    default ones (it would meta-train the missing one), and no NeuralLinear."""
     (tmp_path / "results.json").write_text("{}")
     (tmp_path / "config.json").write_text(json.dumps({"algorithms": ["maml"], "steps": 7,
                                                       "n": 5}))
     played = wheel_bandit.finished_run_config(str(tmp_path))
     assert (tuple(played.algorithms), played.steps, played.n) == (("maml",), 7, get_config().n)
+    assert not played.neural_linear.enabled
 
 
 def test_validation_problems_are_not_the_tables():
