@@ -42,6 +42,9 @@ def main(argv=None):
     from benchmarks.peers import require_torch
     from benchmarks.peers.options import parse_args
     args = parse_args(argv)
+    if args.device != "cpu":
+        raise SystemExit(f"--device={args.device}: benchmarks.profile_peer profiles CPU time "
+                         "only; use --device=cpu")
     require_torch()
     import torch
     from benchmarks.peers.run import build, meta_batches, meta_step

@@ -4,8 +4,9 @@
 #   .venv-peer/bin/python -m benchmarks.peers.check        # the peers' correctness checks
 #   .venv/bin/python -m benchmarks.step_time --peer_python=.venv-peer/bin/python ...
 #
-# torch: PyPI's Linux x86-64 torch wheel is the CUDA build (a few GB with its nvidia-* wheels); the
-# peers only use its CPU kernels, so it works, just large. Where PyTorch's own index is reachable,
+# torch: PyPI's Linux x86-64 torch wheel is the CUDA build (a few GB with its nvidia-* wheels): on
+# a GPU machine that is the build the CUDA peers need (`--device cuda`, which benchmarks.step_time
+# passes when its rows run on a GPU). On a CPU it works, just large. Where PyTorch's own index is reachable,
 # get the CPU build (~200 MB) with
 #   TORCH_EXTRA_INDEX=https://download.pytorch.org/whl/cpu bash benchmarks/setup_peers.sh
 # (pip then picks 2.13.0+cpu, the higher version). A pip `find-links` folder holding a +cpu

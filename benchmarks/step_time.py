@@ -17,6 +17,11 @@ of a markdown file. Each row also reports its achieved GFLOP/s, XLA's flop count
 matmul peak, measured in the same run in a fresh process (``--peak_size``² jitted matmuls, the
 best of 5). Data are random arrays of the configured shapes. Machines are noisy: compare
 ratios measured in one run, never absolute seconds across runs.
+
+On a GPU the same command compares against the CUDA build of the peers (``--device cuda``;
+``setup_peers.sh`` installs PyPI's torch, which is that build), with ``conv="auto"`` choosing
+``lax.conv`` for ours, and the table adds each side's device memory (XLA's allocator peak,
+torch's ``max_memory_allocated``). A row that ran on a TPU has no peer.
 """
 import json
 import math
@@ -41,13 +46,18 @@ MARKERS = ("<!-- step_time:begin -->", "<!-- step_time:end -->")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # runs ``-m benchmarks.*``
 
 
-def peer_command(row: Row, steps: int, python: str, module: str = "benchmarks.peers") -> list:
-    """The command line of ``row``'s PyTorch peer (Omniglot 5-way 1-shot shapes, all cores), run
-    by ``python`` from ``ROOT``; ``module``: the peers' program (``benchmarks.profile_peer``
-    takes the same arguments)."""
+PEER_DEVICES = {"cpu": "cpu", "gpu": "cuda"}   # JAX's platform -> the peers' --device
+
+
+def peer_command(row: Row, steps: int, python: str, module: str = "benchmarks.peers",
+                 device: str = "cpu") -> list:
+    """The command line of ``row``'s PyTorch peer (Omniglot 5-way 1-shot shapes, all cores, on
+    ``device``), run by ``python`` from ``ROOT``; ``module``: the peers' program
+    (``benchmarks.profile_peer`` takes the same arguments)."""
     return [python, "-m", module, *row.peer_args, "--ways", "5", "--shots", "1", "--query", "15",
             "--inner_steps", "5", "--inner_lr", "0.4", "--meta_batch", str(row.meta_batch),
-            "--threads", str(os.cpu_count()), "--warmup", "2", "--steps", str(steps)]
+            "--threads", str(os.cpu_count()), "--warmup", "2", "--steps", str(steps),
+            "--device", device]
 
 
 def resolve_peer_python(python: str) -> str:
@@ -62,6 +72,14 @@ def resolve_peer_python(python: str) -> str:
 
 def peak_rss_mb():
     return peak_rss_bytes() / 2**20
+
+
+def peak_device_mb():
+    """The most memory XLA's allocator has held on the first local device (GPU, TPU), in MB;
+    None where the device does not report it (the CPU, whose use is the RSS)."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else peak / 2**20
 
 
 def row_inputs(row: Row):
@@ -102,8 +120,10 @@ def time_row(row: Row, steps: int, mesh=None) -> dict:
                                  "diverged step would not be representative")
     median = statistics.median(times)
     peak_rss = peak_rss_mb()   # the step's own: before the flop count compiles another program
+    peak_device = peak_device_mb()
     flops = reference_flops(row.learner, row.make_batch, row.meta_batch)
-    return {"config": row.name, "meta_batch": row.meta_batch, "compile_s": compile_s,
+    return {"config": row.name, "platform": jax.default_backend(), "meta_batch": row.meta_batch,
+            "compile_s": compile_s, "peak_device_mb": peak_device,
             "first_step_s": first_step_s, "median_s": median, "min_s": min(times),
             "max_s": max(times), "times_s": times,
             "tasks_per_s": row.meta_batch / median, "peak_rss_mb": peak_rss,
@@ -123,20 +143,30 @@ def run_json(command: list, env=()) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def megabytes(value) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def format_table(results, peak_gflops_per_s: float) -> str:
     """A markdown table of ``results`` (rows with an optional ``peer`` entry), each row's
-    achieved GFLOP/s (XLA's flop count / median time) as a % of the measured matmul peak."""
+    achieved GFLOP/s (XLA's flop count / median time) as a % of the measured matmul peak. Where
+    a row ran on an accelerator, its device memory and its peer's follow the RSS columns."""
+    on_device = any(r.get("peak_device_mb") is not None for r in results)
+    device_header = " device MB | peer device MB |" if on_device else ""
     lines = ["| config | compile s | median s | min | max | tasks/s | GFLOP/s | % of peak | RSS MB "
-             "| peer | peer median s | peer RSS MB | JAX / peer |", "|---" * 13 + "|"]
+             "| peer | peer median s | peer RSS MB | JAX / peer |" + device_header,
+             "|---" * (15 if on_device else 13) + "|"]
     for r in results:
         peer = r.get("peer")
         peer_cells = (f"{peer['algo']} | {peer['median_s']:.3f} | {peer['peak_rss_mb']:.0f} | "
                       f"**{r['median_s'] / peer['median_s']:.2f}**" if peer else "- | - | - | -")
+        device_cells = (f" {megabytes(r.get('peak_device_mb'))} | "
+                        f"{megabytes((peer or {}).get('peak_device_mb'))} |" if on_device else "")
         lines.append(f"| {r['config']} | {r['compile_s']:.1f} | {r['median_s']:.3f} | "
                      f"{r['min_s']:.3f} | {r['max_s']:.3f} | {r['tasks_per_s']:.1f} | "
                      f"{r['gflops_per_s']:.1f} | "
                      f"{100 * r['gflops_per_s'] / peak_gflops_per_s:.1f} | "
-                     f"{r['peak_rss_mb']:.0f} | {peer_cells} |")
+                     f"{r['peak_rss_mb']:.0f} | {peer_cells} |{device_cells}")
     return "\n".join(lines)
 
 
@@ -179,8 +209,12 @@ def main(argv):
     for row in [r for r in suite if not _ROWS.value or r.name in _ROWS.value]:
         result = run_json([sys.executable, "-m", "benchmarks.step_time", f"--suite={_SUITE.value}",
                            f"--steps={_STEPS.value}", f"--only={row.name}"], row.env)
-        if peer_python and row.peer_args:
-            result["peer"] = run_json(peer_command(row, _STEPS.value, peer_python))
+        device = PEER_DEVICES.get(result["platform"])
+        if peer_python and row.peer_args and device:
+            result["peer"] = run_json(peer_command(row, _STEPS.value, peer_python, device=device))
+        elif peer_python and row.peer_args:
+            print(f"{row.name}: no PyTorch peer on {result['platform']} (the peers run on "
+                  f"{' and '.join(PEER_DEVICES.values())})", flush=True)
         results.append(result)
         print(format_table(results, peak["peak_gflops_per_s"]).splitlines()[-1], flush=True)
     table = format_table(results, peak["peak_gflops_per_s"])

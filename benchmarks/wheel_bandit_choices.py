@@ -22,7 +22,11 @@ once a setting is chosen), changing one setting of the default config:
   re-adaptation on all its slots, filled or not, instead of the smallest of the
   ``support_sizes`` that holds the pulls so far (the same function, at its full cost);
 - ``warm start``: each re-adaptation starts from the last λ instead of θ (``MetaAgent``);
-  ``warm training step``: the same, with K = 5 at the training step size.
+  ``warm training step``: the same, with K = 5 at the training step size;
+- ``gradient variance``: σ_λ at play by meta-training's rule (σ_λ takes the inner steps)
+  instead of the default ``eval_local_variance="fisher"`` (σ_λ⁻² → F/β + σ_θ⁻², F the weighted
+  history's, which narrows Thompson sampling's posterior as the history grows); MAML, a point
+  mass, is unchanged.
 
 Prints normalised regret (Uniform = 100, mean ± standard error) and play seconds per 1,000
 pulls of one run, and writes them to ``--out``.
@@ -50,6 +54,7 @@ VARIANTS = {
     "reservoir 512": {"play_per_arm": 512},
     "whole reservoir": {"smallest_support": None},
     "warm training step": {"warm_start": True, "eval_inner_steps": 5, "eval_inner_lr": None},
+    "gradient variance": {"eval_local_variance": "gradient"},
 }
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit", "A trained experiment's workdir.")

@@ -47,9 +47,10 @@ def check_settings(config: ml_collections.ConfigDict) -> None:
     check_config(config, RULES)
 
 
-def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: bool):
-    """Meta-train (or resume) one algorithm: (the learner to play with: ``eval_inner_steps`` at
-    ``eval_inner_lr``, MetaParams, train seconds, history)."""
+def bandit_learner(config, algorithm: str) -> mb.MetaLearner:
+    """The MetaLearner that meta-trains ``algorithm``: the config's, on ``ArmRewardMLP`` with a
+    Gaussian likelihood, its inner steps scaled by ``per_point_step`` unless
+    ``step_reference`` is None."""
     learner_config = config.copy_and_resolve_references()
     with learner_config.unlocked():
         learner_config.algorithm = algorithm
@@ -58,6 +59,13 @@ def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: b
     if config.step_reference is not None:
         learner = dataclasses.replace(learner, inner_step_scale=mb.per_point_step(
             config.step_reference, support_pulls))
+    return learner
+
+
+def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: bool):
+    """Meta-train (or resume) one algorithm: (the learner to play with: ``eval_inner_steps`` at
+    ``eval_inner_lr``, σ_λ by ``eval_local_variance``, MetaParams, train seconds, history)."""
+    learner = bandit_learner(config, algorithm)
     evaluator = make_evaluator(config, learner)   # before training: bad eval flags fail fast
     init_key, batch_key, step_key = jax.random.split(key, 3)
     state = learner.init(init_key, jnp.zeros((NUM_ARMS * config.per_arm, INPUT_DIM)))

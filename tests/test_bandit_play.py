@@ -200,6 +200,39 @@ def test_inner_adam_steps_do_not_depend_on_the_history_size():
     np.testing.assert_allclose(moved(sgd, repeated, 1), 10 * moved(sgd, (x, y), 1), rtol=1e-3)
 
 
+def test_fisher_posterior_narrows_with_the_history_and_the_gradient_rule_does_not():
+    """The play learner's σ_λ after one inner step on the same 50 slots standing for 1,000 or
+    100,000 pulls. Under the gradient rule, ``per_point_step`` scales the step by 1/N as the
+    likelihood's gradient grows with N, so σ_λ is the same (Thompson sampling would keep
+    sampling at that width forever). Under ``eval_local_variance="fisher"`` σ_λ⁻² − σ_θ⁻² =
+    ρ F/β, and F of the weighted slots grows with the pulls they stand for: 100× here."""
+    from experiments.configs.wheel_bandit import get_config
+    from experiments.wheel_bandit import bandit_learner
+    from metabayes.training.config import make_evaluator
+
+    contexts = sample_contexts(jax.random.PRNGKey(0), 50)
+    arms, rewards = jnp.arange(50) % NUM_ARMS, jnp.linspace(1.0, 50.0, 50)
+
+    def log_sigmas(rule, pulls_per_slot):
+        config = get_config()
+        config.update(hidden=(8,), eval_inner_steps=1, eval_local_variance=rule)
+        learner = make_evaluator(config, bandit_learner(config, "abml"))
+        support = weighted_support(contexts, arms, rewards, jnp.full(50, pulls_per_slot))
+        params = learner.init_params(jax.random.PRNGKey(1), support[0])
+        local = learner.adapt(params, params.q_theta.mean, support, jax.random.PRNGKey(2))
+        return (jax.tree_util.tree_leaves(local.log_sigma),
+                jax.tree_util.tree_leaves(params.q_theta.mean.log_sigma))
+
+    for short, long in zip(log_sigmas("gradient", 20.0)[0], log_sigmas("gradient", 2000.0)[0]):
+        np.testing.assert_allclose(short, long, rtol=1e-5, atol=1e-7)
+    (short, prior), (long, _) = log_sigmas("fisher", 20.0), log_sigmas("fisher", 2000.0)
+    added = lambda local, theta: np.exp(-2.0 * local) - np.exp(-2.0 * theta)
+    for s, l, p in zip(short, long, prior):
+        assert np.all(added(s, p) > 0)
+        # float32: σ⁻² = e^6 ≈ 403 holds the short history's F/β to ~1e-4, × 100 here
+        np.testing.assert_allclose(added(l, p), 100.0 * added(s, p), rtol=1e-3, atol=0.02)
+
+
 def test_warm_start_continues_the_inner_loop():
     """K steps from a warm start λ^K are steps K+1..2K of one 2K-step loop (MAML with SGD is
     deterministic), so on a linear-Gaussian model the error to the exact posterior mean after

@@ -29,6 +29,8 @@ def test_step_time_smoke_writes_json_and_markdown(tmp_path):
     assert row["config"] == "abml smoke" and len(row["times_s"]) == 2
     assert row["min_s"] <= row["median_s"] <= row["max_s"] and row["peak_rss_mb"] > 0
     assert row["compile_s"] > 0 and row["first_step_s"] > 0   # compilation and first run apart
+    assert row["platform"] == "cpu" and row["peak_device_mb"] is None   # the CPU's use is RSS
+    assert "device MB" not in result.stdout
     text = markdown.read_text()
     assert "old" not in text and "| abml smoke |" in text and text.endswith("after\n")
 
@@ -72,6 +74,28 @@ def test_step_time_rows_pass_arguments_the_peers_accept():
         assert (args.meta_batch, args.steps, args.query, args.inner_steps) == (
             row.meta_batch, 3, 15, 5)
         assert args.first_order == ("FO" in row.name)
+        assert args.device == "cpu"
+        assert parse_args(peer_command(row, 3, "python", device="cuda")[3:]).device == "cuda"
+
+
+def test_step_time_table_adds_device_memory_where_a_row_ran_on_an_accelerator():
+    """On a GPU the table gains our and the peer's device memory; on the CPU it does not."""
+    from benchmarks.step_time import PEER_DEVICES, format_table
+
+    assert PEER_DEVICES == {"cpu": "cpu", "gpu": "cuda"}   # no TPU peer: none is compared
+    row = {"config": "maml M=32", "compile_s": 3.0, "median_s": 0.2, "min_s": 0.2, "max_s": 0.3,
+           "tasks_per_s": 160.0, "gflops_per_s": 900.0, "peak_rss_mb": 2100.0,
+           "peak_device_mb": None,
+           "peer": {"algo": "l2l_maml", "median_s": 0.4, "peak_rss_mb": 900.0,
+                    "peak_device_mb": None}}
+    header, rule, line = format_table([row], peak_gflops_per_s=9000.0).splitlines()
+    assert "device MB" not in header and line.endswith("| **0.50** |")
+    assert header.count("|") == rule.count("|") == line.count("|")
+    on_gpu = {**row, "peak_device_mb": 1234.4, "peer": {**row["peer"], "peak_device_mb": 567.0}}
+    header, rule, line = format_table([on_gpu, row], peak_gflops_per_s=9000.0).splitlines()[:3]
+    assert header.endswith("| device MB | peer device MB |")
+    assert line.endswith("| **0.50** | 1234 | 567 |") and "| 10.0 | 2100 |" in line
+    assert header.count("|") == rule.count("|") == line.count("|")
 
 
 def test_peers_import_without_torch_and_say_how_to_get_it():
@@ -120,3 +144,16 @@ def test_peers_meta_gradients_check_and_a_step_runs():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["algo"] == "torch_abml" and len(result["times_s"]) == 1
     assert result["meta_params"] == 2 * 112261   # μ_θ and log σ_θ of Conv4 (64 filters, 5 ways)
+    assert result["config"]["device"] == "cpu" and result["peak_device_mb"] is None
+    cuda = subprocess.run([python, "-c", "import torch; print(torch.cuda.is_available())"],
+                          capture_output=True, text=True, timeout=120).stdout.strip() == "True"
+    done = subprocess.run([python, "-m", "benchmarks.peers", "--algo", "torch_maml",
+                           "--meta_batch", "1", "--query", "1", "--inner_steps", "1",
+                           "--warmup", "0", "--steps", "1", "--device", "cuda"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if cuda:   # the CUDA peer runs and reports its device memory
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert json.loads(done.stdout.strip().splitlines()[-1])["peak_device_mb"] > 0
+    else:      # one line saying why, no stack trace
+        assert done.returncode != 0 and done.stderr.strip().startswith("--device=cuda: torch")
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr

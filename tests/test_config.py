@@ -1,5 +1,5 @@
 """Learners built from experiment configs: each algorithm's outer data, and the test-time learner
-(eval_inner_steps, eval_inner_lr, eval_batch_norm)."""
+(eval_inner_steps, eval_inner_lr, eval_batch_norm, eval_local_variance)."""
 import jax
 import ml_collections
 import numpy as np
@@ -49,6 +49,8 @@ def command_line(error: Exception, config: ml_collections.ConfigDict) -> str:
     ("eval_inner_lr", -1.0, "--config.eval_inner_lr (unset: --config.inner_lr) must be a positive"),
     ("eval_inner_steps", -1, "--config.eval_inner_steps must be an integer >= 0"),
     ("eval_batch_norm", "running", "--config.eval_batch_norm (unset: --config.batch_norm) must"),
+    ("eval_local_variance", "laplace",
+     "--config.eval_local_variance (unset: --config.local_variance) must be one of"),
 ])
 def test_bad_test_time_settings_name_their_own_flags(key, bad, flag):
     """The test-time learner's `inner_lr` / `inner_steps` / `batch_norm` errors name the eval_*
@@ -77,3 +79,10 @@ def test_eval_batch_norm_changes_the_evaluator_only():
     evaluator = make_evaluator(config(eval_batch_norm="support"), learner)
     assert (learner.batch_norm, evaluator.batch_norm) == ("transductive", "support")
     assert make_evaluator(config(), learner).batch_norm == "transductive"
+
+
+def test_eval_local_variance_changes_the_evaluator_only():
+    learner = make_learner(config(kl_weight=0.1), mb.MLP(hidden=(8,)), mb.Gaussian(0.1))
+    evaluator = make_evaluator(config(kl_weight=0.1, eval_local_variance="fisher"), learner)
+    assert (learner.local_variance, evaluator.local_variance) == ("gradient", "fisher")
+    assert make_evaluator(config(), learner).local_variance == "gradient"

@@ -80,16 +80,16 @@ def import_learn2learn() -> Tuple[types.ModuleType, bool]:
 
 class Learn2LearnMAML:
     """``l2l.algorithms.MAML`` around learn2learn's ``CNN4(ways, max_pool=True)`` on 1x28x28
-    images (``hidden`` filters per conv, 64 in the benchmark)."""
+    images (``hidden`` filters per conv, 64 in the benchmark), its weights on ``device``."""
 
     name = "l2l_maml"
 
     def __init__(self, ways: int, inner_lr: float, inner_steps: int, first_order: bool = False,
-                 hidden: int = 64):
+                 hidden: int = 64, device: str = "cpu"):
         l2l, self.torchvision_placeholder = import_learn2learn()
         self.version = l2l.__version__
         self.model = l2l.vision.models.CNN4(ways, hidden_size=hidden, layers=4, channels=1,
-                                            max_pool=True, embedding_size=hidden)
+                                            max_pool=True, embedding_size=hidden).to(device)
         self.maml = l2l.algorithms.MAML(self.model, lr=inner_lr, first_order=first_order)
         self.inner_steps = inner_steps
 

@@ -4,6 +4,8 @@ import argparse
 
 from benchmarks.peers import ALGORITHMS
 
+DEVICES = ("cpu", "cuda")
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -34,6 +36,10 @@ def parser() -> argparse.ArgumentParser:
     run = p.add_argument_group("timing")
     run.add_argument("--steps", type=int, default=10, help="timed meta-steps")
     run.add_argument("--warmup", type=int, default=2, help="untimed meta-steps before them")
+    run.add_argument("--device", choices=DEVICES, default="cpu",
+                     help="where the network, its weights and the batches live (cuda: the "
+                          "first GPU, cuDNN autotuned; each step synchronised before its clock "
+                          "stops)")
     run.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     run.add_argument("--flush_denormal", action="store_true",
                      help="torch.set_flush_denormal(True), as XLA:CPU does by default")

@@ -96,6 +96,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 # KL's weight), so the refusal names it and --config.num_tasks keeps the old N.
 RESUMABLE_CHANGES = ("name", "steps", "eval_every", "eval_tasks", "eval_meta_batch",
                      "eval_samples", "eval_inner_steps", "eval_inner_lr", "eval_batch_norm",
+                     "eval_local_variance",
                      "evaluate_on", "num_bins", "log_every", "checkpoint_every",
                      "keep_checkpoints", "prefetch", "data_dir", "verify_md5", "shard_tasks",
                      "multihost", "coordinator_address", "num_processes", "process_id",

@@ -4,7 +4,7 @@ Shared config keys: algorithm (abml | maml), first_order, inner_steps, eval_inne
 eval_inner_lr, inner_optimizer, inner_lr, inner_optimizer_log_sigma, inner_lr_log_sigma,
 outer_lr, inner_samples, outer_samples, kl_weight, theta_family, outer_data, batch_norm,
 eval_batch_norm, estimator, s0, a0, b0, init_log_sigma, scale_by_prior_variance, meta_sgd,
-local_variance, precision_damping, num_tasks, task_chunk, each with its rule in
+local_variance, eval_local_variance, precision_damping, num_tasks, task_chunk, each with its rule in
 ``LEARNER_RULES``. Errors name options in backticks (`inner_lr`); the experiments' command line
 turns them into ``--config.KEY`` flags (``experiments.cli``), and ``options_set_by`` says which
 key set an option where they differ (the test-time learner's `inner_steps` is eval_inner_steps).
@@ -29,7 +29,8 @@ INNER_OPTIMIZERS = {"sgd": optax.sgd, "adam": functools.partial(optax.adam, eps_
 ALGORITHMS = ("abml", "maml")
 # The test-time learner's options and the keys that set them ((key, the key it falls back to)).
 EVALUATION_KEYS = {"inner_steps": "eval_inner_steps", "inner_lr": ("eval_inner_lr", "inner_lr"),
-                   "batch_norm": ("eval_batch_norm", "batch_norm")}
+                   "batch_norm": ("eval_batch_norm", "batch_norm"),
+                   "local_variance": ("eval_local_variance", "local_variance")}
 
 
 def inner_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -75,10 +76,13 @@ def make_learner(config: ml_collections.ConfigDict, model: nn.Module,
 def make_evaluator(config: ml_collections.ConfigDict, learner: MetaLearner) -> MetaLearner:
     """The learner used at test time: ``eval_inner_steps`` inner steps at ``eval_inner_lr``
     (None: ``inner_lr``; it sets μ's step size, and log σ's where that follows μ's), with batch
-    norm ``eval_batch_norm`` (None: ``batch_norm``). Its errors name those keys."""
+    norm ``eval_batch_norm`` (None: ``batch_norm``) and σ_λ's rule ``eval_local_variance``
+    (None: ``local_variance``). Its errors name those keys."""
     with options_set_by(EVALUATION_KEYS):
         if config.get("eval_batch_norm") is not None:
             learner = dataclasses.replace(learner, batch_norm=config.eval_batch_norm)
+        if config.get("eval_local_variance") is not None:
+            learner = dataclasses.replace(learner, local_variance=config.eval_local_variance)
         if config.get("eval_inner_lr") is None:
             return learner.replace_inner_steps(config.eval_inner_steps)
         test = config.copy_and_resolve_references()
@@ -117,6 +121,7 @@ def add_learner_defaults(c: ml_collections.ConfigDict) -> ml_collections.ConfigD
     c.scale_by_prior_variance = False
     c.meta_sgd = False
     c.local_variance = "gradient"   # gradient | fisher (σ_λ⁻² ← F/β + σ_θ⁻², damped)
+    c.eval_local_variance = ml_collections.config_dict.placeholder(str)   # None: local_variance
     c.precision_damping = 0.5
     c.num_tasks = 100_000           # N of the 1/N global-KL scaling
     c.task_chunk = ml_collections.config_dict.placeholder(int)   # None: from a memory budget (task_chunks)
@@ -138,6 +143,7 @@ LEARNER_RULES = {
     "eval_samples": integer(1), "theta_family": one_of("point", "gaussian"),
     "outer_data": optional(OPTION_RULES["outer_data"]),
     "eval_batch_norm": optional(OPTION_RULES["batch_norm"]),
+    "eval_local_variance": optional(LOCAL_VARIANCE_NAME),
     "s0": positive(), "a0": positive(), "b0": positive(),
     "scale_by_prior_variance": BOOLEAN, "meta_sgd": BOOLEAN,
 }
