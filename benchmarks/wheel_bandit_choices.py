@@ -37,7 +37,7 @@ from absl import app, flags
 
 from experiments.wheel_bandit import (finished_run_config, make_agents, meta_train_all,
                                       validation_key)
-from metabayes.bandit.trials import play_all, summarise
+from metabayes.bandit.trials import play_all, summarise, variant_rows
 
 VARIANTS = {
     "default": {},
@@ -90,11 +90,7 @@ def main(argv):
                                      config.trials, config.n, validation_key(config))
         summary = summarise(config.deltas, final)
         results[name] = {"agents": summary, "seconds": seconds}
-        for agent in ("ABML", "MAML"):
-            cells = "  ".join(f"{s['normalised']['mean']:6.2f} ± {s['normalised']['se']:.2f}"
-                              for s in summary[agent].values())
-            print(f"{name:<18} {agent:<5} {cells}   "
-                  f"{seconds[agent]['per_1000_pulls']:.3f} s", flush=True)
+        print(variant_rows(name, summary, seconds), flush=True)
     if _OUT.value:
         with open(_OUT.value, "w") as f:
             json.dump({"n": _N.value, "trials": _TRIALS.value, "deltas": _DELTAS.value,

@@ -48,12 +48,14 @@ def check_settings(config: ml_collections.ConfigDict) -> None:
 
 
 def bandit_learner(config, algorithm: str) -> mb.MetaLearner:
-    """The MetaLearner that meta-trains ``algorithm``: the config's, on ``ArmRewardMLP`` with a
-    Gaussian likelihood, its inner steps scaled by ``per_point_step`` unless
-    ``step_reference`` is None."""
+    """The MetaLearner that meta-trains ``algorithm``: the config's, with that algorithm's
+    ``meta_sgd``, on ``ArmRewardMLP`` with a Gaussian likelihood, its inner steps scaled by
+    ``per_point_step`` unless ``step_reference`` is None."""
     learner_config = config.copy_and_resolve_references()
     with learner_config.unlocked():
         learner_config.algorithm = algorithm
+        del learner_config["meta_sgd"]
+        learner_config.meta_sgd = config.meta_sgd[algorithm]
     model = ArmRewardMLP(hidden=tuple(config.hidden), activation=config.activation)
     learner = make_learner(learner_config, model, mb.Gaussian(config.noise_std))
     if config.step_reference is not None:
@@ -116,7 +118,13 @@ def finished_run_config(workdir: str) -> ml_collections.ConfigDict:
     config = get_config()
     with config.unlocked():
         for key, value in recorded.items():
-            if key in config and key not in play_keys:
+            if key not in config or key in play_keys:
+                continue
+            if isinstance(config[key], ml_collections.ConfigDict):   # per algorithm
+                # a run recorded before ``meta_sgd`` was per algorithm holds one for both
+                config[key].update(value if isinstance(value, dict)
+                                   else dict.fromkeys(config[key], value))
+            else:
                 config[key] = tuple(value) if isinstance(config[key], tuple) else value
         config.neural_linear.enabled = False
     return config

@@ -435,3 +435,14 @@ def test_adaptation_errors_by_history_length_by_hand():
     means = by_length([1.0, 3.0, 10.0, 20.0], [1, 29, 30, 5_000], bins=(1, 30, 300, 3_000, 80_001))
     assert means == {"all": 8.5, "T in [1, 30)": 2.0, "T in [30, 300)": 10.0,
                      "T in [300, 3000)": None, "T in [3000, 80001)": 20.0}
+
+
+def test_choices_print_the_meta_learners_the_run_trained():
+    """A run that trained ABML alone prints ABML's rows (it raised KeyError on 'MAML')."""
+    from metabayes.bandit.trials import variant_rows
+
+    cell = lambda mean: {"normalised": {"mean": mean, "se": 0.01}}
+    summary = {"Uniform": {"0.5": cell(100.0)}, "ABML": {"0.5": cell(0.46), "0.99": cell(20.3)}}
+    (line,) = variant_rows("default", summary, {"ABML": {"per_1000_pulls": 0.5}}).splitlines()
+    assert line.split() == ["default", "ABML", "0.46", "±", "0.01", "20.30", "±", "0.01",
+                            "0.500", "s"]

@@ -242,6 +242,24 @@ def test_finished_run_config_keeps_the_runs_algorithms(tmp_path):
     assert not played.neural_linear.enabled
 
 
+def test_meta_sgd_is_set_per_algorithm(tmp_path):
+    """ABML learns its inner step scales (Meta-SGD) and MAML stays Finn et al.'s by default;
+    each can be set alone. A finished run recorded with one ``meta_sgd`` for both (before it
+    was per algorithm) is played with that value for both."""
+    config = tiny_config()
+    assert wheel_bandit.bandit_learner(config, "abml").meta_sgd
+    assert not wheel_bandit.bandit_learner(config, "maml").meta_sgd
+    config.meta_sgd.update(abml=False, maml=True)
+    assert not wheel_bandit.bandit_learner(config, "abml").meta_sgd
+    assert wheel_bandit.bandit_learner(config, "maml").meta_sgd
+    (tmp_path / "results.json").write_text("{}")
+    for recorded, expected in ((False, (False, False)), ({"abml": False, "maml": True},
+                                                         (False, True))):
+        (tmp_path / "config.json").write_text(json.dumps({"meta_sgd": recorded}))
+        played = wheel_bandit.finished_run_config(str(tmp_path))
+        assert (played.meta_sgd.abml, played.meta_sgd.maml) == expected
+
+
 def test_validation_problems_are_not_the_tables():
     """Play-time settings are chosen on other contexts and rewards than Table 1's."""
     config = tiny_config()

@@ -76,3 +76,15 @@ def table(deltas: Sequence[float], num_steps: int, trials: int, summary) -> str:
         lines.append(f"{name:<14}" + "".join(f"{cell(per_delta[str(delta)]['normalised']):>18}"
                                             for delta in deltas))
     return "\n".join(lines)
+
+
+def variant_rows(variant: str, summary: dict, seconds: dict) -> str:
+    """One line per meta-learner the run trained (ABML, MAML or both; Uniform is the
+    normalisation): its normalised regret per δ, mean ± standard error, and play seconds."""
+    lines = []
+    for agent in [name for name in summary if name != "Uniform"]:
+        cells = "  ".join(f"{s['normalised']['mean']:6.2f} ± {s['normalised']['se']:.2f}"
+                          for s in summary[agent].values())
+        lines.append(f"{variant:<18} {agent:<5} {cells}   "
+                     f"{seconds[agent]['per_1000_pulls']:.3f} s")
+    return "\n".join(lines)
