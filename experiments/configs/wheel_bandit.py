@@ -34,8 +34,9 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   1.11 / 20.56, 1.16 / 20.97 and 1.17 / 20.81, MAML 0.58 / 20.23, 0.59 / 20.56 and
   0.57 / 20.70: no worse than 10 or 20, at half the play time of 10 (ABML 0.49 against 0.93 s
   per 1,000 pulls).
-- ``meta_sgd`` per algorithm: ABML learns a step scale per weight for its inner loop (part of
-  ψ; Li et al., 2017); MAML keeps Finn et al.'s single step size. Meta-training logged a query
+- ``meta_sgd`` per algorithm (a meta-training setting, chosen on the same validation
+  problems): ABML learns a step scale per weight for its inner loop (part of ψ; Li et al.,
+  2017); MAML keeps Finn et al.'s single step size. Meta-training logged a query
   MSE of ~72-75 at 3,000 steps, against ~85-100 with one step size. On the validation problems
   (n = 20,000, 3 trials, the five δ, Fisher rule at play): ABML 0.46 / 0.85 / 2.50 / 5.24 /
   20.30 against 0.65 / 0.96 / 3.11 / 5.53 / 22.21 with one step size (MAML 0.58 / 0.94 / 2.63 /

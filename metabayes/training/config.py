@@ -4,8 +4,8 @@ Shared config keys: algorithm (abml | maml), first_order, inner_steps, eval_inne
 eval_inner_lr, inner_optimizer, inner_lr, inner_optimizer_log_sigma, inner_lr_log_sigma,
 outer_lr, inner_samples, outer_samples, kl_weight, theta_family, outer_data, batch_norm,
 eval_batch_norm, estimator, s0, a0, b0, init_log_sigma, scale_by_prior_variance, meta_sgd,
-local_variance, eval_local_variance, precision_damping, num_tasks, task_chunk, each with its rule in
-``LEARNER_RULES``. Errors name options in backticks (`inner_lr`); the experiments' command line
+local_variance, eval_local_variance, precision_damping, num_tasks, task_chunk, each with its
+rule in ``LEARNER_RULES``. Errors name options in backticks (`inner_lr`); the experiments' command line
 turns them into ``--config.KEY`` flags (``experiments.cli``), and ``options_set_by`` says which
 key set an option where they differ (the test-time learner's `inner_steps` is eval_inner_steps).
 """
