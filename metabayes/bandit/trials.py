@@ -66,9 +66,14 @@ def summarise(deltas: Sequence[float], final) -> dict:
             for name, per_delta in final.items()}
 
 
+def cell(stats: dict) -> str:
+    """``mean_se``'s mean ± standard error (the mean alone for one trial)."""
+    return (f"{stats['mean']:.2f} ± {stats['se']:.2f}" if stats["se"] is not None
+            else f"{stats['mean']:.2f}")
+
+
 def table(deltas: Sequence[float], num_steps: int, trials: int, summary) -> str:
     """The normalised regret as Table 1: one row per agent, one column per δ."""
-    cell = lambda s: f"{s['mean']:.2f} ± {s['se']:.2f}" if s["se"] is not None else f"{s['mean']:.2f}"
     lines = [f"normalised cumulative regret (Uniform = 100), n = {num_steps}, {trials} "
              "trial(s), mean ± standard error",
              f"{'agent':<14}" + "".join(f"{'δ = ' + str(delta):>18}" for delta in deltas)]
@@ -83,8 +88,7 @@ def variant_rows(variant: str, summary: dict, seconds: dict) -> str:
     normalisation): its normalised regret per δ, mean ± standard error, and play seconds."""
     lines = []
     for agent in [name for name in summary if name != "Uniform"]:
-        cells = "  ".join(f"{s['normalised']['mean']:6.2f} ± {s['normalised']['se']:.2f}"
-                          for s in summary[agent].values())
+        cells = "".join(f"{cell(s['normalised']):>15}" for s in summary[agent].values())
         lines.append(f"{variant:<18} {agent:<5} {cells}   "
                      f"{seconds[agent]['per_1000_pulls']:.3f} s")
     return "\n".join(lines)
