@@ -18,7 +18,8 @@ def cost_analysis(compiled) -> dict:
 
 def matmul_peak(size: int, repeats: int = 5) -> dict:
     """The machine's f32 matmul throughput under jax: the best of ``repeats`` jitted
-    [size, size] @ [size, size] products, 2·size³ flops each (all cores, XLA's own kernel)."""
+    [size, size] @ [size, size] products, 2·size³ flops each (all cores, XLA's own kernel), and
+    the devices it ran on."""
     a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
     product = jax.jit(jnp.matmul).lower(a, a).compile()
     jax.block_until_ready(product(a, a))
@@ -27,7 +28,8 @@ def matmul_peak(size: int, repeats: int = 5) -> dict:
         start = time.perf_counter()
         jax.block_until_ready(product(a, a))
         best = min(best, time.perf_counter() - start)
-    return {"matmul_size": size, "matmul_s": best, "peak_gflops_per_s": 2 * size ** 3 / best / 1e9}
+    return {"matmul_size": size, "matmul_s": best, "peak_gflops_per_s": 2 * size ** 3 / best / 1e9,
+            "devices": str(jax.devices())}
 
 
 def reference_flops(learner, make_batch, meta_batch: int) -> float:

@@ -170,6 +170,18 @@ def format_table(results, peak_gflops_per_s: float) -> str:
     return "\n".join(lines)
 
 
+def write_results(path: str, suite: str, peak: dict, results: list) -> None:
+    """Write the run's JSON: the machine, the matmul peak (with the devices it ran on) and the
+    rows timed so far. Starts no backend here: on a GPU this process would hold its memory while
+    the rows' processes run."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"suite": suite, "jax": jax.__version__,
+                   "machine": platform.processor() or platform.machine(),
+                   "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                   **peak, "rows": results}, f, indent=1)
+
+
 def replace_section(path: str, text: str) -> None:
     """Replace what lies between MARKERS in the file at ``path`` (ValueError if they are absent)."""
     with open(path) as f:
@@ -217,17 +229,11 @@ def main(argv):
                   f"{' and '.join(PEER_DEVICES.values())})", flush=True)
         results.append(result)
         print(format_table(results, peak["peak_gflops_per_s"]).splitlines()[-1], flush=True)
-    table = format_table(results, peak["peak_gflops_per_s"])
-    print(table)
-    if _OUT.value:
-        os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-        with open(_OUT.value, "w") as f:
-            json.dump({"suite": _SUITE.value, "jax": jax.__version__, "devices": str(jax.devices()),
-                       "machine": platform.processor() or platform.machine(),
-                       "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                       **peak, "rows": results}, f, indent=1)
+        if _OUT.value:   # after every row, so a run cut short keeps the rows it finished
+            write_results(_OUT.value, _SUITE.value, peak, results)
+    print(format_table(results, peak["peak_gflops_per_s"]))
     if _BENCHMARKS_MD.value:
-        replace_section(_BENCHMARKS_MD.value, table)
+        replace_section(_BENCHMARKS_MD.value, format_table(results, peak["peak_gflops_per_s"]))
 
 
 if __name__ == "__main__":  # flags exist only when run as a program, so benchmarks.scaling imports

@@ -5,13 +5,11 @@ The ELBO terms (``elbo``); the inner loop (``inner_loop``) and its composable pi
 functions over it (``meta_objective``, ``outer_step``, ``prediction``). docs/MATH.md gives the
 mathematics each implements.
 """
-from metabayes.xla_flags import set_default_xla_flag
+from metabayes.xla_flags import turn_off_cpu_fusion_emitters
 
-# XLA:CPU's fusion emitters miscompile the gradient of a Conv4 (3+ blocks) whose weights are
-# sampled inside jit (jax 0.10.2: off by up to 60% against finite differences and against the
-# same gradient run eagerly; tests/test_models.py::test_jit_gradient_of_sampled_conv_net). Turn
-# them off before the CPU backend starts; set the flag yourself in XLA_FLAGS to override.
-set_default_xla_flag("xla_cpu_use_fusion_emitters", "false")
+# Before the CPU backend starts: XLA:CPU's fusion emitters miscompile gradients of sampled conv
+# nets (metabayes/xla_flags.py). Set the flag yourself in XLA_FLAGS to override.
+turn_off_cpu_fusion_emitters()
 
 # distrax loads TensorFlow Probability's JAX substrate, which imports TensorFlow whenever it is
 # installed, only to copy docstrings (tensorflow/probability#1714): seconds and ~600 MB. TensorFlow

@@ -1,5 +1,21 @@
 """Defaults for $XLA_FLAGS, which XLA reads once, when its first backend starts."""
+import importlib.metadata
 import os
+import re
+import warnings
+from typing import Tuple
+
+# The first jaxlib whose XLA no longer knows --xla_cpu_use_fusion_emitters (and aborts the
+# process on it), and in which the emitters' wrong gradients are back (BENCHMARKS.md, "jax 0.11
+# on CPU").
+FUSION_EMITTERS_FLAG_REMOVED_IN = (0, 11)
+
+
+def jaxlib_version() -> Tuple[int, ...]:
+    """The installed jaxlib's (major, minor, patch), read from its metadata without importing
+    it."""
+    return tuple(int(part) for part in
+                 re.findall(r"\d+", importlib.metadata.version("jaxlib"))[:3])
 
 
 def set_default_xla_flag(name: str, value: str) -> None:
@@ -7,3 +23,20 @@ def set_default_xla_flag(name: str, value: str) -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     if name not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --{name}={value}".strip()
+
+
+def turn_off_cpu_fusion_emitters() -> None:
+    """Turn XLA:CPU's fusion emitters off by default, where the installed jaxlib still can
+    (jax 0.10: they miscompile the jitted gradient of a Conv4 whose weights are sampled inside
+    jit, ``tests/test_models.py::test_jit_gradient_of_sampled_conv_net``). From jaxlib 0.11 on,
+    the flag is gone and the gradients are wrong again on the CPU: warn, and set nothing, since
+    an unknown flag aborts the process."""
+    version = jaxlib_version()
+    if version[:2] >= FUSION_EMITTERS_FLAG_REMOVED_IN:
+        warnings.warn(
+            f"jaxlib {'.'.join(map(str, version))}: XLA:CPU's fusion emitters cannot be turned "
+            "off, and they miscompile the gradients of sampled convolutional networks on the CPU "
+            "(off by up to 60%); metabayes supports jax and jaxlib < 0.11 (pyproject.toml). "
+            "GPU and TPU programs are not affected by this flag.", RuntimeWarning, stacklevel=2)
+        return
+    set_default_xla_flag("xla_cpu_use_fusion_emitters", "false")

@@ -22,6 +22,7 @@ def test_step_time_smoke_writes_json_and_markdown(tmp_path):
     written = json.loads(out.read_text())
     (row,) = written["rows"]
     assert written["matmul_size"] == 256 and written["peak_gflops_per_s"] > 0
+    assert written["devices"] == "[CpuDevice(id=0)]"   # as the peak's process saw them
     # XLA's flop count of the step, and the rate it implies, as the table prints it
     assert row["flops"] > 0 and row["gflops_per_s"] == row["flops"] / row["median_s"] / 1e9
     percent = 100 * row["gflops_per_s"] / written["peak_gflops_per_s"]
