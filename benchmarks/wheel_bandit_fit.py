@@ -75,7 +75,8 @@ def main(argv):
     with config.unlocked():
         config.eval_inner_lr = None
     learners["training step"] = meta_train_all(config, _WORKDIR.value)[0]
-    memory = make_agents(config, learners["play step"])["ABML"][0].memory
+    meta_agent = next(iter(learners["play step"])).upper()   # all have the same memory
+    memory = make_agents(config, learners["play step"])[meta_agent][0].memory
     support = memory.support(agent_history(history_key, _DELTA.value, _PULLS.value,
                                            memory.per_arm))
     contexts = sample_contexts(test_key, 4_000)

@@ -74,7 +74,7 @@ def main(argv):
     results = {}
     print(f"δ = {_DELTA.value}, n = {_N.value}, pulls {_N.value // 2 + 1}-{_N.value}; outside "
           f"mistakes by angle to an axis {ANGLE_BINS} deg and distance outside δ {DISTANCE_BINS}")
-    for name in ("ABML", "MAML"):
+    for name in (algorithm.upper() for algorithm in learners):   # the run's meta-learners
         agent, init = agents[name]
         arms, regrets = play(agent, init(init_key), play_key, _DELTA.value, _N.value)
         results[name] = regret_sources(contexts[late], np.asarray(arms)[late],

@@ -3,6 +3,8 @@ rewards, closed forms and Monte-Carlo frequencies."""
 import json
 import math
 import os
+import subprocess
+import sys
 
 import flax.linen as nn
 import jax
@@ -311,3 +313,23 @@ def test_short_run_writes_results(tmp_path):
                                                             defaults.neural_linear.train_steps)
     with pytest.raises(app.UsageError, match="--workdir must hold a finished"):
         wheel_bandit.finished_run_config(str(tmp_path / "checkpoints"))
+
+
+def test_diagnostics_play_the_meta_learners_the_run_trained(tmp_path):
+    """On a run that trained MAML alone, ``benchmarks.wheel_bandit_mistakes`` and
+    ``benchmarks.wheel_bandit_fit`` report MAML's numbers (both raised KeyError on 'ABML')."""
+    config = tiny_config(algorithms=("maml",))
+    config.neural_linear.enabled = False
+    wheel_bandit.train_and_evaluate(config, str(tmp_path), progress=False)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for benchmark, flags in (("wheel_bandit_mistakes", ["--n=20"]),
+                             ("wheel_bandit_fit", ["--pulls=20", "--steps=0,1"])):
+        out = tmp_path / f"{benchmark}.json"
+        result = subprocess.run([sys.executable, "-m", f"benchmarks.{benchmark}",
+                                 f"--workdir={tmp_path}", "--delta=0.5", *flags, f"--out={out}"],
+                                cwd=root, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        written = json.loads(out.read_text())
+        names = set(written["agents"]) if "agents" in written else {
+            row["algorithm"] for row in written["rows"]}
+        assert names in ({"MAML"}, {"maml"}), (benchmark, names)
