@@ -36,7 +36,7 @@ def turn_off_cpu_fusion_emitters() -> None:
         warnings.warn(
             f"jaxlib {'.'.join(map(str, version))}: XLA:CPU's fusion emitters cannot be turned "
             "off, and they miscompile the gradients of sampled convolutional networks on the CPU "
-            "(off by up to 60%); metabayes supports jax and jaxlib < 0.11 (pyproject.toml). "
+            "(off by about 60%); metabayes supports jax and jaxlib < 0.11 (pyproject.toml). "
             "GPU and TPU programs are not affected by this flag.", RuntimeWarning, stacklevel=2)
         return
     set_default_xla_flag("xla_cpu_use_fusion_emitters", "false")
