@@ -231,9 +231,10 @@ def main(argv):
         print(format_table(results, peak["peak_gflops_per_s"]).splitlines()[-1], flush=True)
         if _OUT.value:   # after every row, so a run cut short keeps the rows it finished
             write_results(_OUT.value, _SUITE.value, peak, results)
-    print(format_table(results, peak["peak_gflops_per_s"]))
+    table = format_table(results, peak["peak_gflops_per_s"])
+    print(table)
     if _BENCHMARKS_MD.value:
-        replace_section(_BENCHMARKS_MD.value, format_table(results, peak["peak_gflops_per_s"]))
+        replace_section(_BENCHMARKS_MD.value, table)
 
 
 if __name__ == "__main__":  # flags exist only when run as a program, so benchmarks.scaling imports

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from experiments.wheel_bandit import (finished_run_config, make_agents, meta_train_all,
+from experiments.wheel_bandit import (finished_run_config, meta_train_all, play_memory,
                                       validation_key)
 from metabayes.bandit.agents import arm_rewards
 from metabayes.bandit.episodes import pulled_rewards
@@ -75,8 +75,7 @@ def main(argv):
     with config.unlocked():
         config.eval_inner_lr = None
     learners["training step"] = meta_train_all(config, _WORKDIR.value)[0]
-    meta_agent = next(iter(learners["play step"])).upper()   # all have the same memory
-    memory = make_agents(config, learners["play step"])[meta_agent][0].memory
+    memory = play_memory(config)
     support = memory.support(agent_history(history_key, _DELTA.value, _PULLS.value,
                                            memory.per_arm))
     contexts = sample_contexts(test_key, 4_000)

@@ -143,6 +143,15 @@ def meta_train_all(config, workdir: str, progress: bool = False):
     return learners, seconds, histories
 
 
+def play_memory(config):
+    """What the meta-learned agents keep of their pulls at play: ``play_per_arm`` slots per arm
+    (None: meta-training's ``per_arm``), re-adapting on supports from ``smallest_support``."""
+    per_arm = config.per_arm if config.play_per_arm is None else config.play_per_arm
+    smallest = per_arm if config.smallest_support is None else config.smallest_support
+    return (ArmReservoir(per_arm, smallest) if config.memory == "reservoir"
+            else RecentWindow(NUM_ARMS * per_arm, NUM_ARMS * smallest))
+
+
 def make_agents(config, learners) -> dict:
     """name -> (agent, init(key) -> state) for every agent the config asks for."""
     agents = {"Uniform": (UniformAgent(), lambda key: ())}
@@ -156,10 +165,7 @@ def make_agents(config, learners) -> dict:
             max_grad_norm=nl.max_grad_norm, initial_pulls=nl.initial_pulls,
             prior_precision=nl.prior_precision, a0=nl.a0, b0=nl.b0)
         agents["NeuralLinear"] = (neural_linear, neural_linear.init)
-    per_arm = config.per_arm if config.play_per_arm is None else config.play_per_arm
-    smallest = per_arm if config.smallest_support is None else config.smallest_support
-    memory = (ArmReservoir(per_arm, smallest) if config.memory == "reservoir"
-              else RecentWindow(NUM_ARMS * per_arm, NUM_ARMS * smallest))
+    memory = play_memory(config)
     for algorithm, (learner, params) in learners.items():
         agent = MetaAgent(learner, policy=POLICY[algorithm], memory=memory,
                           readapt_every=config.readapt_every,
