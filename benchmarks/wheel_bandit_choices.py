@@ -28,16 +28,22 @@ once a setting is chosen), changing one setting of the default config:
   history's, which narrows Thompson sampling's posterior as the history grows); MAML, a point
   mass, is unchanged.
 
+``--meta_steps`` plays the models saved at those meta-training steps (checkpoints of the run in
+``--workdir``) instead of its last, each variant once per step: the number of meta-training
+steps chosen on the validation problems.
+
 Prints normalised regret (Uniform = 100, mean ± standard error) and play seconds per 1,000
 pulls of one run, and writes them to ``--out``.
 """
 import json
+import os
 
 from absl import app, flags
 
 from experiments.wheel_bandit import (finished_run_config, make_agents, meta_train_all,
                                       validation_key)
 from metabayes.bandit.trials import play_all, summarise, variant_rows
+from metabayes.training.checkpointing import Checkpointer
 
 VARIANTS = {
     "default": {},
@@ -62,6 +68,8 @@ _N = flags.DEFINE_integer("n", 2_000, "Pulls per run.")
 _TRIALS = flags.DEFINE_integer("trials", 10, "Runs per δ.")
 _DELTAS = flags.DEFINE_list("deltas", ["0.5", "0.7", "0.9", "0.95", "0.99"], "δ values.")
 _VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Which variants to play.")
+_META_STEPS = flags.DEFINE_list("meta_steps", [], "Play the models saved at these meta-training "
+                                "steps instead of the run's last (each must have a checkpoint).")
 _OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
 
 
@@ -75,12 +83,41 @@ def variant_config(name: str):
     return config
 
 
+def meta_steps(config) -> list:
+    """--meta_steps as integers, each saved for every algorithm of the run ([config.steps], the
+    run's last, if unset)."""
+    if not _META_STEPS.value:
+        return [config.steps]
+    try:
+        steps = [int(step) for step in _META_STEPS.value]
+    except ValueError:
+        raise app.UsageError(f"--meta_steps must be integers, got {','.join(_META_STEPS.value)}")
+    for algorithm in config.algorithms:
+        checkpointer = Checkpointer(os.path.join(_WORKDIR.value, "checkpoints", algorithm))
+        saved = checkpointer.saved_steps()
+        checkpointer.close()
+        if missing := sorted(set(steps) - set(saved)):
+            raise app.UsageError(f"--meta_steps {missing}: no checkpoint of {algorithm} in "
+                                 f"{_WORKDIR.value} (saved: {saved})")
+    return steps
+
+
+def at_steps(config, steps: int):
+    """A copy of ``config`` that plays the checkpoint of meta-training step ``steps``."""
+    config = config.copy_and_resolve_references()
+    config.steps = steps
+    return config
+
+
 def main(argv):
     del argv
     unknown = sorted(set(_VARIANTS.value) - set(VARIANTS))
     if unknown:
         raise app.UsageError(f"--variants must be among {sorted(VARIANTS)}, got {unknown}")
     configs = {name: variant_config(name) for name in _VARIANTS.value}   # refuses a bad workdir
+    if _META_STEPS.value:
+        configs = {f"{name}, {steps} steps": at_steps(config, steps)
+                   for name, config in configs.items() for steps in meta_steps(config)}
     results = {}
     print(f"normalised regret (Uniform = 100), n = {_N.value}, {_TRIALS.value} trials; "
           "s / 1,000 pulls of one run")

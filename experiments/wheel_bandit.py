@@ -66,14 +66,22 @@ def bandit_learner(config, algorithm: str) -> mb.MetaLearner:
 
 def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: bool):
     """Meta-train (or resume) one algorithm: (the learner to play with: ``eval_inner_steps`` at
-    ``eval_inner_lr``, σ_λ by ``eval_local_variance``, MetaParams, train seconds, history)."""
+    ``eval_inner_lr``, σ_λ by ``eval_local_variance``, MetaParams, train seconds, history).
+
+    A workdir trained beyond ``steps`` plays its checkpoint at ``steps`` (a model chosen among a
+    longer run's checkpoints), and refuses a ``steps`` without one."""
     learner = bandit_learner(config, algorithm)
     evaluator = make_evaluator(config, learner)   # before training: bad eval flags fail fast
     init_key, batch_key, step_key = jax.random.split(key, 3)
     state = learner.init(init_key, jnp.zeros((NUM_ARMS * config.per_arm, INPUT_DIM)))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints", algorithm),
                                 config.checkpoint_every, config.keep_checkpoints)
-    restored = checkpointer.restore(state)
+    saved = checkpointer.saved_steps()
+    if saved and saved[-1] > config.steps and config.steps not in saved:
+        checkpointer.close()   # resuming an earlier checkpoint would fork the saved run
+        raise ValueError(f"`steps` = {config.steps}: {algorithm} in {workdir} was trained further "
+                         f"and has no checkpoint there (saved: {saved}); ask for a saved step")
+    restored = checkpointer.restore(state, up_to=config.steps)
     if restored is not None:
         state = restored[0]
     sample = jax.jit(functools.partial(sample_episodes, num_problems=config.meta_batch,

@@ -332,3 +332,71 @@ def test_diagnostics_play_the_meta_learners_the_run_trained(tmp_path):
                                 cwd=root, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         assert names_of(json.loads(out.read_text())) == {"MAML"}, benchmark
+
+
+def test_a_workdir_plays_the_checkpoint_of_the_steps_asked_for(tmp_path):
+    """A run trained to 4 steps, asked for 2, plays its step-2 checkpoint, which is the model of
+    a run trained to 2 (it played step 4's before); it refuses a step without a checkpoint; and
+    ``benchmarks.wheel_bandit_choices --meta_steps`` plays each step asked for."""
+    config = tiny_config(algorithms=("maml",), steps=4, keep_checkpoints=5)
+    config.neural_linear.enabled = False
+    long_run = tmp_path / "long"
+    wheel_bandit.train_and_evaluate(config, str(long_run), progress=False)
+    params = {}
+    for name, workdir, steps in (("long at 2", long_run, 2), ("short", tmp_path / "short", 2),
+                                 ("long at 4", long_run, 4)):
+        config.steps = steps
+        params[name] = wheel_bandit.meta_train_all(config, str(workdir))[0]["maml"][1]
+    leaves = {name: jax.tree_util.tree_leaves(p) for name, p in params.items()}
+    for at_2, short, at_4 in zip(leaves["long at 2"], leaves["short"], leaves["long at 4"]):
+        np.testing.assert_array_equal(at_2, short)
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves["short"], leaves["long at 4"]))
+    config.steps = 3
+    with pytest.raises(ValueError, match=r"^`steps` = 3: maml in .* was trained further"):
+        wheel_bandit.meta_train_all(config, str(long_run))
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable, "-m", "benchmarks.wheel_bandit_choices", f"--workdir={long_run}",
+               "--n=20", "--trials=1", "--deltas=0.5", "--variants=default"]
+    out = tmp_path / "choices.json"
+    done = subprocess.run(command + ["--meta_steps=2,4", f"--out={out}"], cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert set(json.loads(out.read_text())["variants"]) == {"default, 2 steps",
+                                                            "default, 4 steps"}
+    done = subprocess.run(command + ["--meta_steps=3"], cwd=root, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode != 0 and "--meta_steps [3]: no checkpoint of maml" in done.stderr
+
+
+def test_plot_merges_runs_played_alike(tmp_path):
+    """``benchmarks.wheel_bandit_plot`` draws each run's meta-learner under its label, the
+    shared Uniform once, and refuses runs played on other problems or clashing names."""
+    from benchmarks.wheel_bandit_plot import merge_curves
+    def run(agent, scale, n=20):
+        curve = {"0.5": [scale, 2 * scale], "0.99": [3 * scale, 4 * scale]}
+        return {"n": n, "trials": 2, "deltas": [0.5, 0.99],
+                "curves": {"steps": [1, n], "Uniform": {"0.5": [9, 9], "0.99": [9, 9]},
+                           agent: curve}}
+    runs = [run("ABML", 1.0), run("MAML", 2.0), run("MAML", 3.0)]
+    merged = merge_curves(runs, ["", "", "MAML + Meta-SGD"])
+    assert list(merged) == ["Uniform", "ABML", "MAML", "MAML + Meta-SGD"]
+    assert merged["MAML + Meta-SGD"]["0.99"] == [9.0, 12.0] and merged["MAML"]["0.5"] == [2, 4]
+    with pytest.raises(ValueError, match="both called 'MAML'"):
+        merge_curves(runs, [])
+    with pytest.raises(ValueError, match="played alike"):
+        merge_curves([run("ABML", 1.0), run("MAML", 1.0, n=40)], [])
+    paths = []
+    for index, contents in enumerate(runs[:2]):
+        paths.append(tmp_path / f"results_{index}.json")
+        paths[-1].write_text(json.dumps(contents))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-m", "benchmarks.wheel_bandit_plot",
+                           f"--results={paths[0]},{paths[1]}", f"--out={tmp_path / 'r.png'}"],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Uniform, ABML, MAML" in done.stdout, done.stderr[-3000:]
+    assert os.path.getsize(tmp_path / "r.png") > 10_000
+    done = subprocess.run([sys.executable, "-m", "benchmarks.wheel_bandit_plot",
+                           f"--results={tmp_path / 'r.png'}"], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode != 0 and "--results: cannot read" in done.stderr

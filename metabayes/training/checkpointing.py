@@ -1,7 +1,7 @@
 """Checkpoints of a training run with orbax: the TrainState plus JSON metadata (e.g. the
 sampler position), every N steps, keeping the last k, restored automatically on resume."""
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +26,10 @@ class Checkpointer:
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
 
+    def saved_steps(self) -> List[int]:
+        """The steps that have a checkpoint, in increasing order."""
+        return sorted(self.manager.all_steps())
+
     def should_save(self, step: int) -> bool:
         """Whether ``save(step, ...)`` writes a checkpoint (every ``every`` steps)."""
         return self.manager.should_save(step)
@@ -35,16 +39,22 @@ class Checkpointer:
         self.manager.save(step, force=force, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata)))
 
-    def restore(self, template: TrainState) -> Optional[Tuple[TrainState, Dict[str, Any]]]:
-        """The latest (state, metadata), shaped like ``template``; None if nothing is saved.
+    def restore(self, template: TrainState, up_to: Optional[int] = None
+                ) -> Optional[Tuple[TrainState, Dict[str, Any]]]:
+        """The latest (state, metadata), shaped like ``template``, of the checkpoints saved at
+        or before step ``up_to`` (None: of all); None if there is none.
+
+        ``up_to`` lets a run asked for fewer steps than were saved (a model chosen among a long
+        run's checkpoints) resume that step's state, not silently the last one's.
 
         The state comes back as uncommitted arrays, like freshly initialised ones (orbax's are
         committed to a device), so the resumed run's jitted step lowers to the same program as
         the fresh run's and hits the same compilation-cache entry.
         """
-        step = self.latest_step()
-        if step is None:
+        steps = [step for step in self.saved_steps() if up_to is None or step <= up_to]
+        if not steps:
             return None
+        step = steps[-1]
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()))

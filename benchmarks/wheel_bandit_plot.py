@@ -1,0 +1,75 @@
+r"""One regret-versus-pulls figure from several ``python -m experiments.wheel_bandit`` runs played
+on the same problems (the same n, trials and δ), e.g. one workdir per meta-learner, each played at
+its own number of meta-training steps.
+
+    python -m benchmarks.wheel_bandit_plot --out=docs/wheel_bandit_regret.png \
+        --results=runs/abml/results.json,runs/maml/results.json,runs/maml_msgd/results.json \
+        --labels=",,MAML + Meta-SGD"
+
+``--labels`` renames each run's meta-learner (empty: keep its name); Uniform and NeuralLinear
+keep theirs, and an agent in several runs is drawn once (the same problems give it the same
+curve).
+"""
+import json
+from types import SimpleNamespace
+
+from absl import app, flags
+
+from metabayes.evaluation.plotting import plot_regret
+
+BASELINES = ("Uniform", "NeuralLinear")
+RESULT_KEYS = {"n", "trials", "deltas", "curves"}
+
+_RESULTS = flags.DEFINE_list("results", None, "results.json files of wheel-bandit runs.")
+_LABELS = flags.DEFINE_list("labels", [], "A name for each run's meta-learner ('' keeps it).")
+_OUT = flags.DEFINE_string("out", "regret.png", "The figure (PNG).")
+
+
+def merge_curves(runs: list, labels: list) -> dict:
+    """{agent: {δ: mean cumulative regret at ``runs[0]["curves"]["steps"]``}} over ``runs``
+    (results.json contents), meta-learners renamed by ``labels``; ValueError for runs not played
+    alike or two agents of one name."""
+    first = runs[0]
+    for run in runs[1:]:
+        if any(run[key] != first[key] for key in ("n", "trials", "deltas")) or (
+                run["curves"]["steps"] != first["curves"]["steps"]):
+            raise ValueError("--results must be runs played alike (n, trials, δ, curve points)")
+    curves = {}
+    for run, label in zip(runs, labels + [""] * (len(runs) - len(labels))):
+        for name, per_delta in run["curves"].items():
+            if name == "steps" or (name in BASELINES and name in curves):
+                continue
+            name = name if name in BASELINES or not label else label
+            if name in curves:
+                raise ValueError(f"--labels: two runs' agents are both called {name!r}")
+            curves[name] = per_delta
+    return curves
+
+
+def main(argv):
+    del argv
+    if not _RESULTS.value:
+        raise app.UsageError("--results must name at least one results.json")
+    runs = []
+    for path in _RESULTS.value:
+        try:
+            with open(path) as f:
+                runs.append(json.load(f))
+        except (OSError, ValueError) as error:   # JSONDecodeError, UnicodeDecodeError
+            raise app.UsageError(f"--results: cannot read {path}: {error}")
+        if not (isinstance(runs[-1], dict) and RESULT_KEYS <= runs[-1].keys()):
+            raise app.UsageError(f"--results: {path} is not a wheel-bandit run's results.json")
+    try:
+        curves = merge_curves(runs, _LABELS.value)
+    except ValueError as error:
+        raise app.UsageError(str(error))
+    deltas = runs[0]["deltas"]
+    plot_regret(_OUT.value, SimpleNamespace(deltas=deltas, trials=runs[0]["trials"]),
+                runs[0]["curves"]["steps"],
+                {name: [per_delta[str(delta)] for delta in deltas]
+                 for name, per_delta in curves.items()})
+    print(f"wrote {_OUT.value}: {', '.join(curves)}")
+
+
+if __name__ == "__main__":
+    app.run(main)
