@@ -26,7 +26,9 @@ once a setting is chosen), changing one setting of the default config:
 - ``gradient variance``: σ_λ at play by meta-training's rule (σ_λ takes the inner steps)
   instead of the default ``eval_local_variance="fisher"`` (σ_λ⁻² → F/β + σ_θ⁻², F the weighted
   history's, which narrows Thompson sampling's posterior as the history grows); MAML, a point
-  mass, is unchanged.
+  mass, is unchanged;
+- ``greedy``: ABML acts on the mean of q(φ; λ) instead of a sample of it (Thompson sampling, the
+  paper's and the default), as MAML acts: what the sampling costs or gains.
 
 ``--meta_steps`` plays the models saved at those meta-training steps (checkpoints of the run in
 ``--workdir``) instead of its last, each variant once per step: the number of meta-training
@@ -38,6 +40,7 @@ pulls of one run, and writes them to ``--out``.
 import json
 import os
 
+import ml_collections
 from absl import app, flags
 
 from experiments.wheel_bandit import (finished_run_config, make_agents, meta_train_all,
@@ -61,6 +64,8 @@ VARIANTS = {
     "whole reservoir": {"smallest_support": None},
     "warm training step": {"warm_start": True, "eval_inner_steps": 5, "eval_inner_lr": None},
     "gradient variance": {"eval_local_variance": "gradient"},
+    "greedy": {"policy": lambda config: ml_collections.ConfigDict(
+        dict(config.policy.to_dict(), abml="greedy"))},
 }
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit", "A trained experiment's workdir.")

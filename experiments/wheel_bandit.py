@@ -5,8 +5,8 @@ r"""Meta-learned Thompson sampling on the wheel bandit (Ravi & Beatson, ICLR 201
 
 Meta-trains ABML and MAML on wheel problems (checkpoints in ``workdir/checkpoints/<algorithm>``,
 resumed automatically), then plays Uniform, NeuralLinear, ABML (Thompson sampling) and MAML
-(greedy) for ``n`` pulls at every δ in ``deltas``, ``trials`` times, all agents of a trial on the
-same contexts and rewards. Prints cumulative regret normalised to Uniform = 100 (mean ± standard
+(greedy; ``policy``) for ``n`` pulls at every δ in ``deltas``, ``trials`` times, all agents of a
+trial on the same contexts and rewards. Prints cumulative regret normalised to Uniform = 100 (mean ± standard
 error over trials) and writes results.json and regret.png (mean cumulative regret vs steps).
 """
 import dataclasses
@@ -38,9 +38,6 @@ from metabayes.training.config import ALGORITHMS, make_evaluator, make_learner
 from metabayes.config_checks import check_config
 from metabayes.evaluation.plotting import plot_regret
 from metabayes.training import fit
-
-POLICY = {"abml": "thompson", "maml": "greedy"}
-
 
 def check_settings(config: ml_collections.ConfigDict) -> None:
     """Every key against its rule (``RULES``)."""
@@ -175,7 +172,7 @@ def make_agents(config, learners) -> dict:
         agents["NeuralLinear"] = (neural_linear, neural_linear.init)
     memory = play_memory(config)
     for algorithm, (learner, params) in learners.items():
-        agent = MetaAgent(learner, policy=POLICY[algorithm], memory=memory,
+        agent = MetaAgent(learner, policy=config.policy[algorithm], memory=memory,
                           readapt_every=config.readapt_every,
                           readapt_growth=config.readapt_growth,
                           warm_start=config.warm_start)

@@ -270,6 +270,20 @@ def test_validation_problems_are_not_the_tables():
     assert not np.allclose(*problems, atol=0.1)
 
 
+def test_each_meta_learner_acts_by_its_configured_policy(tmp_path):
+    """ABML samples q(φ; λ) by default and MAML acts on its point estimate; ``policy`` changes
+    either (``benchmarks.wheel_bandit_choices``' "greedy" variant), and refuses other names."""
+    config = tiny_config()
+    policies = lambda: {name: agent.policy for name, (agent, _) in wheel_bandit.make_agents(
+        config, {"abml": (None, None), "maml": (None, None)}).items() if name in ("ABML", "MAML")}
+    assert policies() == {"ABML": "thompson", "MAML": "greedy"}
+    config.policy.abml = "greedy"
+    assert policies()["ABML"] == "greedy"
+    config.policy.abml = "softmax"
+    with pytest.raises(ValueError, match=r"^`policy.abml` must be one of"):
+        wheel_bandit.train_and_evaluate(config, str(tmp_path), progress=False)
+
+
 BAD_FLAGS = [({"deltas": (0.5, 1.5)}, "deltas"), ({"deltas": (-0.1,)}, "deltas"),
              ({"deltas": ()}, "deltas"), ({"n": 0}, "n"), ({"n": -5}, "n"),
              ({"trials": 0}, "trials"), ({"readapt_every": 0}, "readapt_every"),

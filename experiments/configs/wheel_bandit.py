@@ -117,6 +117,7 @@ import ml_collections
 
 from metabayes.training.config import ALGORITHMS, LEARNER_RULES, add_learner_defaults
 from metabayes.config_checks import BOOLEAN, integer, number, one_of, optional, positive, sequence_of
+from metabayes.bandit.agents import POLICIES
 from metabayes.models import ACTIVATIONS
 
 
@@ -159,6 +160,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.readapt_every = 1
     c.readapt_growth = 1 / 16            # n = 2,000: 127 re-adaptations; 80,000: 211
     c.warm_start = False                 # re-adapt from the last λ instead of from θ
+    # How each meta-learner acts at play: ABML by Thompson sampling from q(φ; λ) as in the
+    # paper, MAML greedily (a point estimate). "greedy" ABML acts on q's mean: a diagnostic.
+    c.policy = ml_collections.ConfigDict(dict(abml="thompson", maml="greedy"))
     c.curve_points = 200                 # points of each mean regret curve kept in results.json
     c.neural_linear = ml_collections.ConfigDict(dict(   # Riquelme et al.'s hparams_nlinear
         enabled=True, hidden=(50,), init_scale=0.3, retrain_every=50, train_steps=100,
@@ -182,6 +186,7 @@ RULES = {
     "readapt_every": integer(1),
     "readapt_growth": number(0.0), "warm_start": BOOLEAN, "curve_points": integer(1),
     "meta_sgd": {algorithm: BOOLEAN for algorithm in ALGORITHMS},
+    "policy": {algorithm: one_of(*POLICIES) for algorithm in ALGORITHMS},
     "neural_linear": {
         "enabled": BOOLEAN, "hidden": sequence_of(integer(1)), "init_scale": optional(positive()),
         "retrain_every": integer(1), "train_steps": integer(1), "batch_size": integer(1),
@@ -198,5 +203,5 @@ RESUMABLE_CHANGES = ("algorithms", "steps", "log_every", "checkpoint_every", "ke
                      "readapt_every",
                      "readapt_growth", "warm_start", "curve_points",
                      "eval_inner_steps", "eval_inner_lr", "eval_samples", "eval_batch_norm",
-                     "eval_local_variance",
+                     "eval_local_variance", *(f"policy.{algorithm}" for algorithm in ALGORITHMS),
                      "force_resume", *(f"neural_linear.{key}" for key in RULES["neural_linear"]))
