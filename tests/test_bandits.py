@@ -27,6 +27,8 @@ from metabayes.bandit.wheel import (encode, mean_rewards, optimal_arms, sample_c
                                     sample_rewards)
 from helpers import fast_jit
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 S, B, W = 1.2, 1.0, 50.0   # safe arm 0, base, the wheel's quadrant arm
 INSIDE = [S, B, B, B, B]
 # (context, δ, expected mean rewards, optimal arm), by hand.
@@ -335,7 +337,6 @@ def test_diagnostics_play_the_meta_learners_the_run_trained(tmp_path):
     config = tiny_config(algorithms=("maml",))
     config.neural_linear.enabled = False
     wheel_bandit.train_and_evaluate(config, str(tmp_path), progress=False)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for benchmark, flags, names_of in (
             ("wheel_bandit_mistakes", ["--n=20"], lambda written: set(written["agents"])),
             ("wheel_bandit_fit", ["--pulls=20", "--steps=0,1"],
@@ -343,7 +344,7 @@ def test_diagnostics_play_the_meta_learners_the_run_trained(tmp_path):
         out = tmp_path / f"{benchmark}.json"
         result = subprocess.run([sys.executable, "-m", f"benchmarks.{benchmark}",
                                  f"--workdir={tmp_path}", "--delta=0.5", *flags, f"--out={out}"],
-                                cwd=root, capture_output=True, text=True, timeout=600)
+                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         assert names_of(json.loads(out.read_text())) == {"MAML"}, benchmark
 
@@ -369,17 +370,16 @@ def test_a_workdir_plays_the_checkpoint_of_the_steps_asked_for(tmp_path):
     with pytest.raises(ValueError, match=r"^`steps` = 3: maml in .* was trained further"):
         wheel_bandit.meta_train_all(config, str(long_run))
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     command = [sys.executable, "-m", "benchmarks.wheel_bandit_choices", f"--workdir={long_run}",
                "--n=20", "--trials=1", "--deltas=0.5", "--variants=default"]
     out = tmp_path / "choices.json"
-    done = subprocess.run(command + ["--meta_steps=2,4", f"--out={out}"], cwd=root,
+    done = subprocess.run(command + ["--meta_steps=2,4", f"--out={out}"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert set(json.loads(out.read_text())["variants"]) == {"default, 2 steps",
                                                             "default, 4 steps"}
-    done = subprocess.run(command + ["--meta_steps=3"], cwd=root, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(command + ["--meta_steps=3"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode != 0 and "--meta_steps [3]: no checkpoint of maml" in done.stderr
 
 
@@ -404,13 +404,12 @@ def test_plot_merges_runs_played_alike(tmp_path):
     for index, contents in enumerate(runs[:2]):
         paths.append(tmp_path / f"results_{index}.json")
         paths[-1].write_text(json.dumps(contents))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-m", "benchmarks.wheel_bandit_plot",
                            f"--results={paths[0]},{paths[1]}", f"--out={tmp_path / 'r.png'}"],
-                          cwd=root, capture_output=True, text=True, timeout=300)
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "Uniform, ABML, MAML" in done.stdout, done.stderr[-3000:]
     assert os.path.getsize(tmp_path / "r.png") > 10_000
     done = subprocess.run([sys.executable, "-m", "benchmarks.wheel_bandit_plot",
-                           f"--results={tmp_path / 'r.png'}"], cwd=root, capture_output=True,
+                           f"--results={tmp_path / 'r.png'}"], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode != 0 and "--results: cannot read" in done.stderr
