@@ -124,7 +124,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
                                               *input_shape(config.dataset))))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
                                 config.keep_checkpoints)
-    restored = checkpointer.restore(state)
+    restored = checkpointer.resume(state, config.steps, f"the run in {workdir}")
     trained_before = 0.0  # seconds of training before this process, from the checkpoint
     if restored is not None:
         state, metadata = restored

@@ -73,21 +73,16 @@ def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: b
     state = learner.init(init_key, jnp.zeros((NUM_ARMS * config.per_arm, INPUT_DIM)))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints", algorithm),
                                 config.checkpoint_every, config.keep_checkpoints)
-    saved = checkpointer.saved_steps()
-    if saved and saved[-1] > config.steps and config.steps not in saved:
-        checkpointer.close()   # resuming an earlier checkpoint would fork the saved run
-        raise ValueError(f"`steps` = {config.steps}: {algorithm} in {workdir} was trained further "
-                         f"and has no checkpoint there (saved: {saved}); ask for a saved step")
-    restored = checkpointer.restore(state, up_to=config.steps)
-    if restored is not None:
-        state = restored[0]
     sample = jax.jit(functools.partial(sample_episodes, num_problems=config.meta_batch,
                                        per_arm=config.per_arm, num_query=config.query,
                                        max_pulls=config.max_pulls, pool=config.pool))
-    batches = (sample(jax.random.fold_in(batch_key, t))[0]
-               for t in itertools.count(int(state.step)))
-    start = time.perf_counter()
     try:
+        restored = checkpointer.resume(state, config.steps, f"{algorithm} in {workdir}")
+        if restored is not None:
+            state = restored[0]
+        batches = (sample(jax.random.fold_in(batch_key, t))[0]
+                   for t in itertools.count(int(state.step)))
+        start = time.perf_counter()
         state, history = fit(learner, state, batches, step_key, config.steps,
                              log_every=config.log_every, checkpointer=checkpointer,
                              progress=progress)

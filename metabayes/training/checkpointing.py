@@ -39,6 +39,18 @@ class Checkpointer:
         self.manager.save(step, force=force, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata)))
 
+    def resume(self, template: TrainState, steps: int, run: str
+               ) -> Optional[Tuple[TrainState, Dict[str, Any]]]:
+        """``restore(template, up_to=steps)`` for a run asked to train ``steps``: a run saved
+        beyond ``steps`` resumes its checkpoint at ``steps`` (a model chosen among a longer
+        run's checkpoints). ValueError, naming ``run``, where it was trained further and has
+        no checkpoint there: resuming an earlier one would fork the saved run."""
+        saved = self.saved_steps()
+        if saved and saved[-1] > steps and steps not in saved:
+            raise ValueError(f"`steps` = {steps}: {run} was trained further and has no "
+                             f"checkpoint there (saved: {saved}); ask for a saved step")
+        return self.restore(template, up_to=steps)
+
     def restore(self, template: TrainState, up_to: Optional[int] = None
                 ) -> Optional[Tuple[TrainState, Dict[str, Any]]]:
         """The latest (state, metadata), shaped like ``template``, of the checkpoints saved at
