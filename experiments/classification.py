@@ -124,7 +124,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
                                               *input_shape(config.dataset))))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
                                 config.keep_checkpoints)
-    restored = checkpointer.resume(state, config.steps, f"the run in {workdir}")
+    try:
+        restored = checkpointer.resume(state, config.steps, f"the run in {workdir}")
+    except ValueError:
+        checkpointer.close()   # a refused resume: leave no checkpoint threads behind
+        raise
     trained_before = 0.0  # seconds of training before this process, from the checkpoint
     if restored is not None:
         state, metadata = restored

@@ -6,8 +6,9 @@ r"""Meta-learned Thompson sampling on the wheel bandit (Ravi & Beatson, ICLR 201
 Meta-trains ABML and MAML on wheel problems (checkpoints in ``workdir/checkpoints/<algorithm>``,
 resumed automatically), then plays Uniform, NeuralLinear, ABML (Thompson sampling) and MAML
 (greedy; ``policy``) for ``n`` pulls at every δ in ``deltas``, ``trials`` times, all agents of a
-trial on the same contexts and rewards. Prints cumulative regret normalised to Uniform = 100 (mean ± standard
-error over trials) and writes results.json and regret.png (mean cumulative regret vs steps).
+trial on the same contexts and rewards. Prints cumulative regret normalised to Uniform = 100
+(mean ± standard error over trials) and writes results.json and regret.png (mean cumulative
+regret vs steps).
 """
 import dataclasses
 import functools
