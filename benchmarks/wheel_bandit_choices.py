@@ -16,7 +16,8 @@ once a setting is chosen), changing one setting of the default config:
 - ``training step``: adapt at play as in meta-training, at the training step size instead of
   the default's (K = 5 either way); ``half training step``, ``quarter training step``: at half
   or a quarter of it (of the run's ``inner_lr``);
-- ``10 steps``, ``20 steps``, ``40 steps``: K = 10, 20 or 40 at play, at the default step size;
+- ``10 steps``, ``20 steps``, ``40 steps``, ``80 steps``: K = 10, 20, 40 or 80 at play, at the
+  default step size;
 - ``training reservoir``, ``reservoir 512``: reservoirs of meta-training's ``per_arm`` or of 512
   pulls per arm at play instead of the default ``play_per_arm``; ``whole reservoir``: every
   re-adaptation on all its slots, filled or not, instead of the smallest of the
@@ -60,6 +61,7 @@ VARIANTS = {
     "10 steps": {"eval_inner_steps": 10},
     "20 steps": {"eval_inner_steps": 20},
     "40 steps": {"eval_inner_steps": 40},
+    "80 steps": {"eval_inner_steps": 80},
     "training reservoir": {"play_per_arm": None},
     "reservoir 512": {"play_per_arm": 512},
     "whole reservoir": {"smallest_support": None},
