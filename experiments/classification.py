@@ -126,33 +126,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
                                 config.keep_checkpoints)
     try:
         restored = checkpointer.resume(state, config.steps, f"the run in {workdir}")
-    except ValueError:
-        checkpointer.close()   # a refused resume: leave no checkpoint threads behind
-        raise
-    trained_before = 0.0  # seconds of training before this process, from the checkpoint
-    if restored is not None:
-        state, metadata = restored
-        trained_before = metadata.get("train_seconds", 0.0)
-        print(f"resumed from step {int(state.step)} in {workdir}")
-    mesh = task_mesh() if hosts > 1 or config.shard_tasks and jax.local_device_count() > 1 else None
-    if mesh is not None:
-        state = replicate(state, mesh)
-        print(f"meta-batch sharded over {mesh.size} devices on {hosts} host(s)")
-    writer = MetricWriter(workdir) if primary else None
-    write = writer.write if primary else lambda *args, **kwargs: None
-    local_params = lambda: host_local(state.params) if mesh is not None else state.params
-    start = time.perf_counter()
-    trained = lambda: trained_before + time.perf_counter() - start   # seconds, over all parts
+        trained_before = 0.0  # seconds of training before this process, from the checkpoint
+        if restored is not None:
+            state, metadata = restored
+            trained_before = metadata.get("train_seconds", 0.0)
+            print(f"resumed from step {int(state.step)} in {workdir}")
+        shard = hosts > 1 or config.shard_tasks and jax.local_device_count() > 1
+        mesh = task_mesh() if shard else None
+        if mesh is not None:
+            state = replicate(state, mesh)
+            print(f"meta-batch sharded over {mesh.size} devices on {hosts} host(s)")
+        writer = MetricWriter(workdir) if primary else None
+        write = writer.write if primary else lambda *args, **kwargs: None
+        local_params = lambda: host_local(state.params) if mesh is not None else state.params
+        start = time.perf_counter()
+        trained = lambda: trained_before + time.perf_counter() - start   # seconds, over all parts
 
-    def log_scales(step):   # σ_θ and σ_λ per parameter (none for MAML)
-        scales = posterior_scales(evaluator, local_params(), scale_support, eval_key)
-        if scales:
-            write(step, scales, prefix="scales")
+        def log_scales(step):   # σ_θ and σ_λ per parameter (none for MAML)
+            scales = posterior_scales(evaluator, local_params(), scale_support, eval_key)
+            if scales:
+                write(step, scales, prefix="scales")
 
-    restored_step = int(state.step)
-    if restored_step == 0:
-        log_scales(0)
-    try:
+        restored_step = int(state.step)
+        if restored_step == 0:
+            log_scales(0)
         with Prefetcher(sampler, start=int(state.step), buffer=config.prefetch) as batches:
             if mesh is not None:
                 batches = (shard_tasks(batch, mesh) for batch in batches)
