@@ -5,8 +5,9 @@ r"""Where the wheel-bandit agents' regret comes from (issue 19), on the meta-lea
         --n=20000 --out=benchmarks/results/wheel_bandit_mistakes.json
 
 ABML and MAML each play one run at δ, with the key of Table 1's first trial at its first δ
-(the table's own first run when ``--delta`` is that δ, 0.5 by default), with the run's
-default play settings. Over the second half of the pulls, the regret per pull is split by
+(the table's own first run when ``--delta`` is that δ, 0.5 by default), at the default play
+settings, or at those of ``--variant`` (``benchmarks.wheel_bandit_variants``; e.g. "80 steps",
+Table 1's K for ABML). Over the second half of the pulls, the regret per pull is split by
 where the context lies:
 
 - inside the disc (‖x‖ ≤ δ): arm 0 (1.2) is optimal, any other arm costs 0.2;
@@ -22,6 +23,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from benchmarks.wheel_bandit_variants import VARIANTS, check_variants, with_variant
 from experiments.wheel_bandit import (evaluation_key, make_agents, meta_train_all,
                                       finished_run_config)
 from metabayes.bandit.agents import play, sample_problem
@@ -33,6 +35,8 @@ DISTANCE_BINS = (0.0, 0.02, 0.05, 0.1, 0.2, 1.0)     # ‖x‖ − δ
 _WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit", "A trained experiment's workdir.")
 _DELTA = flags.DEFINE_float("delta", 0.5, "δ of the problem.", lower_bound=0.0, upper_bound=1.0)
 _N = flags.DEFINE_integer("n", 20_000, "Pulls.", lower_bound=2)
+_VARIANT = flags.DEFINE_string("variant", "default", "Play at this variant's settings "
+                               f"(one of {sorted(VARIANTS)}).")
 _OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
 
 
@@ -64,7 +68,8 @@ def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
 
 def main(argv):
     del argv
-    config = finished_run_config(_WORKDIR.value)
+    check_variants([_VARIANT.value], "variant")
+    config = with_variant(finished_run_config(_WORKDIR.value), _VARIANT.value)
     learners, _, _ = meta_train_all(config, _WORKDIR.value)
     agents = make_agents(config, learners)
     run_key = jax.random.fold_in(jax.random.fold_in(evaluation_key(config), 0), 0)
@@ -72,8 +77,9 @@ def main(argv):
     contexts = np.asarray(sample_problem(play_key, _DELTA.value, _N.value)[0])
     late = slice(_N.value // 2, None)
     results = {}
-    print(f"δ = {_DELTA.value}, n = {_N.value}, pulls {_N.value // 2 + 1}-{_N.value}; outside "
-          f"mistakes by angle to an axis {ANGLE_BINS} deg and distance outside δ {DISTANCE_BINS}")
+    print(f"{_VARIANT.value} (K = {config.eval_inner_steps}), δ = {_DELTA.value}, n = {_N.value}, "
+          f"pulls {_N.value // 2 + 1}-{_N.value}; outside mistakes by angle to an axis "
+          f"{ANGLE_BINS} deg and distance outside δ {DISTANCE_BINS}")
     for name in (algorithm.upper() for algorithm in learners):   # the run's meta-learners
         agent, init = agents[name]
         arms, regrets = play(agent, init(init_key), play_key, _DELTA.value, _N.value)
@@ -88,7 +94,9 @@ def main(argv):
               f"{r['outside_mistakes_by_distance']}", flush=True)
     if _OUT.value:
         with open(_OUT.value, "w") as f:
-            json.dump({"delta": _DELTA.value, "n": _N.value, "agents": results}, f, indent=1)
+            json.dump({"delta": _DELTA.value, "n": _N.value, "variant": _VARIANT.value,
+                       "eval_inner_steps": config.eval_inner_steps, "agents": results}, f,
+                      indent=1)
 
 
 if __name__ == "__main__":

@@ -333,20 +333,28 @@ def test_short_run_writes_results(tmp_path):
 
 def test_diagnostics_play_the_meta_learners_the_run_trained(tmp_path):
     """On a run that trained MAML alone, ``benchmarks.wheel_bandit_mistakes`` and
-    ``benchmarks.wheel_bandit_fit`` report MAML's numbers (both raised KeyError on 'ABML')."""
+    ``benchmarks.wheel_bandit_fit`` report MAML's numbers (both raised KeyError on 'ABML');
+    the mistakes play at the ``--variant`` asked for (they played at the defaults), and refuse
+    an unknown one in one line."""
     config = tiny_config(algorithms=("maml",))
     config.neural_linear.enabled = False
     wheel_bandit.train_and_evaluate(config, str(tmp_path), progress=False)
-    for benchmark, flags, names_of in (
-            ("wheel_bandit_mistakes", ["--n=20"], lambda written: set(written["agents"])),
+    for benchmark, flags, read, expected in (
+            ("wheel_bandit_mistakes", ["--n=20", "--variant=20 steps"],
+             lambda written: (set(written["agents"]), written["eval_inner_steps"]), ({"MAML"}, 20)),
             ("wheel_bandit_fit", ["--pulls=20", "--steps=0,1"],
-             lambda written: {row["algorithm"].upper() for row in written["rows"]})):
+             lambda written: {row["algorithm"].upper() for row in written["rows"]}, {"MAML"})):
         out = tmp_path / f"{benchmark}.json"
         result = subprocess.run([sys.executable, "-m", f"benchmarks.{benchmark}",
                                  f"--workdir={tmp_path}", "--delta=0.5", *flags, f"--out={out}"],
                                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
-        assert names_of(json.loads(out.read_text())) == {"MAML"}, benchmark
+        assert read(json.loads(out.read_text())) == expected, benchmark
+    refused = subprocess.run([sys.executable, "-m", "benchmarks.wheel_bandit_mistakes",
+                              f"--workdir={tmp_path}", "--variant=320 steps"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "--variant must be among" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_a_workdir_plays_the_checkpoint_of_the_steps_asked_for(tmp_path):

@@ -39,7 +39,7 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   2.10 / 1.91 and 1.81 at K = 80, MAML (28,000) 2.49 / 2.43 / 2.34 / 2.45, MAML with Meta-SGD
   (8,000) 2.24 / 2.09 / 1.94 / 1.95, the play time nearly in proportion to K. The table plays
   the MAMLs with ``--config.eval_inner_steps=20`` and ABML with 80 (the grid's end, for play
-  time; ABML's n = 2,000 rows are at 40, chosen before 80 was tried).
+  time).
 - ``meta_sgd`` per algorithm (a meta-training setting, chosen on the same validation
   problems): ABML learns a step scale per weight for its inner loop (part of ψ; Li et al.,
   2017); MAML keeps Finn et al.'s single step size. Meta-training logged a query

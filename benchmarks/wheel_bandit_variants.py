@@ -1,0 +1,68 @@
+"""The play-time variants of the wheel-bandit agents that the benchmarks play (issue 19): each
+is a name and the settings it changes in a finished run's config, whose play settings are
+otherwise the defaults (``experiments.wheel_bandit.finished_run_config``):
+
+- ``default``: the defaults;
+- ``window``: condition on the last 5 · play_per_arm pulls instead of the whole history's
+  reservoir;
+- ``summed steps``: inner steps on the summed objective (no ``per_point_step``) at play;
+- ``every pull``: re-adapt after every pull (``readapt_growth=0``) instead of the thinning
+  schedule;
+- ``training step``: adapt at play as in meta-training, at the training step size instead of
+  the default's (K = 5 either way); ``half training step``, ``quarter training step``: at half
+  or a quarter of it (of the run's ``inner_lr``);
+- ``10 steps`` to ``160 steps``: K = 10, 20, 40, 80 or 160 at play, at the default step
+  size;
+- ``training reservoir``, ``reservoir 512``: reservoirs of meta-training's ``per_arm`` or of 512
+  pulls per arm at play instead of the default ``play_per_arm``; ``whole reservoir``: every
+  re-adaptation on all its slots, filled or not, instead of the smallest of the
+  ``support_sizes`` that holds the pulls so far (the same function, at its full cost);
+- ``warm start``: each re-adaptation starts from the last λ instead of θ (``MetaAgent``);
+  ``warm training step``: the same, with K = 5 at the training step size;
+- ``gradient variance``: σ_λ at play by meta-training's rule (σ_λ takes the inner steps)
+  instead of the default ``eval_local_variance="fisher"`` (σ_λ⁻² → F/β + σ_θ⁻², F the
+  weighted history's, which narrows Thompson sampling's posterior as the history grows);
+  MAML, a point mass, is unchanged;
+- ``greedy``: ABML acts on the mean of q(φ; λ) instead of a sample of it (Thompson sampling, the
+  paper's and the default), as MAML acts: what the sampling costs or gains.
+"""
+import ml_collections
+from absl import app
+
+VARIANTS = {
+    "default": {},
+    "window": {"memory": "window"},
+    "summed steps": {"step_reference": None},
+    "every pull": {"readapt_growth": 0.0},
+    "training step": {"eval_inner_steps": 5, "eval_inner_lr": None},
+    "half training step": {"eval_inner_lr": lambda config: config.inner_lr / 2},
+    "quarter training step": {"eval_inner_lr": lambda config: config.inner_lr / 4},
+    "warm start": {"warm_start": True},
+    "10 steps": {"eval_inner_steps": 10},
+    "20 steps": {"eval_inner_steps": 20},
+    "40 steps": {"eval_inner_steps": 40},
+    "80 steps": {"eval_inner_steps": 80},
+    "160 steps": {"eval_inner_steps": 160},
+    "training reservoir": {"play_per_arm": None},
+    "reservoir 512": {"play_per_arm": 512},
+    "whole reservoir": {"smallest_support": None},
+    "warm training step": {"warm_start": True, "eval_inner_steps": 5, "eval_inner_lr": None},
+    "gradient variance": {"eval_local_variance": "gradient"},
+    "greedy": {"policy": lambda config: ml_collections.ConfigDict(
+        dict(config.policy.to_dict(), abml="greedy"))},
+}
+
+
+def check_variants(names, flag: str) -> None:
+    """``app.UsageError`` naming ``--flag`` unless every name is a variant."""
+    if unknown := sorted(set(names) - set(VARIANTS)):
+        raise app.UsageError(f"--{flag} must be among {sorted(VARIANTS)}, got {unknown}")
+
+
+def with_variant(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    """A copy of ``config`` with the settings of variant ``name``; a callable value is a
+    function of the config (e.g. a step size relative to the run's ``inner_lr``)."""
+    config = config.copy_and_resolve_references()
+    for key, value in VARIANTS[name].items():
+        config[key] = value(config) if callable(value) else value
+    return config
