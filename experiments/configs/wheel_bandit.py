@@ -39,10 +39,11 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   2.10 / 1.91, 1.81 at K = 80 and 1.78 at K = 160 (within the errors, twice the play
   time), MAML (28,000) 2.49 / 2.43 / 2.34 / 2.45, MAML with Meta-SGD (8,000) 2.24 / 2.09 /
   1.94 / 1.95, the play time nearly in proportion to K. The table plays
-  the MAMLs with ``--config.eval_inner_steps=20`` and ABML with 80 (not 160, for play time).
-  At K = 80 ABML's meta-training length was chosen again: 16,000 steps (mean 1.72, against
+  the MAMLs with ``--config.eval_inner_steps=20`` and ABML with 80. At K = 80 ABML's
+  meta-training length was chosen again: 16,000 steps (mean 1.72, against 2.87 at 4,000,
   2.12 at 8,000, 1.81 at 12,000 and 1.88 at 20,000), though at K = 5 it was behind 12,000
-  (3.59 against 2.71); at 16,000 steps K = 40 gives 1.82, so K = 80 stays.
+  (3.59 against 2.71). At 16,000 steps K = 40 gives 1.82 and K = 160 1.73, so K = 80 is the
+  lowest there.
 - ``meta_sgd`` per algorithm (a meta-training setting, chosen on the same validation
   problems): ABML learns a step scale per weight for its inner loop (part of ψ; Li et al.,
   2017); MAML keeps Finn et al.'s single step size. Meta-training logged a query
