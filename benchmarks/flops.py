@@ -1,12 +1,16 @@
 """How much a step computes and how fast the machine can compute: XLA's own flop count of a
 compiled function, and the machine's f32 matmul peak under jax (``benchmarks.step_time``'s
 GFLOP/s and % of peak columns)."""
+import contextlib
 import dataclasses
 import math
+import os
 import time
 
 import jax
 import jax.numpy as jnp
+
+from metabayes.noise import NOISE_VARIABLE
 
 
 def cost_analysis(compiled) -> dict:
@@ -35,15 +39,34 @@ def matmul_peak(size: int, repeats: int = 5) -> dict:
 def reference_flops(learner, make_batch, meta_batch: int) -> float:
     """XLA's flop count of ``learner``'s step in one loop-free reference form, the same for every
     variant of a row: im2col convolutions (where the model has a ``conv``), all tasks vmapped,
-    counted for one task and times ``meta_batch``. XLA counts a loop's body once, so the
-    chunked (``lax.map``) and per-sample-loop forms would otherwise be undercounted; the inner
-    loop's ``lax.scan`` is counted once in every form alike."""
+    the inner loop unrolled, counted for one task and times ``meta_batch``. XLA counts a loop's
+    body once, so the chunked (``lax.map``) and per-sample-loop forms, and the inner loop's
+    ``lax.scan`` (once for K steps, forward and backward), would otherwise be undercounted:
+    MAML Conv4-64 5w1s K = 5, 5.6 GFLOP a task with the scan against 9.2 unrolled (BENCHMARKS.md,
+    "Issue 20, seventh pass"). The weight noise ε is counted once per draw, in
+    ``metabayes.noise``'s "stored" form: drawn directly, XLA counts its erf⁻¹ in each of the
+    hundreds of fusions that read it (18.3 GFLOP a task for ABML S=1 against 9.9)."""
     model = learner.model
     if "conv" in {field.name for field in dataclasses.fields(model)}:
         model = model.clone(conv="im2col")
-    reference = dataclasses.replace(learner, model=model, task_chunk=None)
+    reference = dataclasses.replace(learner, model=model, task_chunk=None, inner_unroll=True)
     key = jax.random.PRNGKey(0)
     batch = make_batch(key, 1)
     state = reference.init(key, jax.tree_util.tree_map(lambda a: a[0], batch.support[0]))
-    compiled = jax.jit(reference.train_step).lower(state, batch, key).compile()
+    with noise_form("stored"):   # read when the step is traced
+        compiled = jax.jit(reference.train_step).lower(state, batch, key).compile()
     return meta_batch * cost_analysis(compiled).get("flops", 0.0)
+
+
+@contextlib.contextmanager
+def noise_form(form: str):
+    """``metabayes.noise``'s form of ε (``$METABAYES_NOISE``) while the block runs."""
+    before = os.environ.get(NOISE_VARIABLE)
+    os.environ[NOISE_VARIABLE] = form
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[NOISE_VARIABLE]
+        else:
+            os.environ[NOISE_VARIABLE] = before

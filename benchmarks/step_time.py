@@ -239,14 +239,16 @@ def main(argv):
 
 if __name__ == "__main__":  # flags exist only when run as a program, so benchmarks.scaling imports
     _SUITE = flags.DEFINE_enum("suite", "omniglot",
-                               ["omniglot", "variants", "fewshot", "sinusoid", "smoke"],
+                               ["omniglot", "variants", "fewshot", "sinusoid", "wheel_bandit",
+                                "smoke"],
                                "omniglot: Conv4 5-way 1-shot Q=15 K=5 at M=4 and 32; variants: "
                                "each change of issue 20 (convolution, task chunks, their "
-                               "checkpoint policy) against the default at M=32, S=5 outer "
-                               "samples, XLA:CPU's fusion emitters; "
+                               "checkpoint policy, the weight noise stored once) against the "
+                               "default at M=32, S=5 outer samples, XLA:CPU's fusion emitters; "
                                "fewshot: Conv4-32 on miniImageNet's 84x84x3, "
                                "5-way 1-shot Q=15 K=5 M=4; sinusoid: the MLP of "
-                               "experiments.sinusoid; smoke: one tiny step.")
+                               "experiments.sinusoid; wheel_bandit: the meta-training step of "
+                               "experiments.wheel_bandit (M=64); smoke: one tiny step.")
     _ROWS = flags.DEFINE_list("rows", [], "Only these rows of the suite (names as printed, e.g. "
                               "'abml S=1 M=32,maml M=32'); empty: all.")
     _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one (>= 1).")

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import optax
 
 import metabayes as mb
+from metabayes.noise import NOISE_VARIABLE
 from metabayes.tasks import Task
 
 
@@ -40,6 +41,24 @@ def sinusoid_batch(key, meta_batch):
     return SinusoidTasks().sample(key, meta_batch)[0]
 
 
+def wheel_bandit_batch(key, meta_batch):
+    """Meta-training episodes of ``experiments.wheel_bandit``'s default config: supports
+    [M, 5 · 102, 2] (reservoirs of play-like histories), queries [M, 50, 2]."""
+    from experiments.configs.wheel_bandit import get_config
+    from metabayes.bandit.episodes import sample_episodes
+    c = get_config()
+    return sample_episodes(key, meta_batch, per_arm=c.per_arm, num_query=c.query,
+                           max_pulls=c.max_pulls, pool=c.pool)[0]
+
+
+def wheel_bandit_learner(algorithm):
+    """The learner that ``experiments.wheel_bandit`` meta-trains by default (MLP 100-100,
+    K = 5, second order, per-point inner steps; ABML with Meta-SGD)."""
+    from experiments.configs.wheel_bandit import get_config
+    from experiments.wheel_bandit import bandit_learner
+    return bandit_learner(get_config(), algorithm)
+
+
 def rows(suite):
     """The rows of one suite."""
     conv = lambda filters=64, implementation="auto": mb.Conv4(num_classes=5, filters=filters,
@@ -69,9 +88,13 @@ def rows(suite):
                       omniglot_batch, 32, ())
             yield Row(f"{name} M=32 chunks save dots", learner(
                 chunk_policy=jax.checkpoint_policies.dots_saveable), omniglot_batch, 32, ())
+        yield Row("abml S=1 M=4", abml(1), omniglot_batch, 4, torch_abml(1))   # S=5 / S=1
         yield Row("abml S=5 M=4", abml(5), omniglot_batch, 4, torch_abml(5))
         yield Row("abml S=5 M=4 conv=im2col", abml(5, net=conv(implementation="im2col")),
                   omniglot_batch, 4, ())
+        fused_noise = ((NOISE_VARIABLE, "fused"),)   # ε's erf⁻¹ fused into its readers
+        yield Row("abml S=1 M=32 noise fused", abml(1), omniglot_batch, 32, (), fused_noise)
+        yield Row("abml S=5 M=4 noise fused", abml(5), omniglot_batch, 4, (), fused_noise)
         yield Row("abml S=1 M=4 fusion emitters on", abml(1), omniglot_batch, 4, (),
                   (("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true"),))
         return
@@ -82,6 +105,12 @@ def rows(suite):
                                                            **mini), miniimagenet_batch, 4, ())
         yield Row("maml M=4 Conv4-32 84x84x3", mb.maml(conv(32), **mini), miniimagenet_batch, 4,
                   ())
+        return
+    if suite == "wheel_bandit":   # the meta-training step of experiments.wheel_bandit, M = 64
+        yield Row("abml M=64", wheel_bandit_learner("abml"), wheel_bandit_batch, 64, ())
+        yield Row("abml M=64 noise fused", wheel_bandit_learner("abml"), wheel_bandit_batch, 64,
+                  (), ((NOISE_VARIABLE, "fused"),))
+        yield Row("maml M=64", wheel_bandit_learner("maml"), wheel_bandit_batch, 64, ())
         return
     if suite == "sinusoid":
         mlp, gauss = mb.MLP(), mb.Gaussian(0.1)

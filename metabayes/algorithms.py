@@ -44,6 +44,8 @@ OPTION_RULES = {
     "batch_norm": one_of(*BATCH_NORM), "theta_family": one_of(*THETA_FAMILIES),
     "num_tasks": integer(1), "init_log_sigma": number(), "local_variance": LOCAL_VARIANCE,
     "precision_damping": DAMPING, "estimator": ESTIMATOR,
+    "inner_unroll": Rule("True or an integer >= 1",
+                         lambda v: v is True or integer(1).accepts(v), 0),
     "task_chunk": Rule("None, 'auto' or an integer >= 1",
                        lambda v: v in (None, "auto") or integer(1).accepts(v), 0),
     "memory_budget": optional(integer(1)),
@@ -76,6 +78,9 @@ class MetaLearner:
       likelihood: ``Categorical()`` or ``Gaussian(noise_std)``.
       inner_lr: the inner step size (the default inner optimiser is ``optax.sgd(inner_lr)``).
       inner_steps: K.
+      inner_unroll: inner steps per trip of the inner ``lax.scan`` (True: all K, no loop; the
+        same function). XLA's cost analysis counts a loop's body once, so
+        ``benchmarks.flops`` counts the step with ``True``.
       outer_optimizer: optax transformation applied to ψ.
       inner_optimizer: any optax transformation; None means SGD(inner_lr).
       inner_samples, outer_samples: Monte-Carlo samples of the inner / outer likelihood.
@@ -121,6 +126,7 @@ class MetaLearner:
     likelihood: Likelihood = Categorical()
     inner_lr: float = 0.1
     inner_steps: int = 5
+    inner_unroll: Union[int, bool] = 1
     outer_optimizer: optax.GradientTransformation = optax.adam(1e-3)
     inner_optimizer: Optional[optax.GradientTransformation] = None
     inner_samples: int = 1

@@ -6,7 +6,7 @@
 ``update`` is any optax transformation (chain the pieces of ``metabayes.inner_transforms`` with
 the optimiser), and a ``LocalVarianceRule`` (``metabayes.local_variance``) says how σ_λ moves.
 """
-from typing import Optional
+from typing import Optional, Union
 
 import jax
 import optax
@@ -22,7 +22,8 @@ NUM_STEPS = integer(0)   # the rule of K, ``inner_steps``
 def adapt(objective: LocalObjective, key: jax.Array, *,
           inner_optimizer: optax.GradientTransformation, num_steps: int,
           local_variance: LocalVarianceRule = gradient_variance(),
-          start: Optional[MeanFieldGaussian] = None) -> MeanFieldGaussian:
+          start: Optional[MeanFieldGaussian] = None,
+          unroll: Union[int, bool] = 1) -> MeanFieldGaussian:
     """The local posterior q(φ; λ^K) of one task, from K inner steps inside ``lax.scan``.
 
     Args:
@@ -50,5 +51,5 @@ def adapt(objective: LocalObjective, key: jax.Array, *,
 
     start = objective.prior if start is None else start
     (local, _), _ = jax.lax.scan(step, (start, inner_optimizer.init(start)),
-                                 jax.random.split(key, num_steps))
+                                 jax.random.split(key, num_steps), unroll=unroll)
     return local

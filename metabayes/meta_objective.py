@@ -27,7 +27,7 @@ def adapt_task(learner, params, theta: MeanFieldGaussian, support: Data,
                                learner.kl_weight, learner.inner_samples, learner.estimator)
     return adapt(objective, key, inner_optimizer=learner.inner_transformation(params, theta, support),
                  num_steps=learner.inner_steps, local_variance=learner.local_variance_rule,
-                 start=start)
+                 start=start, unroll=learner.inner_unroll)
 
 
 def scoring_network(learner, support_inputs: jax.Array) -> ApplyFn:

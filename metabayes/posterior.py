@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from metabayes.noise import standard_normal
+
 PyTree = Any
 
 
@@ -60,7 +62,7 @@ class MeanFieldGaussian:
         if self.is_point_mass:
             return self.mean
         flat_mean, unravel = ravel_pytree(self.mean)
-        noise = unravel(jax.random.normal(key, flat_mean.shape, flat_mean.dtype))
+        noise = unravel(standard_normal(key, flat_mean.shape, flat_mean.dtype))
         return jax.tree_util.tree_map(lambda m, s, e: m + s * e, self.mean, self.std, noise)
 
     def log_prob(self, value: PyTree) -> jax.Array:

@@ -158,3 +158,21 @@ def test_peers_meta_gradients_check_and_a_step_runs():
     else:      # one line saying why, no stack trace
         assert done.returncode != 0 and done.stderr.strip().startswith("--device=cuda: torch")
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_reference_flops_count_every_inner_step_and_ignore_the_noise_form(monkeypatch):
+    """XLA counts a loop's body once: the reference form unrolls the inner loop, so four inner
+    steps count about four times one step's flops (4.2×: XLA fuses the steps a little
+    differently; with the loop counted once, ~1×); and every variant of a row is counted alike,
+    whatever ``$METABAYES_NOISE`` its process runs with."""
+    import metabayes as mb
+    from benchmarks.flops import reference_flops
+    from benchmarks.suites import sinusoid_batch
+    from metabayes.noise import NOISE_VARIABLE
+
+    learner = mb.abml(mb.MLP(hidden=(16, 16)), likelihood=mb.Gaussian(0.5), inner_lr=1e-3)
+    count = lambda steps: reference_flops(learner.replace_inner_steps(steps), sinusoid_batch, 3)
+    outer, one, four = count(0), count(1), count(4)
+    assert 3.8 < (four - outer) / (one - outer) < 4.6
+    monkeypatch.setenv(NOISE_VARIABLE, "fused")
+    assert count(4) == four

@@ -91,7 +91,8 @@ def unrolled_adapt(apply_fn, prior, support, key, optimizer, num_steps, **object
 
 def test_adapt_scan_equals_unrolled_loop():
     """metabayes.adapt (lax.scan, fresh key per step) == the unrolled loop, with Adam (whose
-    state must be threaded through the scan); SGD is written out by hand below."""
+    state must be threaded through the scan), at every ``unroll``; SGD is written out by hand
+    below."""
     model = mb.MLP(hidden=())
     task = task_slice(tiny_batch(2), 0)
     params = model.init(jax.random.PRNGKey(0), task.support[0])["params"]
@@ -99,11 +100,12 @@ def test_adapt_scan_equals_unrolled_loop():
     inner = optax.adam(0.05)
     objective = dict(num_samples=3, kl_weight=0.7, likelihood=mb.Gaussian(0.5))
     key = jax.random.PRNGKey(7)
-    scanned = fast_jit(lambda p, k: mb.adapt(
-        mb.LocalObjective(model.apply, p, task.support, **objective), k, inner_optimizer=inner,
-        num_steps=4))(prior, key)
     unrolled = unrolled_adapt(model.apply, prior, task.support, key, inner, 4, **objective)
-    assert_trees_close(scanned, unrolled, rtol=1e-12, atol=1e-14)
+    for unroll in (1, 3, True):   # the scan's own unrolling (MetaLearner.inner_unroll) too
+        scanned = fast_jit(lambda p, k: mb.adapt(
+            mb.LocalObjective(model.apply, p, task.support, **objective), k, inner_optimizer=inner,
+            num_steps=4, unroll=unroll))(prior, key)
+        assert_trees_close(scanned, unrolled, rtol=1e-12, atol=1e-14)
     assert not np.allclose(np.asarray(scanned.mean["Dense_0"]["kernel"]),
                            np.asarray(prior.mean["Dense_0"]["kernel"]))
 
