@@ -37,19 +37,21 @@ def matmul_peak(size: int, repeats: int = 5) -> dict:
 
 
 def reference_flops(learner, make_batch, meta_batch: int) -> float:
-    """XLA's flop count of ``learner``'s step in one loop-free reference form, the same for every
-    variant of a row: im2col convolutions (where the model has a ``conv``), all tasks vmapped,
-    the inner loop unrolled, counted for one task and times ``meta_batch``. XLA counts a loop's
-    body once, so the chunked (``lax.map``) and per-sample-loop forms, and the inner loop's
-    ``lax.scan`` (once for K steps, forward and backward), would otherwise be undercounted:
-    MAML Conv4-64 5w1s K = 5, 5.6 GFLOP a task with the scan against 9.2 unrolled (BENCHMARKS.md,
-    "Issue 20, seventh pass"). The weight noise ε is counted once per draw, in
-    ``metabayes.noise``'s "stored" form: drawn directly, XLA counts its erf⁻¹ in each of the
-    hundreds of fusions that read it (18.3 GFLOP a task for ABML S=1 against 9.9)."""
+    """XLA's flop count of ``learner``'s step in one loop-free reference form, the same for
+    every variant of a row: im2col convolutions (where the model has a ``conv``), all tasks and
+    outer samples vmapped, the inner loop unrolled, counted for one task and times
+    ``meta_batch``. XLA counts a loop's body once, so the chunked (``lax.map``) and
+    sequential-draw forms, and the inner loop's ``lax.scan`` (once for K steps, forward and
+    backward), would otherwise be undercounted: MAML Conv4-64 5w1s K = 5, 5.6 GFLOP a task with
+    the scan against 9.2 unrolled (BENCHMARKS.md, "Issue 20, seventh pass"). The weight noise ε
+    is counted once per draw, in ``metabayes.noise``'s "stored" form: drawn directly, XLA
+    counts its erf⁻¹ in each of the hundreds of fusions that read it (18.3 GFLOP a task for
+    ABML S=1 against 9.9)."""
     model = learner.model
     if "conv" in {field.name for field in dataclasses.fields(model)}:
         model = model.clone(conv="im2col")
-    reference = dataclasses.replace(learner, model=model, task_chunk=None, inner_unroll=True)
+    reference = dataclasses.replace(learner, model=model, task_chunk=None, inner_unroll=True,
+                                    outer_draws="vmap")
     key = jax.random.PRNGKey(0)
     batch = make_batch(key, 1)
     state = reference.init(key, jax.tree_util.tree_map(lambda a: a[0], batch.support[0]))

@@ -243,8 +243,9 @@ if __name__ == "__main__":  # flags exist only when run as a program, so benchma
                                 "smoke"],
                                "omniglot: Conv4 5-way 1-shot Q=15 K=5 at M=4 and 32; variants: "
                                "each change of issue 20 (convolution, task chunks, their "
-                               "checkpoint policy, the weight noise stored once) against the "
-                               "default at M=32, S=5 outer samples, XLA:CPU's fusion emitters; "
+                               "checkpoint policy, the weight noise stored once, sequential "
+                               "outer draws) against the default at M=32, S=5 outer samples, "
+                               "XLA:CPU's fusion emitters; "
                                "fewshot: Conv4-32 on miniImageNet's 84x84x3, "
                                "5-way 1-shot Q=15 K=5 M=4; sinusoid: the MLP of "
                                "experiments.sinusoid; wheel_bandit: the meta-training step of "

@@ -92,6 +92,8 @@ def rows(suite):
         yield Row("abml S=5 M=4", abml(5), omniglot_batch, 4, torch_abml(5))
         yield Row("abml S=5 M=4 conv=im2col", abml(5, net=conv(implementation="im2col")),
                   omniglot_batch, 4, ())
+        yield Row("abml S=5 M=4 outer draws vmapped", abml(5, outer_draws="vmap"),
+                  omniglot_batch, 4, ())
         fused_noise = ((NOISE_VARIABLE, "fused"),)   # ε's erf⁻¹ fused into its readers
         yield Row("abml S=1 M=32 noise fused", abml(1), omniglot_batch, 32, (), fused_noise)
         yield Row("abml S=5 M=4 noise fused", abml(5), omniglot_batch, 4, (), fused_noise)

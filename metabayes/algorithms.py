@@ -34,6 +34,7 @@ from metabayes.posterior import MeanFieldGaussian, PyTree
 
 THETA_FAMILIES = ("point", "gaussian", "deterministic")
 OUTER_DATA = ("support_query", "query")
+OUTER_DRAWS = ("auto", "vmap", "sequential")
 BATCH_NORM = ("transductive", "support")
 
 # The rule of each option that has one (``metabayes.config_checks``): checked here, and reused
@@ -41,6 +42,7 @@ BATCH_NORM = ("transductive", "support")
 OPTION_RULES = {
     "inner_lr": positive(), "inner_steps": NUM_STEPS, "inner_samples": integer(1),
     "outer_samples": integer(1), "kl_weight": number(0.0), "outer_data": one_of(*OUTER_DATA),
+    "outer_draws": one_of(*OUTER_DRAWS),
     "batch_norm": one_of(*BATCH_NORM), "theta_family": one_of(*THETA_FAMILIES),
     "num_tasks": integer(1), "init_log_sigma": number(), "local_variance": LOCAL_VARIANCE,
     "precision_damping": DAMPING, "estimator": ESTIMATOR,
@@ -84,6 +86,9 @@ class MetaLearner:
       outer_optimizer: optax transformation applied to ψ.
       inner_optimizer: any optax transformation; None means SGD(inner_lr).
       inner_samples, outer_samples: Monte-Carlo samples of the inner / outer likelihood.
+      outer_draws: how the S outer samples run: "vmap" (in parallel), "sequential" (``lax.map``,
+        one after another) or "auto": sequential on CPU, where it was 12% faster at S = 5
+        (BENCHMARKS.md, "Issue 20, seventh pass"), vmapped elsewhere. The same loss.
       kl_weight: β on the local KL (1 = the real ELBO).
       first_order: drop second-order terms of the inner loop (``stop_inner_gradients``).
       outer_data: "support_query" (ABML's eq. 5, the default) or "query" (MAML's, the default
@@ -131,6 +136,7 @@ class MetaLearner:
     inner_optimizer: Optional[optax.GradientTransformation] = None
     inner_samples: int = 1
     outer_samples: int = 1
+    outer_draws: str = "auto"
     kl_weight: float = 1.0
     first_order: bool = False
     outer_data: str = "support_query"
@@ -164,6 +170,13 @@ class MetaLearner:
     def replace_inner_steps(self, inner_steps: int) -> "MetaLearner":
         """The same learner with K = ``inner_steps`` (e.g. more steps at test time)."""
         return dataclasses.replace(self, inner_steps=inner_steps)
+
+    @property
+    def sequential_outer_draws(self) -> bool:
+        """Whether the outer samples run one after another (``outer_draws``)."""
+        if self.outer_draws == "auto":
+            return jax.default_backend() == "cpu"
+        return self.outer_draws == "sequential"
 
     @property
     def inner(self) -> optax.GradientTransformation:

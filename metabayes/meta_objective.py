@@ -54,7 +54,8 @@ def task_loss(learner, params, task: Task, key: jax.Array):
     outer = (concatenate(task.support, task.query) if learner.outer_data == "support_query"
              else task.query)
     outputs = draw_outputs(scoring_network(learner, task.support[0]), local_posterior, outer[0],
-                           outer_key, learner.outer_samples, learner.estimator)
+                           outer_key, learner.outer_samples, learner.estimator,
+                           sequential=learner.sequential_outer_draws)
     nll = -mean_log_likelihood(outputs, outer[1], learner.likelihood)
     kl = local_kl(local_posterior, theta) if learner.kl_weight else jnp.zeros(())
     query_rows = task.query[1].shape[0]   # the query set is the last rows of the outer data
