@@ -87,7 +87,7 @@ class MetaLearner:
       inner_optimizer: any optax transformation; None means SGD(inner_lr).
       inner_samples, outer_samples: Monte-Carlo samples of the inner / outer likelihood.
       outer_draws: how the S outer samples run: "vmap" (in parallel), "sequential" (``lax.map``,
-        one after another) or "auto": sequential on CPU, where it was 12% faster at S = 5
+        one after another) or "auto": sequential on CPU, where it was 7.5% faster at S = 5
         (BENCHMARKS.md, "Issue 20, seventh pass"), vmapped elsewhere. The same loss.
       kl_weight: β on the local KL (1 = the real ELBO).
       first_order: drop second-order terms of the inner loop (``stop_inner_gradients``).
