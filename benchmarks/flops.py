@@ -1,11 +1,11 @@
 """How much a step computes and how fast the machine can compute: XLA's own flop count of a
 compiled function, and the machine's f32 matmul peak under jax (``benchmarks.step_time``'s
 GFLOP/s and % of peak columns)."""
-import contextlib
 import dataclasses
 import math
 import os
 import time
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -55,20 +55,7 @@ def reference_flops(learner, make_batch, meta_batch: int) -> float:
     key = jax.random.PRNGKey(0)
     batch = make_batch(key, 1)
     state = reference.init(key, jax.tree_util.tree_map(lambda a: a[0], batch.support[0]))
-    with noise_form("stored"):   # read when the step is traced
+    with mock.patch.dict(os.environ, {NOISE_VARIABLE: "stored"}):   # read when traced
         compiled = jax.jit(reference.train_step).lower(state, batch, key).compile()
     return meta_batch * cost_analysis(compiled).get("flops", 0.0)
 
-
-@contextlib.contextmanager
-def noise_form(form: str):
-    """``metabayes.noise``'s form of ε (``$METABAYES_NOISE``) while the block runs."""
-    before = os.environ.get(NOISE_VARIABLE)
-    os.environ[NOISE_VARIABLE] = form
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[NOISE_VARIABLE]
-        else:
-            os.environ[NOISE_VARIABLE] = before

@@ -10,6 +10,8 @@ import metabayes as mb
 from metabayes.noise import NOISE_VARIABLE
 from metabayes.tasks import Task
 
+FUSED_NOISE = ((NOISE_VARIABLE, "fused"),)   # a row's env: ε's erf⁻¹ fused into its readers
+
 
 class Row(NamedTuple):
     name: str
@@ -94,9 +96,8 @@ def rows(suite):
                   omniglot_batch, 4, ())
         yield Row("abml S=5 M=4 outer draws vmapped", abml(5, outer_draws="vmap"),
                   omniglot_batch, 4, ())
-        fused_noise = ((NOISE_VARIABLE, "fused"),)   # ε's erf⁻¹ fused into its readers
-        yield Row("abml S=1 M=32 noise fused", abml(1), omniglot_batch, 32, (), fused_noise)
-        yield Row("abml S=5 M=4 noise fused", abml(5), omniglot_batch, 4, (), fused_noise)
+        yield Row("abml S=1 M=32 noise fused", abml(1), omniglot_batch, 32, (), FUSED_NOISE)
+        yield Row("abml S=5 M=4 noise fused", abml(5), omniglot_batch, 4, (), FUSED_NOISE)
         yield Row("abml S=1 M=4 fusion emitters on", abml(1), omniglot_batch, 4, (),
                   (("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true"),))
         return
@@ -111,7 +112,7 @@ def rows(suite):
     if suite == "wheel_bandit":   # the meta-training step of experiments.wheel_bandit, M = 64
         yield Row("abml M=64", wheel_bandit_learner("abml"), wheel_bandit_batch, 64, ())
         yield Row("abml M=64 noise fused", wheel_bandit_learner("abml"), wheel_bandit_batch, 64,
-                  (), ((NOISE_VARIABLE, "fused"),))
+                  (), FUSED_NOISE)
         yield Row("maml M=64", wheel_bandit_learner("maml"), wheel_bandit_batch, 64, ())
         return
     if suite == "sinusoid":
