@@ -31,7 +31,8 @@ def standard_normal(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
     form = os.environ.get(NOISE_VARIABLE) or ("stored" if jax.default_backend() == "cpu"
                                               else "fused")
     if form not in NOISE_FORMS:
-        raise ValueError(f"${NOISE_VARIABLE} must be one of {NOISE_FORMS} or unset, got {form!r}")
+        raise ValueError(f"the environment variable `{NOISE_VARIABLE}` must be one of "
+                         f"{NOISE_FORMS} or unset, got {form!r}")
     if form == "fused":
         return jax.random.normal(key, shape, dtype)
     return _normal_in_loop(key, shape, dtype)

@@ -70,5 +70,5 @@ def test_noise_form_variable_is_checked(monkeypatch):
     np.testing.assert_array_equal(standard_normal(jax.random.PRNGKey(1), (5,)),
                                   jax.random.normal(jax.random.PRNGKey(1), (5,)))
     monkeypatch.setenv(NOISE_VARIABLE, "fast")
-    with pytest.raises(ValueError, match=r"\$METABAYES_NOISE must be one of"):
+    with pytest.raises(ValueError, match=r"environment variable `METABAYES_NOISE` must be one of"):
         standard_normal(jax.random.PRNGKey(1), (5,))
