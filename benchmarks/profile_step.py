@@ -13,6 +13,7 @@ wall time per thunk; thunks that XLA runs concurrently overlap, so a column can 
 than the step.
 """
 import ast
+import bisect
 import collections
 import glob
 import gzip
@@ -37,6 +38,7 @@ LAYERS = {"conv3x3_patches": "conv (im2col slices)", "_linear": "conv / dense ma
           "max_pool_2x2": "max-pool", "Conv4.__call__": "relu",
           "_shifted_products": "conv / dense matmul", "_lax_conv": "conv / dense matmul",
           "flip": "conv / dense matmul"}
+ASYNC_END = "end: "   # the trace's event for an asynchronous thunk's completion
 CONTAINERS = {"while", "conditional", "call"}   # their thunks contain other thunks: not counted
 INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\([^=]*?\)|\S+)\s+([\w\-]+)\(")
 FRAME_ID = re.compile(r"stack_frame_id=(\d+)")
@@ -113,7 +115,7 @@ def instructions(hlo_text: str) -> dict:
 
 def layer_of(name: str, opcode: str, where: str) -> str:
     """The layer of Conv4 an instruction belongs to, else the part of the step. Every matmul
-    (XNNPACK's ``ynn_fusion`` thunks, whose stack frames XLA drops) is a conv's or the head's."""
+    (YNNPACK's ``ynn_fusion`` thunks, whose stack frames XLA drops) is a conv's or the head's."""
     if name.startswith("ynn_fusion") or opcode in ("dot", "convolution"):
         return "conv / dense matmul"
     if where in LAYERS:
@@ -126,8 +128,10 @@ def layer_of(name: str, opcode: str, where: str) -> str:
 
 def kind_of(name: str, opcode: str) -> str:
     """What an XLA:CPU thunk does, from its opcode and the name XLA gave its fusion."""
-    if name.startswith("ynn_fusion") or opcode in ("dot", "convolution"):
-        return "matmul (XNNPACK)"
+    if name.startswith("ynn_fusion") or opcode == "dot":
+        return "matmul (YNNPACK)"
+    if opcode == "convolution":
+        return "convolution (Eigen)"
     if opcode in ("copy", "transpose") or name.startswith("copy"):
         return "layout copies (transposes)"
     if opcode in ("concatenate", "slice", "pad", "dynamic-slice", "dynamic-update-slice"):
@@ -137,11 +141,22 @@ def kind_of(name: str, opcode: str) -> str:
     return "elementwise and reduction fusions" if opcode == "fusion" else f"other ({opcode})"
 
 
+def thunk_seconds(event: dict, completions: list) -> float:
+    """A thunk's time: its event's duration, or for an asynchronous thunk (XLA:CPU's Eigen
+    convolutions, whose event is only their launch) from its start to its next ``end:`` event
+    (``completions``: their sorted timestamps)."""
+    done = bisect.bisect_left(completions, event["ts"])
+    if done == len(completions):
+        return event["dur"] * 1e-6
+    return (completions[done] - event["ts"]) * 1e-6
+
+
 def profile_ours(row, steps: int) -> dict:
     """Seconds per step of ``row``'s compiled step by layer, by kind of thunk, by source and by
     instruction (the 40 largest)."""
     key, batch, state = row_inputs(row)
-    step = row.learner.train_step.lower(state, batch, key).compile()   # compiled once, run below
+    with row.traced_under():
+        step = row.learner.train_step.lower(state, batch, key).compile()   # compiled once, run below
     hlo = instructions(step.as_text())
     jax.block_until_ready(step(state, batch, key))
     times = []
@@ -159,15 +174,22 @@ def profile_ours(row, steps: int) -> dict:
                                recursive=True)[0]
         with gzip.open(trace_path) as f:
             trace = json.load(f)
-    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    events = [e for e in (trace["traceEvents"] if isinstance(trace, dict) else trace)
+              if e.get("ph") == "X"]
+    ends = collections.defaultdict(list)   # an asynchronous thunk's completions, by name
+    for event in events:
+        if event["name"].startswith(ASYNC_END):
+            ends[event["name"][len(ASYNC_END):]].append(event["ts"])
+    for times_of_one in ends.values():
+        times_of_one.sort()
     by_layer, by_kind, by_source, by_name = (collections.Counter() for _ in range(4))
     for event in events:
-        if event.get("ph") != "X" or event["name"] not in hlo:
+        if event["name"] not in hlo:
             continue
         opcode, where, shape = hlo[event["name"]]
         if opcode in CONTAINERS:
             continue
-        seconds = event["dur"] * 1e-6 / steps
+        seconds = thunk_seconds(event, ends.get(event["name"], [])) / steps
         by_layer[layer_of(event["name"], opcode, where)] += seconds
         by_kind[kind_of(event["name"], opcode)] += seconds
         by_source[where] += seconds

@@ -101,7 +101,8 @@ def time_row(row: Row, steps: int, mesh=None) -> dict:
     if mesh is not None:
         batch, state = shard_tasks(batch, mesh), replicate(state, mesh)
     start = time.perf_counter()
-    train_step = row.learner.train_step.lower(state, batch, key).compile()
+    with row.traced_under():
+        train_step = row.learner.train_step.lower(state, batch, key).compile()
     compile_s = time.perf_counter() - start
     cost = cost_analysis(train_step)
     start = time.perf_counter()
@@ -244,8 +245,9 @@ if __name__ == "__main__":  # flags exist only when run as a program, so benchma
                                "omniglot: Conv4 5-way 1-shot Q=15 K=5 at M=4 and 32; variants: "
                                "each change of issue 20 (convolution, task chunks, their "
                                "checkpoint policy, the weight noise stored once, sequential "
-                               "outer draws) against the default at M=32, S=5 outer samples, "
-                               "XLA:CPU's fusion emitters; "
+                               "outer draws, the weight gradient's transposed copies, "
+                               "YNNPACK's convolutions) against the default at M=32, S=5 outer "
+                               "samples, XLA:CPU's fusion emitters; "
                                "fewshot: Conv4-32 on miniImageNet's 84x84x3, "
                                "5-way 1-shot Q=15 K=5 M=4; sinusoid: the MLP of "
                                "experiments.sinusoid; wheel_bandit: the meta-training step of "

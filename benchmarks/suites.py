@@ -1,16 +1,22 @@
 """The rows that ``benchmarks.step_time`` times, by suite: a learner, how to draw its random
 meta-batch, M, and the PyTorch peer's arguments for the same configuration."""
-from typing import NamedTuple, Tuple
+import contextlib
+from typing import Callable, ContextManager, NamedTuple, Tuple
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
 import optax
 
 import metabayes as mb
+from metabayes import conv3x3
 from metabayes.noise import NOISE_VARIABLE
 from metabayes.tasks import Task
+from metabayes.xla_flags import CONVOLUTIONS_OUTSIDE_YNNPACK
 
 FUSED_NOISE = ((NOISE_VARIABLE, "fused"),)   # a row's env: ε's erf⁻¹ fused into its readers
+CONVOLUTIONS_IN_YNNPACK = (("XLA_FLAGS", f"--{CONVOLUTIONS_OUTSIDE_YNNPACK[0]}=+individual_"
+                            "convolution"),)   # XLA:CPU's default before metabayes.xla_flags
 
 
 class Row(NamedTuple):
@@ -21,6 +27,14 @@ class Row(NamedTuple):
     peer_args: Tuple[str, ...]   # ``python -m benchmarks.peers`` arguments of the same
     #                              configuration, beyond ``peer_command``'s; () for none
     env: Tuple[Tuple[str, str], ...] = ()   # environment of the row's process (XLA / JAX flags)
+    traced_under: Callable[[], ContextManager] = contextlib.nullcontext   # the context its step
+    #                              is traced in: an earlier formulation for a variant row
+
+
+def weight_gradient_transposing_x():
+    """The conv weight gradient as it was before 2026-12-06: XLA:CPU copies x's nine shifted
+    slices transposed, in every layer (``conv3x3.transposes_dy``)."""
+    return mock.patch.object(conv3x3, "transposes_dy", lambda channels, features: False)
 
 
 def omniglot_batch(key, meta_batch, ways=5, shots=1, query=15, shape=(28, 28, 1)):
@@ -90,6 +104,10 @@ def rows(suite):
                       omniglot_batch, 32, ())
             yield Row(f"{name} M=32 chunks save dots", learner(
                 chunk_policy=jax.checkpoint_policies.dots_saveable), omniglot_batch, 32, ())
+            yield Row(f"{name} M=32 weight gradient transposing x", learner(), omniglot_batch,
+                      32, (), traced_under=weight_gradient_transposing_x)
+            yield Row(f"{name} M=32 convolutions by YNNPACK", learner(), omniglot_batch, 32, (),
+                      CONVOLUTIONS_IN_YNNPACK)
         yield Row("abml S=1 M=4", abml(1), omniglot_batch, 4, torch_abml(1))   # S=5 / S=1
         yield Row("abml S=5 M=4", abml(5), omniglot_batch, 4, torch_abml(5))
         yield Row("abml S=5 M=4 conv=im2col", abml(5, net=conv(implementation="im2col")),

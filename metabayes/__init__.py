@@ -5,11 +5,13 @@ The ELBO terms (``elbo``); the inner loop (``inner_loop``) and its composable pi
 functions over it (``meta_objective``, ``outer_step``, ``prediction``). docs/MATH.md gives the
 mathematics each implements.
 """
-from metabayes.xla_flags import turn_off_cpu_fusion_emitters
+from metabayes.xla_flags import convolutions_outside_ynnpack, turn_off_cpu_fusion_emitters
 
 # Before the CPU backend starts: XLA:CPU's fusion emitters miscompile gradients of sampled conv
-# nets (metabayes/xla_flags.py). Set the flag yourself in XLA_FLAGS to override.
+# nets, and its own convolution kernels are faster here than YNNPACK's (metabayes/xla_flags.py).
+# Set either flag yourself in XLA_FLAGS to override.
 turn_off_cpu_fusion_emitters()
+convolutions_outside_ynnpack()
 
 # distrax loads TensorFlow Probability's JAX substrate, which imports TensorFlow whenever it is
 # installed, only to copy docstrings (tensorflow/probability#1714): seconds and ~600 MB. TensorFlow

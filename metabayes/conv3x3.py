@@ -16,7 +16,8 @@ and the weight gradient's own derivatives, for a cotangent G [3, 3, C, F]:
 
     ∂x = conv(∂y, flip(G)),   ∂(∂y) = conv(x, G).
 
-The weight gradient is nine [C, B·H·W] × [B·H·W, F] matmuls of shifted slices.
+The weight gradient is nine [C, B·H·W] × [B·H·W, F] matmuls of shifted slices, each computed
+as its transpose where that copies less (``transposes_dy``).
 """
 import jax
 import jax.numpy as jnp
@@ -52,12 +53,23 @@ def _lax_conv_batched(axis_size, in_batched, x, kernel):
     return jax.lax.map(lambda pair: _lax_conv(*pair), (x, kernel)), True
 
 
+def transposes_dy(channels: int, features: int) -> bool:
+    """Which operand of the weight gradient's matmuls XLA:CPU copies transposed: its matmul
+    (YNNPACK) takes the contracted B·H·W axis last in the left operand, so it copies either x's
+    nine shifted slices [B·H·W, C] or dy [B·H·W, F] once (the nine copies of dy are one). True:
+    dy, where F < 9C (every block of Conv4-64 but the first, whose C = 1)."""
+    return features < 9 * channels
+
+
 def _shifted_products(x: jax.Array, dy: jax.Array) -> jax.Array:
     height, width = x.shape[1:3]
     padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    return jnp.stack([jnp.stack([jnp.einsum("bhwc,bhwf->cf",
-                                            padded[:, i:i + height, j:j + width], dy)
-                                 for j in range(3)]) for i in range(3)])
+    shifts = [padded[:, i:i + height, j:j + width] for i in range(3) for j in range(3)]
+    if transposes_dy(x.shape[-1], dy.shape[-1]):
+        products = [jnp.einsum("bhwf,bhwc->fc", dy, shifted).T for shifted in shifts]
+    else:
+        products = [jnp.einsum("bhwc,bhwf->cf", shifted, dy) for shifted in shifts]
+    return jnp.stack(products).reshape(3, 3, *products[0].shape)
 
 
 @jax.custom_vjp

@@ -40,3 +40,17 @@ def turn_off_cpu_fusion_emitters() -> None:
             "GPU and TPU programs are not affected by this flag.", RuntimeWarning, stacklevel=2)
         return
     set_default_xla_flag("xla_cpu_use_fusion_emitters", "false")
+
+
+# XLA:CPU's own convolution thunk (Eigen) instead of YNNPACK's for every convolution: Conv4's
+# 14×14×64 convolution takes 6.3 ms against 11.5 ms, and the Omniglot meta-step 13-14% less time
+# (BENCHMARKS.md, "Issue 20, eighth pass"). Matmuls stay with YNNPACK.
+CONVOLUTIONS_OUTSIDE_YNNPACK = ("xla_cpu_experimental_ynn_fusion_type", "-individual_convolution")
+
+
+def convolutions_outside_ynnpack() -> None:
+    """Have XLA:CPU run convolutions with its own kernels (``CONVOLUTIONS_OUTSIDE_YNNPACK``),
+    where the installed jaxlib is one this was measured with (< 0.11; a flag that XLA does not
+    know aborts the process)."""
+    if jaxlib_version()[:2] < FUSION_EMITTERS_FLAG_REMOVED_IN:
+        set_default_xla_flag(*CONVOLUTIONS_OUTSIDE_YNNPACK)

@@ -160,6 +160,32 @@ def test_peers_meta_gradients_check_and_a_step_runs():
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+def test_conv_kernels_times_each_kernel_beside_the_peers(tmp_path):
+    """benchmarks.conv_kernels times the forward pass, input and weight gradient of every
+    block's convolution, and the peer's where torch is at hand; bad flags get one line."""
+    out = tmp_path / "conv_kernels.json"
+    python = peer_python()
+    done = subprocess.run([sys.executable, "-m", "benchmarks.conv_kernels", "--batch_sizes=2",
+                           "--filters=4", "--repeats=1", f"--out={out}",
+                           f"--peer_python={python or ''}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["shape"] for row in rows] == [[2, 28, 1, 4], [2, 14, 4, 4], [2, 7, 4, 4],
+                                              [2, 3, 4, 4]]
+    assert rows[1]["flops"] == 2 * 2 * 14 * 14 * 9 * 4 * 4
+    for row in rows:
+        sides = [row["ours"], row["peer"]] if python else [row["ours"]]
+        for side in sides:
+            assert all(side[f"{k}_s"] > 0 for k in ("forward", "input_gradient",
+                                                     "weight_gradient")), row
+    assert "| [2, 14, 14, 4] → 4 |" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "benchmarks.conv_kernels", "--batch_sizes=a"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "--batch_sizes must be integers >= 1" in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2, done.stderr   # and absl's hint at --help
+
+
 def test_reference_flops_count_every_inner_step_and_ignore_the_noise_form(monkeypatch):
     """XLA counts a loop's body once: the reference form unrolls the inner loop, so four inner
     steps count about four times one step's flops (4.2×: XLA fuses the steps a little

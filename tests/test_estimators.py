@@ -144,8 +144,10 @@ def test_conv3x3_flipout_moments(implementation):
     params = conv.init(jax.random.PRNGKey(0), x)["params"]
     std = jax.tree_util.tree_map(lambda p: jnp.asarray(rng.uniform(0.2, 0.6, p.shape)), params)
     draws = 20_000
-    samples = fast_jit(jax.vmap(lambda k: conv.apply({"params": params, "posterior_std": std}, x,
-                                                     rngs={"flipout": k})))(
+    # One draw after another: vmapped, "xla" would be one grouped convolution of 20,000 kernels,
+    # which XLA:CPU's own convolution kernels (metabayes's default) take minutes over.
+    draw = lambda k: conv.apply({"params": params, "posterior_std": std}, x, rngs={"flipout": k})
+    samples = fast_jit(lambda keys: jax.lax.map(draw, keys))(
         jax.random.split(jax.random.PRNGKey(1), draws))
     mean = conv.apply({"params": params}, x)
     variance = conv.apply({"params": jax.tree_util.tree_map(jnp.square, std)}, x * x)
