@@ -43,8 +43,9 @@ def turn_off_cpu_fusion_emitters() -> None:
 
 
 # XLA:CPU's own convolution thunk (Eigen) instead of YNNPACK's for every convolution: Conv4's
-# 14×14×64 convolution takes 6.3 ms against 11.5 ms, and the Omniglot meta-step 13-14% less time
-# (BENCHMARKS.md, "Issue 20, eighth pass"). Matmuls stay with YNNPACK.
+# 14×14×64 convolution of 75 images takes 5.9 ms against 10.6 ms (``benchmarks.conv_kernels``),
+# and the Omniglot M = 32 meta-steps 10-11% less time (BENCHMARKS.md, "Issue 20, eighth pass").
+# Matmuls stay with YNNPACK.
 CONVOLUTIONS_OUTSIDE_YNNPACK = ("xla_cpu_experimental_ynn_fusion_type", "-individual_convolution")
 
 
