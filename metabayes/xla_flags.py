@@ -5,10 +5,11 @@ import re
 import warnings
 from typing import Tuple
 
-# The first jaxlib whose XLA no longer knows --xla_cpu_use_fusion_emitters (and aborts the
-# process on it), and in which the emitters' wrong gradients are back (BENCHMARKS.md, "jax 0.11
-# on CPU").
-FUSION_EMITTERS_FLAG_REMOVED_IN = (0, 11)
+# The first jaxlib that metabayes does not support (pyproject.toml's pin): its XLA no longer
+# knows --xla_cpu_use_fusion_emitters (and aborts the process on it), the emitters' wrong
+# gradients are back (BENCHMARKS.md, "jax 0.11 on CPU"), and the defaults below were measured
+# only under it.
+FIRST_UNSUPPORTED_JAXLIB = (0, 11)
 
 
 def jaxlib_version() -> Tuple[int, ...]:
@@ -32,7 +33,7 @@ def turn_off_cpu_fusion_emitters() -> None:
     the flag is gone and the gradients are wrong again on the CPU: warn, and set nothing, since
     an unknown flag aborts the process."""
     version = jaxlib_version()
-    if version[:2] >= FUSION_EMITTERS_FLAG_REMOVED_IN:
+    if version[:2] >= FIRST_UNSUPPORTED_JAXLIB:
         warnings.warn(
             f"jaxlib {'.'.join(map(str, version))}: XLA:CPU's fusion emitters cannot be turned "
             "off, and they miscompile the gradients of sampled convolutional networks on the CPU "
@@ -51,7 +52,7 @@ CONVOLUTIONS_OUTSIDE_YNNPACK = ("xla_cpu_experimental_ynn_fusion_type", "-indivi
 
 def convolutions_outside_ynnpack() -> None:
     """Have XLA:CPU run convolutions with its own kernels (``CONVOLUTIONS_OUTSIDE_YNNPACK``),
-    where the installed jaxlib is one this was measured with (< 0.11; a flag that XLA does not
-    know aborts the process)."""
-    if jaxlib_version()[:2] < FUSION_EMITTERS_FLAG_REMOVED_IN:
+    where the installed jaxlib is one this was measured with (below
+    ``FIRST_UNSUPPORTED_JAXLIB``; a flag that XLA does not know aborts the process)."""
+    if jaxlib_version()[:2] < FIRST_UNSUPPORTED_JAXLIB:
         set_default_xla_flag(*CONVOLUTIONS_OUTSIDE_YNNPACK)
