@@ -184,6 +184,11 @@ def test_conv_kernels_times_each_kernel_beside_the_peers(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "--batch_sizes must be integers >= 1" in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 2, done.stderr   # and absl's hint at --help
+    if python:   # the peers' side names its flag too, after argparse's usage line
+        done = subprocess.run([python, "-m", "benchmarks.peers.conv_kernels", "--shapes=[[2, 5]]"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0 and "--shapes must be a JSON list of [B, H, C, F]" in \
+            done.stderr.strip().splitlines()[-1], done.stderr
 
 
 def test_reference_flops_count_every_inner_step_and_ignore_the_noise_form(monkeypatch):

@@ -61,8 +61,17 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args(argv)
+    try:
+        shapes = json.loads(args.shapes)
+    except json.JSONDecodeError:
+        shapes = None
+    if not (isinstance(shapes, list) and shapes and all(
+            isinstance(shape, list) and len(shape) == 4
+            and all(isinstance(n, int) and n >= 1 for n in shape) for shape in shapes)):
+        parser.error(f"--shapes must be a JSON list of [B, H, C, F], each an integer >= 1, "
+                     f"e.g. '[[75, 14, 64, 64]]'; got {args.shapes!r}")
     torch.set_num_threads(args.threads)
-    kernels = [time_kernels(*shape, args.repeats) for shape in json.loads(args.shapes)]
+    kernels = [time_kernels(*shape, args.repeats) for shape in shapes]
     print(json.dumps({"threads": args.threads, "torch": torch.__version__, "kernels": kernels}))
 
 
