@@ -36,7 +36,8 @@ LAYERS = {"conv3x3_patches": "conv (im2col slices)", "_linear": "conv / dense ma
           "Conv3x3.__call__": "conv / dense matmul", "Dense.__call__": "conv / dense matmul",
           "BatchNorm.__call__": "batch norm", "_sampled_param": "weight sampling",
           "max_pool_2x2": "max-pool", "Conv4.__call__": "relu",
-          "_shifted_products": "conv / dense matmul", "_lax_conv": "conv / dense matmul",
+          "lax_weight_gradient": "conv / dense matmul",
+          "shifted_products": "conv / dense matmul", "_lax_conv": "conv / dense matmul",
           "flip": "conv / dense matmul"}
 ASYNC_END = "end: "   # the trace's event for an asynchronous thunk's completion
 CONTAINERS = {"while", "conditional", "call"}   # their thunks contain other thunks: not counted

@@ -31,10 +31,25 @@ class Row(NamedTuple):
     #                              is traced in: an earlier formulation for a variant row
 
 
-def weight_gradient_transposing_x():
-    """The conv weight gradient as it was before 2026-12-06: XLA:CPU copies x's nine shifted
-    slices transposed, in every layer (``conv3x3.transposes_dy``)."""
-    return mock.patch.object(conv3x3, "transposes_dy", lambda channels, features: False)
+def shifted_products(x, dy):
+    """∂w [3, 3, C, F] of a 3×3 convolution as nine [C, B·H·W] × [B·H·W, F] matmuls of x's
+    shifted slices, x [B, H, W, C], dy [B, H, W, F]: ``metabayes.conv3x3``'s weight gradient
+    before 2026-12-06. Each product is computed as its transpose where F < 9C, so that XLA:CPU
+    copies dy once rather than the nine slices (its matmul takes the contracted axis last)."""
+    height, width = x.shape[1:3]
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    shifts = [padded[:, i:i + height, j:j + width] for i in range(3) for j in range(3)]
+    if dy.shape[-1] < 9 * x.shape[-1]:
+        products = [jnp.einsum("bhwf,bhwc->fc", dy, shifted).T for shifted in shifts]
+    else:
+        products = [jnp.einsum("bhwc,bhwf->cf", shifted, dy) for shifted in shifts]
+    return jnp.stack(products).reshape(3, 3, *products[0].shape)
+
+
+def weight_gradient_as_shifted_matmuls():
+    """The context of a row whose conv weight gradients are ``shifted_products`` instead of one
+    convolution each."""
+    return mock.patch.object(conv3x3, "_lax_weight_gradient", shifted_products)
 
 
 def omniglot_batch(key, meta_batch, ways=5, shots=1, query=15, shape=(28, 28, 1)):
@@ -104,10 +119,12 @@ def rows(suite):
                       omniglot_batch, 32, ())
             yield Row(f"{name} M=32 chunks save dots", learner(
                 chunk_policy=jax.checkpoint_policies.dots_saveable), omniglot_batch, 32, ())
-            yield Row(f"{name} M=32 weight gradient transposing x", learner(), omniglot_batch,
-                      32, (), traced_under=weight_gradient_transposing_x)
+            yield Row(f"{name} M=32 weight gradient as shifted matmuls", learner(),
+                      omniglot_batch, 32, (), traced_under=weight_gradient_as_shifted_matmuls)
             yield Row(f"{name} M=32 convolutions by YNNPACK", learner(), omniglot_batch, 32, (),
                       CONVOLUTIONS_IN_YNNPACK)
+            yield Row(f"{name} M=32 inner loop unrolled", learner(inner_unroll=True),
+                      omniglot_batch, 32, ())
         yield Row("abml S=1 M=4", abml(1), omniglot_batch, 4, torch_abml(1))   # S=5 / S=1
         yield Row("abml S=5 M=4", abml(5), omniglot_batch, 4, torch_abml(5))
         yield Row("abml S=5 M=4 conv=im2col", abml(5, net=conv(implementation="im2col")),

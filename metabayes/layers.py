@@ -13,10 +13,11 @@ estimator named by the PRNG stream it is given:
 Both are unbiased for every per-example term. Batch norm's scale and shift are sampled once
 per forward pass. Convolutions are 3×3 SAME, in one of ``CONVOLUTIONS``:
 - ``direct``: ``metabayes.conv3x3.conv``, ``lax.conv_general_dilated`` forward with derivatives
-  of every order written as convolutions and shifted matmuls (the fastest on XLA:CPU);
+  of every order written as convolutions in XLA:CPU's canonical layout (the fastest there);
 - ``im2col``: nine shifted slices concatenated and one matmul;
 - ``xla``: ``lax.conv_general_dilated`` with JAX's own derivatives, the form accelerators'
-  convolution kernels (cuDNN, TPU) expect; on XLA:CPU its second order is 10× slower;
+  convolution kernels (cuDNN, TPU) expect; on XLA:CPU its second order is 10× slower (its
+  weight gradients inside loops are not in the canonical layout: ``metabayes.conv3x3``);
 - ``auto`` (the default): ``xla`` on GPU and TPU, ``direct`` on CPU.
 """
 from typing import Callable, Optional

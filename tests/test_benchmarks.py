@@ -207,3 +207,28 @@ def test_reference_flops_count_every_inner_step_and_ignore_the_noise_form(monkey
     assert 3.8 < (four - outer) / (one - outer) < 4.6
     monkeypatch.setenv(NOISE_VARIABLE, "fused")
     assert count(4) == four
+
+
+@pytest.mark.usefixtures("x64")
+def test_shifted_matmul_row_traces_the_same_weight_gradient_as_matmuls():
+    """The variant row "weight gradient as shifted matmuls" (the formulation before 2026-12-06)
+    traces nine matmuls and no convolution for the weight gradient, with the default's values
+    and second-order derivatives, on both sides of its transposed-product rule (F < 9C)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from benchmarks.suites import weight_gradient_as_shifted_matmuls
+    from metabayes import conv3x3
+    rng = np.random.default_rng(0)
+    for channels, features in ((3, 4), (1, 10)):
+        x = jnp.asarray(rng.normal(size=(2, 5, 4, channels)))
+        dy = jnp.asarray(rng.normal(size=(2, 5, 4, features)))
+        second = lambda x, dy: jax.grad(lambda x, dy: jnp.sum(jnp.sin(
+            conv3x3.weight_gradient(x, dy))), argnums=(0, 1))(x, dy)
+        default = (conv3x3.weight_gradient(x, dy), second(x, dy))
+        with weight_gradient_as_shifted_matmuls():
+            primitives = str(jax.make_jaxpr(conv3x3.weight_gradient)(x, dy))
+            variant = (conv3x3.weight_gradient(x, dy), second(x, dy))
+        assert primitives.count("dot_general") == 9 and "conv_general" not in primitives
+        for a, b in zip(jax.tree_util.tree_leaves(variant), jax.tree_util.tree_leaves(default)):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -1,7 +1,6 @@
 """metabayes.conv3x3: the convolution whose derivatives are written out (conv="direct") is
 lax.conv's function to every order, under vmap too, in float64."""
 import re
-from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +31,7 @@ def meta_gradient(conv, x, kernel):
     return jax.grad(after_one_step, argnums=(0, 1))(x, kernel)
 
 
-# (C, F) on both sides of ``conv3x3.transposes_dy``: dy copied transposed, or x's nine slices
+# (C, F): a general block, and Conv4's first (one channel: the weight gradient's batch of one)
 CHANNELS = [(3, 4), (1, 10)]
 
 
@@ -69,19 +68,30 @@ def test_vmapped_conv_equals_a_loop(axes):
                 np.testing.assert_allclose(a[i], b, rtol=1e-10, atol=1e-12)
 
 
-def test_weight_gradient_copies_dy_once_instead_of_nine_slices_of_x():
-    """At C = F = 64 XLA:CPU's compiled weight gradient holds one transposed copy [F, B·H·W]
-    (of dy), where transposing x's slices took nine; the values are the same either way."""
-    x, dy = inputs((2, 6, 5, 64), (2, 6, 5, 64))
+@pytest.mark.parametrize("axes", [(0, 0), (None, 0), (0, None)])
+def test_vmapped_weight_gradient_equals_a_loop(axes):
+    x, dy = inputs((3, 2, 5, 4, 2), (3, 2, 5, 4, 3))
+    args = [a[0] if axis is None else a for a, axis in zip((x, dy), axes)]
+    batched = jax.jit(jax.vmap(conv3x3.weight_gradient, in_axes=axes))(*args)
+    for i in range(3):
+        one = conv3x3.weight_gradient(*(a if axis is None else a[i] for a, axis in zip(args, axes)))
+        np.testing.assert_allclose(batched[i], one, rtol=1e-10, atol=1e-12)
 
-    def compiled(transposes_dy):
-        with mock.patch.object(conv3x3, "transposes_dy", lambda c, f: transposes_dy):
-            step = jax.jit(lambda *a: conv3x3.weight_gradient(*a)).lower(x, dy).compile()
-        entry = step.as_text().split("ENTRY")[1]   # the instructions XLA:CPU runs
-        copies = re.findall(r"= f\d+\[64,60\]\{1,0\} (?!bitcast)", entry)
-        return step(x, dy), len(copies)
 
-    (fewer, one), (more, nine) = compiled(True), compiled(False)
-    assert (one, nine) == (1, 9)
-    np.testing.assert_allclose(fewer, more, rtol=1e-12, atol=1e-12)
-    assert conv3x3.transposes_dy(64, 64) and not conv3x3.transposes_dy(1, 64)
+def convolution_layouts(function, *args) -> list:
+    """The dim_labels of every convolution XLA:CPU compiles ``function`` to."""
+    return re.findall(r" convolution\(.*?dim_labels=([^,]+)",
+                      jax.jit(function).lower(*args).compile().as_text())
+
+
+def test_second_order_inside_a_loop_compiles_to_canonical_convolutions_only():
+    """Inside a loop XLA:CPU runs a convolution in its Eigen kernel only if it is already in the
+    canonical layout (NHWC input, HWIO kernel): JAX's own weight gradient (f01b_i01o->01bf) was
+    a naive loop nest there. Every convolution of a second-order step in a ``lax.map`` is
+    canonical, the weight gradients' included."""
+    x, kernel = inputs((2, 2, 6, 5, 3), (2, 3, 3, 3, 4))
+    looped = lambda conv: lambda x, kernel: jax.lax.map(
+        lambda pair: meta_gradient(conv, *pair), (x, kernel))
+    layouts = convolution_layouts(looped(conv3x3.conv), x, kernel)
+    assert len(layouts) >= 6 and set(layouts) == {"b01f_01io->b01f"}, layouts
+    assert set(convolution_layouts(looped(conv3x3.lax_conv), x, kernel)) != {"b01f_01io->b01f"}
