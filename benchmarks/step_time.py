@@ -16,7 +16,9 @@ of a markdown file. Each row also reports its achieved GFLOP/s, XLA's flop count
 (``benchmarks.flops.reference_flops``), over its median time, as a % of the machine's f32
 matmul peak, measured in the same run in a fresh process (``--peak_size``² jitted matmuls, the
 best of 5). Data are random arrays of the configured shapes. Machines are noisy: compare
-ratios measured in one run, never absolute seconds across runs.
+ratios measured in one run, never absolute seconds across runs. ``--rounds=N`` alternates ours
+and the peer's N times per row, so that both sides see the same stretches of a noisy machine;
+the JSON keeps each round's ratio.
 
 On a GPU the same command compares against the CUDA build of the peers (``--device cuda``;
 ``setup_peers.sh`` installs PyPI's torch, which is that build), with ``conv="auto"`` choosing
@@ -26,8 +28,6 @@ torch's ``max_memory_allocated``). A row that ran on a TPU has no peer.
 import json
 import math
 import os
-import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -39,10 +39,10 @@ from absl import app, flags
 
 from benchmarks.flops import cost_analysis, matmul_peak, reference_flops
 from benchmarks.memory import peak_rss_bytes
+from benchmarks.step_tables import format_table, merge_rounds, replace_section, write_results
 from benchmarks.suites import Row, rows
 from metabayes.training.sharding import replicate, shard_tasks
 
-MARKERS = ("<!-- step_time:begin -->", "<!-- step_time:end -->")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # runs ``-m benchmarks.*``
 
 
@@ -144,60 +144,24 @@ def run_json(command: list, env=()) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def megabytes(value) -> str:
-    return "-" if value is None else f"{value:.0f}"
-
-
-def format_table(results, peak_gflops_per_s: float) -> str:
-    """A markdown table of ``results`` (rows with an optional ``peer`` entry), each row's
-    achieved GFLOP/s (XLA's flop count / median time) as a % of the measured matmul peak. Where
-    a row ran on an accelerator, its device memory and its peer's follow the RSS columns."""
-    on_device = any(r.get("peak_device_mb") is not None for r in results)
-    device_header = " device MB | peer device MB |" if on_device else ""
-    lines = ["| config | compile s | median s | min | max | tasks/s | GFLOP/s | % of peak | RSS MB "
-             "| peer | peer median s | peer RSS MB | JAX / peer |" + device_header,
-             "|---" * (15 if on_device else 13) + "|"]
-    for r in results:
-        peer = r.get("peer")
-        peer_cells = (f"{peer['algo']} | {peer['median_s']:.3f} | {peer['peak_rss_mb']:.0f} | "
-                      f"**{r['median_s'] / peer['median_s']:.2f}**" if peer else "- | - | - | -")
-        device_cells = (f" {megabytes(r.get('peak_device_mb'))} | "
-                        f"{megabytes((peer or {}).get('peak_device_mb'))} |" if on_device else "")
-        lines.append(f"| {r['config']} | {r['compile_s']:.1f} | {r['median_s']:.3f} | "
-                     f"{r['min_s']:.3f} | {r['max_s']:.3f} | {r['tasks_per_s']:.1f} | "
-                     f"{r['gflops_per_s']:.1f} | "
-                     f"{100 * r['gflops_per_s'] / peak_gflops_per_s:.1f} | "
-                     f"{r['peak_rss_mb']:.0f} | {peer_cells} |{device_cells}")
-    return "\n".join(lines)
-
-
-def write_results(path: str, suite: str, peak: dict, results: list) -> None:
-    """Write the run's JSON: the machine, the matmul peak (with the devices it ran on) and the
-    rows timed so far. Starts no backend here: on a GPU this process would hold its memory while
-    the rows' processes run."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump({"suite": suite, "jax": jax.__version__,
-                   "machine": platform.processor() or platform.machine(),
-                   "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                   **peak, "rows": results}, f, indent=1)
-
-
-def replace_section(path: str, text: str) -> None:
-    """Replace what lies between MARKERS in the file at ``path`` (ValueError if they are absent)."""
-    with open(path) as f:
-        document = f.read()
-    pattern = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.S)
-    if not pattern.search(document):
-        raise ValueError(f"--benchmarks_md={path} lacks the markers {MARKERS[0]} ... {MARKERS[1]}")
-    with open(path, "w") as f:
-        f.write(pattern.sub(lambda _: f"{MARKERS[0]}\n{text}\n{MARKERS[1]}", document))
+def time_beside_peer(row: Row, peer_python: str) -> dict:
+    """One round of a row: ours in a fresh process, then (with ``peer_python``) its peer's."""
+    result = run_json([sys.executable, "-m", "benchmarks.step_time", f"--suite={_SUITE.value}",
+                       f"--steps={_STEPS.value}", f"--only={row.name}"], row.env)
+    device = PEER_DEVICES.get(result["platform"])
+    if peer_python and row.peer_args and device:
+        result["peer"] = run_json(peer_command(row, _STEPS.value, peer_python, device=device))
+    elif peer_python and row.peer_args:
+        print(f"{row.name}: no PyTorch peer on {result['platform']} (the peers run on "
+              f"{' and '.join(PEER_DEVICES.values())})", flush=True)
+    return result
 
 
 def main(argv):
     del argv
-    if _STEPS.value < 1:
-        raise app.UsageError(f"--steps must be >= 1, got {_STEPS.value}")
+    for name, value in (("steps", _STEPS.value), ("rounds", _ROUNDS.value)):
+        if value < 1:
+            raise app.UsageError(f"--{name} must be >= 1, got {value}")
     suite = list(rows(_SUITE.value))
     unknown = [name for name in _ROWS.value if name not in [r.name for r in suite]]
     if unknown:
@@ -220,15 +184,8 @@ def main(argv):
           f"({peak['matmul_size']}² in {peak['matmul_s']:.3f} s)", flush=True)
     results = []
     for row in [r for r in suite if not _ROWS.value or r.name in _ROWS.value]:
-        result = run_json([sys.executable, "-m", "benchmarks.step_time", f"--suite={_SUITE.value}",
-                           f"--steps={_STEPS.value}", f"--only={row.name}"], row.env)
-        device = PEER_DEVICES.get(result["platform"])
-        if peer_python and row.peer_args and device:
-            result["peer"] = run_json(peer_command(row, _STEPS.value, peer_python, device=device))
-        elif peer_python and row.peer_args:
-            print(f"{row.name}: no PyTorch peer on {result['platform']} (the peers run on "
-                  f"{' and '.join(PEER_DEVICES.values())})", flush=True)
-        results.append(result)
+        results.append(merge_rounds([time_beside_peer(row, peer_python)
+                                     for _ in range(_ROUNDS.value)]))
         print(format_table(results, peak["peak_gflops_per_s"]).splitlines()[-1], flush=True)
         if _OUT.value:   # after every row, so a run cut short keeps the rows it finished
             write_results(_OUT.value, _SUITE.value, peak, results)
@@ -255,6 +212,9 @@ if __name__ == "__main__":  # flags exist only when run as a program, so benchma
     _ROWS = flags.DEFINE_list("rows", [], "Only these rows of the suite (names as printed, e.g. "
                               "'abml S=1 M=32,maml M=32'); empty: all.")
     _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one (>= 1).")
+    _ROUNDS = flags.DEFINE_integer(
+        "rounds", 1, "Rounds per row (>= 1): ours, then the peer's, alternating, each in a fresh "
+        "process; the table pools each side's timed steps over the rounds.")
     _OUT = flags.DEFINE_string("out", "", "Where to write the JSON results (none if empty).")
     _PEER_PYTHON = flags.DEFINE_string(
         "peer_python", "", "Python of the PyTorch peers' virtualenv (benchmarks/setup_peers.sh); "

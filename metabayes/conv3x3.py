@@ -48,8 +48,7 @@ def _lax_conv_batched(axis_size, in_batched, x, kernel):
     """Under vmap: a batch of inputs against one kernel folds into the image axis; a batch of
     kernels (one per task or per sample of φ) runs one convolution per kernel in a loop, not as
     a grouped convolution, which XLA:CPU runs several times slower."""
-    x_batched, kernel_batched = in_batched
-    if not kernel_batched:
+    if not in_batched[1]:   # one kernel
         batch = x.shape[:2]
         folded = _lax_conv(x.reshape(-1, *x.shape[2:]), kernel)
         return folded.reshape(*batch, *folded.shape[1:]), True

@@ -40,6 +40,33 @@ def test_step_time_rejects_an_unknown_row():
     result = subprocess.run([sys.executable, "-m", "benchmarks.step_time", "--suite=smoke",
                              "--only=nope"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode != 0 and "--only must name a row" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "benchmarks.step_time", "--suite=smoke",
+                             "--rounds=0"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and "--rounds must be >= 1, got 0" in result.stderr
+
+
+def test_rounds_pool_each_side_and_keep_each_rounds_ratio():
+    """``--rounds``: ours and the peer's alternate; each side's timed steps pool over the rounds
+    (median, min, max, rates from them), the peak memory is the largest, and every round's own
+    ratio is kept. One round is the row as timed."""
+    from benchmarks.step_tables import format_table, merge_rounds
+    ours = lambda times, rss: {"config": "maml M=32", "meta_batch": 32, "flops": 4e9,
+                               "compile_s": 3.0, "times_s": times, "median_s": sorted(times)[1],
+                               "peak_rss_mb": rss, "peak_device_mb": None}
+    peer = lambda times, rss: {"algo": "l2l_maml", "times_s": times, "median_s": sorted(times)[1],
+                               "mean_s": 0.0, "peak_rss_mb": rss, "peak_device_mb": None}
+    first = {**ours([1.0, 1.2, 1.1], 700.0), "peer": peer([2.0, 2.2, 2.1], 600.0)}
+    second = {**ours([1.4, 1.6, 1.5], 710.0), "peer": peer([1.5, 1.7, 1.6], 590.0)}
+    assert merge_rounds([first]) is first
+    row = merge_rounds([first, second])
+    assert row["rounds"] == 2 and row["times_s"] == [1.0, 1.2, 1.1, 1.4, 1.6, 1.5]
+    assert (row["median_s"], row["min_s"], row["max_s"]) == (pytest.approx(1.3), 1.0, 1.6)
+    assert row["tasks_per_s"] == pytest.approx(32 / 1.3)
+    assert row["gflops_per_s"] == pytest.approx(4 / 1.3)
+    assert row["peak_rss_mb"] == 710.0 and row["peer"]["peak_rss_mb"] == 600.0
+    assert row["peer"]["median_s"] == pytest.approx(1.85) == row["peer"]["mean_s"]
+    assert row["round_ratios"] == [1.1 / 2.1, 1.5 / 1.6]
+    assert format_table([row], peak_gflops_per_s=10.0).endswith(f"| **{1.3 / 1.85:.2f}** |")
 
 
 def test_profile_attributes_thunk_time_to_conv4_layers(tmp_path):
@@ -81,7 +108,8 @@ def test_step_time_rows_pass_arguments_the_peers_accept():
 
 def test_step_time_table_adds_device_memory_where_a_row_ran_on_an_accelerator():
     """On a GPU the table gains our and the peer's device memory; on the CPU it does not."""
-    from benchmarks.step_time import PEER_DEVICES, format_table
+    from benchmarks.step_tables import format_table
+    from benchmarks.step_time import PEER_DEVICES
 
     assert PEER_DEVICES == {"cpu": "cpu", "gpu": "cuda"}   # no TPU peer: none is compared
     row = {"config": "maml M=32", "compile_s": 3.0, "median_s": 0.2, "min_s": 0.2, "max_s": 0.3,
