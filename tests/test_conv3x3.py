@@ -84,6 +84,7 @@ def convolution_layouts(function, *args) -> list:
                       jax.jit(function).lower(*args).compile().as_text())
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's convolution layouts")
 def test_second_order_inside_a_loop_compiles_to_canonical_convolutions_only():
     """Inside a loop XLA:CPU runs a convolution in its Eigen kernel only if it is already in the
     canonical layout (NHWC input, HWIO kernel): JAX's own weight gradient (f01b_i01o->01bf) was
