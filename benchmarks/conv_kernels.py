@@ -17,13 +17,12 @@ in the peers' environment, in a fresh process after ours. Each time is the media
 import json
 import os
 import statistics
-import subprocess
 import time
 
 import jax
 from absl import app, flags
 
-from benchmarks.step_time import ROOT, resolve_peer_python
+from benchmarks.step_time import resolve_peer_python, run_json
 from metabayes import conv3x3
 
 KERNELS = ("forward", "input_gradient", "weight_gradient")
@@ -61,13 +60,9 @@ def time_ours(batch: int, size: int, channels: int, features: int, repeats: int)
 
 
 def time_peer(peer_python: str, kernel_shapes, repeats: int) -> dict:
-    command = [peer_python, "-m", "benchmarks.peers.conv_kernels",
-               f"--shapes={json.dumps(kernel_shapes)}", f"--repeats={repeats}",
-               f"--threads={os.cpu_count()}"]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json([peer_python, "-m", "benchmarks.peers.conv_kernels",
+                     f"--shapes={json.dumps(kernel_shapes)}", f"--repeats={repeats}",
+                     f"--threads={os.cpu_count()}"])
 
 
 def format_table(rows) -> str:

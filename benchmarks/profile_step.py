@@ -20,7 +20,6 @@ import gzip
 import json
 import os
 import re
-import subprocess
 import statistics
 import tempfile
 import time
@@ -28,7 +27,7 @@ import time
 import jax
 from absl import app, flags
 
-from benchmarks.step_time import ROOT, peer_command, resolve_peer_python, row_inputs
+from benchmarks.step_time import peer_command, resolve_peer_python, row_inputs, run_json
 from benchmarks.suites import rows
 
 # Layer of Conv4 (or other part of the step) by the function whose source line made the op.
@@ -233,11 +232,8 @@ def main(argv):
     ours = profile_ours(row, _STEPS.value)
     peer = {}
     if peer_python and row.peer_args:
-        command = peer_command(row, _STEPS.value, peer_python, module="benchmarks.profile_peer")
-        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-        if done.returncode:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-        peer = json.loads(done.stdout.strip().splitlines()[-1])
+        peer = run_json(peer_command(row, _STEPS.value, peer_python,
+                                     module="benchmarks.profile_peer"))
     print(f"{row.name}, {_STEPS.value} profiled steps")
     print(format_table(ours, peer))
     kinds = sorted(ours["by_kind"].items(), key=lambda kv: -kv[1])
