@@ -12,7 +12,8 @@ learners adapt on it with K of ``--steps`` inner steps, at the play step size
 (``eval_inner_lr``) and at meta-training's (``inner_lr``). The adapted mean network is scored
 on 4,000 fresh contexts (``fit_scores``): its predicted reward of the quadrant arm inside the
 disc (truth 1.0) and outside (50), of arm 0 inside (1.2), and the share of contexts, inside and
-outside, whose greedy arm is the optimal one.
+outside, whose greedy arm is the optimal one. ABML's rows are also scored with the head at
+its closed-form optimum after the K steps (``+ exact head``; ``eval_head="exact"``).
 """
 import json
 
@@ -25,6 +26,7 @@ from experiments.wheel_bandit import (finished_run_config, meta_train_all, play_
                                       validation_key)
 from metabayes.bandit.agents import arm_rewards
 from metabayes.bandit.episodes import pulled_rewards
+from metabayes.bandit.exact_head import ExactHead
 from metabayes.bandit.history import subsample_pulls
 from metabayes.bandit.wheel import NUM_ARMS, optimal_arms, quadrant_arms, sample_contexts
 
@@ -85,17 +87,24 @@ def main(argv):
     results = []
     for step_size, per_algorithm in learners.items():
         for algorithm, (learner, params) in per_algorithm.items():
+            theta = params.q_theta.mean
+            heads = {"": lambda local: local}
+            if not theta.is_point_mass:   # ABML: also its head refit (``eval_head="exact"``)
+                exact = ExactHead(learner.likelihood.noise_std, learner.kl_weight)
+                heads[" + exact head"] = lambda local: exact(learner.model, theta, local, support)
             for k in steps:
-                adapted = jax.jit(learner.replace_inner_steps(k).adapt)(
-                    params, params.q_theta.mean, support, adapt_key)
-                row = {"algorithm": algorithm, "step_size": step_size, "inner_steps": k,
-                       **fit_scores(arm_rewards(learner.model, adapted.mean, contexts), contexts,
-                                    _DELTA.value)}
-                results.append(row)
-                print(f"{algorithm} {step_size:>13} K = {k:3d}: quadrant "
-                      f"{row['quadrant_inside']:6.2f} / {row['quadrant_outside']:5.1f}, arm 0 "
-                      f"{row['arm0_inside']:.2f}; right {row['right_inside']:.0%} / "
-                      f"{row['right_outside']:.0%}", flush=True)
+                adapted = jax.jit(learner.replace_inner_steps(k).adapt)(params, theta, support,
+                                                                        adapt_key)
+                for head, refit in heads.items():
+                    row = {"algorithm": algorithm, "step_size": step_size + head,
+                           "inner_steps": k, **fit_scores(arm_rewards(
+                               learner.model, refit(adapted).mean, contexts), contexts,
+                               _DELTA.value)}
+                    results.append(row)
+                    print(f"{algorithm} {row['step_size']:>13} K = {k:3d}: quadrant "
+                          f"{row['quadrant_inside']:6.2f} / {row['quadrant_outside']:5.1f}, arm 0 "
+                          f"{row['arm0_inside']:.2f}; right {row['right_inside']:.0%} / "
+                          f"{row['right_outside']:.0%}", flush=True)
     if _OUT.value:
         with open(_OUT.value, "w") as f:
             json.dump({"delta": _DELTA.value, "pulls": _PULLS.value, "per_arm": memory.per_arm,

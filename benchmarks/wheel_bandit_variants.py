@@ -23,11 +23,20 @@ otherwise the defaults (``experiments.wheel_bandit.finished_run_config``):
   instead of the default ``eval_local_variance="fisher"`` (σ_λ⁻² → F/β + σ_θ⁻², F the
   weighted history's, which narrows Thompson sampling's posterior as the history grows);
   MAML, a point mass, is unchanged;
+- ``exact head``: ABML's head at its closed-form optimum after the K inner steps
+  (``eval_head="exact"``, ``metabayes.bandit.exact_head``), the hidden layers as adapted;
+  ``exact head greedy``: the same, acting on q's mean (as ``greedy`` below);
 - ``greedy``: ABML acts on the mean of q(φ; λ) instead of a sample of it (Thompson sampling, the
   paper's and the default), as MAML acts: what the sampling costs or gains.
 """
 import ml_collections
 from absl import app
+
+
+def abml_greedy(config) -> ml_collections.ConfigDict:
+    """The config's ``policy`` with ABML acting on q's mean."""
+    return ml_collections.ConfigDict(dict(config.policy.to_dict(), abml="greedy"))
+
 
 VARIANTS = {
     "default": {},
@@ -48,8 +57,9 @@ VARIANTS = {
     "whole reservoir": {"smallest_support": None},
     "warm training step": {"warm_start": True, "eval_inner_steps": 5, "eval_inner_lr": None},
     "gradient variance": {"eval_local_variance": "gradient"},
-    "greedy": {"policy": lambda config: ml_collections.ConfigDict(
-        dict(config.policy.to_dict(), abml="greedy"))},
+    "exact head": {"eval_head": "exact"},
+    "exact head greedy": {"eval_head": "exact", "policy": abml_greedy},
+    "greedy": {"policy": abml_greedy},
 }
 
 

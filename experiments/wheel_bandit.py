@@ -30,6 +30,7 @@ from experiments.configs.wheel_bandit import RESUMABLE_CHANGES, RULES, get_confi
 from experiments.run_config import write_run_config
 from metabayes.bandit.agents import MetaAgent, UniformAgent
 from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
+from metabayes.bandit.exact_head import ExactHead
 from metabayes.bandit.history import ArmReservoir, RecentWindow, support_pulls
 from metabayes.bandit.neural_linear import NeuralLinear
 from metabayes.bandit.trials import play_all, summarise, table
@@ -171,7 +172,9 @@ def make_agents(config, learners) -> dict:
         agent = MetaAgent(learner, policy=config.policy[algorithm], memory=memory,
                           readapt_every=config.readapt_every,
                           readapt_growth=config.readapt_growth,
-                          warm_start=config.warm_start)
+                          warm_start=config.warm_start,
+                          head=(ExactHead(learner.likelihood.noise_std, learner.kl_weight)
+                                if config.eval_head == "exact" and algorithm == "abml" else None))
         agents[algorithm.upper()] = (agent, lambda key, a=agent, p=params: a.init(p))
     return agents
 

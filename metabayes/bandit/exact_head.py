@@ -1,0 +1,79 @@
+"""The arm-reward head of an adapted q(φ; λ) set to its exact optimum (issue 19).
+
+``ArmRewardMLP``'s outputs are linear in its head v = (kernel [H, 5], bias [5]): arm a predicts
+f_a(x) = h(x)ᵀ v_a + b_a on the last hidden layer h. With the Gaussian likelihood N(y; f, s²) and
+the hidden layers held at their means, the local objective of the inner loop
+
+    ℓ(λ, θ) = −E_q(φ;λ)[log p(S | φ)] + β KL(q(φ; λ) || p(φ | θ))
+
+is, in the head's factor q(v) = Π N(m, σ²), a Bayesian linear regression per arm with the prior
+N(μ_θ, σ_θ²) tempered by β. Its minimiser over (m, σ) is
+
+    P_a = Σ_r w_ra z_r z_rᵀ / (β s²) + diag(σ_θ⁻²),    z = [h(x), 1],
+    m_a = P_a⁻¹ (Σ_r w_ra y_r z_r / (β s²) + σ_θ⁻² μ_θ),     σ_a⁻² = diag(P_a),
+
+(w_ra: the weight of slot r on arm a, the square of its scaled one-hot; ``metabayes.bandit.
+history``): the exact posterior mean, and the mean-field variance, which is what the Fisher
+rule (``metabayes.fisher_variance``) moves σ_λ towards for these weights. ``ExactHead`` replaces
+the head's factor of λ by it after the K inner steps; the hidden layers keep their λ. Using the
+mean network's features h(x; μ_λ) is the approximation: the exact coordinate step would average
+over the hidden layers' q.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from metabayes.bandit.wheel import CONTEXT_DIM
+from metabayes.posterior import MeanFieldGaussian
+
+HEAD = "head"   # ``ArmRewardMLP``'s name of its output layer
+
+
+def _stacked(kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """A head's kernel [H, A] and bias [A] as one array per arm [A, H + 1]."""
+    return jnp.concatenate([kernel.T, bias[:, None]], axis=1)
+
+
+def _split(stacked: jax.Array) -> dict:
+    """``_stacked``'s inverse: [A, H + 1] -> {"kernel": [H, A], "bias": [A]}."""
+    return {"kernel": stacked[:, :-1].T, "bias": stacked[:, -1]}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactHead:
+    """λ ↦ λ with its head's factor at the minimiser of ℓ(λ, θ) given the mean network's
+    features (module docstring). ``noise_std``: s of the Gaussian likelihood; ``kl_weight``: β
+    (> 0)."""
+
+    noise_std: float
+    kl_weight: float
+
+    def __post_init__(self):
+        if not self.kl_weight > 0:
+            raise ValueError(f"ExactHead needs `kl_weight` > 0 (the prior's weight), got "
+                             f"{self.kl_weight!r}")
+
+    def __call__(self, model, prior: MeanFieldGaussian, local: MeanFieldGaussian,
+                 support) -> MeanFieldGaussian:
+        """``support``: (inputs [R, 7] with scaled one-hots, targets [R, 1]) as in
+        ``metabayes.bandit.history``; ``prior`` p(φ | θ); ``local`` λ after the inner steps."""
+        inputs, targets = support
+        roots = inputs[:, CONTEXT_DIM:]                                  # √w_ra [R, A]
+        features = model.apply({"params": local.mean}, inputs[:, :CONTEXT_DIM], method="features")
+        z = jnp.concatenate([features, jnp.ones_like(features[:, :1])], axis=1)   # [R, H + 1]
+        scale = 1.0 / (self.kl_weight * self.noise_std ** 2)
+        gram = scale * jnp.einsum("ra,rd,re->ade", jnp.square(roots), z, z)
+        moment = scale * jnp.einsum("ra,r,rd->ad", roots, targets[:, 0], z)
+        prior_mean = _stacked(**prior.mean[HEAD])
+        prior_precision = jnp.exp(-2 * _stacked(**prior.log_sigma[HEAD]))
+        diagonal = jnp.diagonal(gram, axis1=1, axis2=2) + prior_precision        # [A, H + 1]
+        precision = gram + jax.vmap(jnp.diag)(prior_precision)
+        # Solved with a unit diagonal (Jacobi scaling), whatever the features' scales.
+        root = jax.lax.rsqrt(diagonal)
+        scaled = jax.scipy.linalg.cho_solve(
+            jax.scipy.linalg.cho_factor(precision * root[:, :, None] * root[:, None, :]),
+            ((moment + prior_precision * prior_mean) * root)[..., None])[..., 0]
+        mean, log_sigma = scaled * root, -0.5 * jnp.log(diagonal)
+        return local.replace(mean={**local.mean, HEAD: _split(mean)},
+                             log_sigma={**local.log_sigma, HEAD: _split(log_sigma)})
