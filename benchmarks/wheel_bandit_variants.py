@@ -25,7 +25,8 @@ otherwise the defaults (``experiments.wheel_bandit.finished_run_config``):
   MAML, a point mass, is unchanged;
 - ``exact head``: ABML's head at its closed-form optimum after the K inner steps
   (``eval_head="exact"``, ``metabayes.bandit.exact_head``), the hidden layers as adapted;
-  ``exact head greedy``: the same, acting on q's mean (as ``greedy`` below);
+  ``exact head greedy``: the same, acting on q's mean (as ``greedy`` below); ``exact head
+  20 steps``: the same after K = 20;
 - ``greedy``: ABML acts on the mean of q(φ; λ) instead of a sample of it (Thompson sampling, the
   paper's and the default), as MAML acts: what the sampling costs or gains.
 """
@@ -59,6 +60,7 @@ VARIANTS = {
     "gradient variance": {"eval_local_variance": "gradient"},
     "exact head": {"eval_head": "exact"},
     "exact head greedy": {"eval_head": "exact", "policy": abml_greedy},
+    "exact head 20 steps": {"eval_head": "exact", "eval_inner_steps": 20},
     "greedy": {"policy": abml_greedy},
 }
 
