@@ -58,6 +58,8 @@ def test_head_is_the_tempered_bayesian_linear_posterior(x64):
         np.testing.assert_allclose(refit.mean["head"]["bias"][arm], mean[-1], rtol=1e-9)
         np.testing.assert_allclose(np.exp(-2 * refit.log_sigma["head"]["kernel"][:, arm]),
                                    np.diag(precision)[:-1], rtol=1e-9)
+        np.testing.assert_allclose(np.exp(-2 * refit.log_sigma["head"]["bias"][arm]),
+                                   precision[-1, -1], rtol=1e-9)
     for layer in ("layers_0", "layers_1"):
         np.testing.assert_array_equal(refit.mean[layer]["kernel"], local.mean[layer]["kernel"])
         np.testing.assert_array_equal(refit.log_sigma[layer]["bias"], local.log_sigma[layer]["bias"])
