@@ -91,5 +91,3 @@ def replace_section(path: str, text: str) -> None:
         raise ValueError(f"--benchmarks_md={path} lacks the markers {MARKERS[0]} ... {MARKERS[1]}")
     with open(path, "w") as f:
         f.write(pattern.sub(lambda _: f"{MARKERS[0]}\n{text}\n{MARKERS[1]}", document))
-
-
