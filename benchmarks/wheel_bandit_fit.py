@@ -12,9 +12,11 @@ learners adapt on it with K of ``--steps`` inner steps, at the play step size
 (``eval_inner_lr``) and at meta-training's (``inner_lr``). The adapted mean network is scored
 on 4,000 fresh contexts (``fit_scores``): its predicted reward of the quadrant arm inside the
 disc (truth 1.0) and outside (50), of arm 0 inside (1.2), and the share of contexts, inside and
-outside, whose greedy arm is the optimal one. ABML's rows are also scored with the head at
-its closed-form optimum after the K steps (``+ exact head``; ``eval_head="exact"``).
+outside, whose greedy arm is the optimal one. ABML's rows are scored with the head as the K
+steps leave it and at its closed-form optimum after them (``+ exact head``;
+``eval_head="exact"``), whichever head the model was meta-trained with.
 """
+import dataclasses
 import json
 
 import jax
@@ -92,9 +94,10 @@ def main(argv):
             if not theta.is_point_mass:   # ABML: also its head refit (``eval_head="exact"``)
                 exact = ExactHead(learner.likelihood.noise_std, learner.kl_weight)
                 heads[" + exact head"] = lambda local: exact(learner.model, theta, local, support)
+            inner_steps = dataclasses.replace(learner, refit=None)   # the heads are the rows'
             for k in steps:
-                adapted = jax.jit(learner.replace_inner_steps(k).adapt)(params, theta, support,
-                                                                        adapt_key)
+                adapted = jax.jit(inner_steps.replace_inner_steps(k).adapt)(params, theta,
+                                                                            support, adapt_key)
                 for head, refit in heads.items():
                     row = {"algorithm": algorithm, "step_size": step_size + head,
                            "inner_steps": k, **fit_scores(arm_rewards(

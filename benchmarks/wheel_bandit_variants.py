@@ -26,7 +26,8 @@ otherwise the defaults (``experiments.wheel_bandit.finished_run_config``):
 - ``exact head``: ABML's head at its closed-form optimum after the K inner steps
   (``eval_head="exact"``, ``metabayes.bandit.exact_head``), the hidden layers as adapted;
   ``exact head greedy``: the same, acting on q's mean (as ``greedy`` below); ``exact head
-  20 steps``: the same after K = 20;
+  20 steps``: the same after K = 20; ``inner steps' head``: the head as the K inner steps
+  leave it (``eval_head="inner_steps"``), for a model meta-trained with ``head="exact"``;
 - ``greedy``: ABML acts on the mean of q(φ; λ) instead of a sample of it (Thompson sampling, the
   paper's and the default), as MAML acts: what the sampling costs or gains.
 """
@@ -61,6 +62,7 @@ VARIANTS = {
     "exact head": {"eval_head": "exact"},
     "exact head greedy": {"eval_head": "exact", "policy": abml_greedy},
     "exact head 20 steps": {"eval_head": "exact", "eval_inner_steps": 20},
+    "inner steps' head": {"eval_head": "inner_steps"},
     "greedy": {"policy": abml_greedy},
 }
 

@@ -49,7 +49,8 @@ def check_settings(config: ml_collections.ConfigDict) -> None:
 def bandit_learner(config, algorithm: str) -> mb.MetaLearner:
     """The MetaLearner that meta-trains ``algorithm``: the config's, with that algorithm's
     ``meta_sgd``, on ``ArmRewardMLP`` with a Gaussian likelihood, its inner steps scaled by
-    ``per_point_step`` unless ``step_reference`` is None."""
+    ``per_point_step`` unless ``step_reference`` is None, its outer KL by ``outer_kl`` and
+    ABML's head by ``head``."""
     learner_config = config.copy_and_resolve_references()
     with learner_config.unlocked():
         learner_config.algorithm = algorithm
@@ -60,17 +61,37 @@ def bandit_learner(config, algorithm: str) -> mb.MetaLearner:
     if config.step_reference is not None:
         learner = dataclasses.replace(learner, inner_step_scale=mb.per_point_step(
             config.step_reference, support_pulls))
-    return learner
+    if config.outer_kl == "per_point":
+        learner = dataclasses.replace(learner, outer_kl_scale=mb.per_point_kl(support_pulls))
+    return with_head(learner, algorithm, config.head)
+
+
+def with_head(learner: mb.MetaLearner, algorithm: str, head) -> mb.MetaLearner:
+    """``learner`` with ABML's head ``head`` (``HEADS``; None: "inner_steps"): "exact" refits
+    it after the inner steps (``ExactHead``); MAML's is always the inner steps'."""
+    exact = head == "exact" and algorithm == "abml"
+    return dataclasses.replace(learner, refit=ExactHead(learner.likelihood.noise_std,
+                                                        learner.kl_weight) if exact else None)
+
+
+def play_learner(config, algorithm: str, learner: mb.MetaLearner) -> mb.MetaLearner:
+    """The learner ``algorithm`` plays with: ``learner`` with ``eval_inner_steps`` at
+    ``eval_inner_lr``, σ_λ by ``eval_local_variance`` and the head by ``eval_head`` (None: as
+    meta-trained)."""
+    evaluator = make_evaluator(config, learner)
+    if config.eval_head is None:
+        return evaluator
+    return with_head(evaluator, algorithm, config.eval_head)
 
 
 def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: bool):
-    """Meta-train (or resume) one algorithm: (the learner to play with: ``eval_inner_steps`` at
-    ``eval_inner_lr``, σ_λ by ``eval_local_variance``, MetaParams, train seconds, history).
+    """Meta-train (or resume) one algorithm: (the learner to play with, ``play_learner``,
+    MetaParams, train seconds, history).
 
     A workdir trained beyond ``steps`` plays its checkpoint at ``steps`` (a model chosen among a
     longer run's checkpoints), and refuses a ``steps`` without one."""
     learner = bandit_learner(config, algorithm)
-    evaluator = make_evaluator(config, learner)   # before training: bad eval flags fail fast
+    evaluator = play_learner(config, algorithm, learner)   # before training: bad flags fail fast
     init_key, batch_key, step_key = jax.random.split(key, 3)
     state = learner.init(init_key, jnp.zeros((NUM_ARMS * config.per_arm, INPUT_DIM)))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints", algorithm),
@@ -172,9 +193,7 @@ def make_agents(config, learners) -> dict:
         agent = MetaAgent(learner, policy=config.policy[algorithm], memory=memory,
                           readapt_every=config.readapt_every,
                           readapt_growth=config.readapt_growth,
-                          warm_start=config.warm_start,
-                          head=(ExactHead(learner.likelihood.noise_std, learner.kl_weight)
-                                if config.eval_head == "exact" and algorithm == "abml" else None))
+                          warm_start=config.warm_start)
         agents[algorithm.upper()] = (agent, lambda key, a=agent, p=params: a.init(p))
     return agents
 

@@ -38,7 +38,7 @@ from metabayes.inner_transforms import (per_part_optimizer, per_point_step, scal
 from metabayes.likelihoods import Categorical, Gaussian, GaussianPredictive
 from metabayes.local_variance import (LocalVarianceRule, fisher_diagonal, fisher_precision_update,
                                       fisher_variance, gradient_variance)
-from metabayes.meta_objective import meta_loss, task_loss
+from metabayes.meta_objective import meta_loss, per_point_kl, task_loss
 from metabayes.models import MLP, Conv4
 from metabayes.outer_step import train_step
 from metabayes.posterior import MeanFieldGaussian
@@ -54,7 +54,7 @@ __all__ = [
     "TrainState",
     "abml", "adapt", "draw_outputs", "elbo", "expected_log_likelihood", "fisher_diagonal",
     "fisher_precision_update", "fisher_variance", "global_kl", "gradient_variance", "local_kl",
-    "maml", "meta_loss", "per_part_optimizer", "per_point_step", "predict", "predict_tasks",
-    "sample_outputs", "scale_by_meta_sgd", "scale_by_prior_variance", "stop_inner_gradients", "task_loss",
-    "train_step",
+    "maml", "meta_loss", "per_part_optimizer", "per_point_kl", "per_point_step", "predict",
+    "predict_tasks", "sample_outputs", "scale_by_meta_sgd", "scale_by_prior_variance",
+    "stop_inner_gradients", "task_loss", "train_step",
 ]

@@ -125,6 +125,13 @@ class MetaLearner:
       chunk_policy: the chunks' ``jax.checkpoint`` policy (``jax.checkpoint_policies``), e.g.
         ``dots_saveable`` keeps every chunk's matmul outputs and recomputes only the rest;
         None: nothing saved, the whole forward pass recomputed.
+      refit: None, or a function (model, p(φ|θ), λ^K, support) -> λ applied after the K inner
+        steps, in the meta-objective and at prediction alike, e.g. ``metabayes.bandit.
+        exact_head.ExactHead``: a factor of λ at the local objective's closed-form optimum.
+        The meta-gradient flows through it.
+      outer_kl_scale: None, or a function of a task's (support, outer data) -> a scalar c
+        multiplying the local KL in the outer loss (not the inner one's), e.g.
+        ``metabayes.per_point_kl``.
     """
 
     model: nn.Module
@@ -155,6 +162,8 @@ class MetaLearner:
     memory_budget: Optional[int] = None
     inner_step_scale: Optional[Callable] = None
     chunk_policy: Optional[Callable] = None
+    refit: Optional[Callable] = None
+    outer_kl_scale: Optional[Callable] = None
 
     def __post_init__(self):
         for name, rule in OPTION_RULES.items():

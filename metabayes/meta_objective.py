@@ -1,11 +1,13 @@
 """The meta-objective of MATH.md §4 as pure functions of a ``MetaLearner`` spec.
 
-    task_loss_i = −E_q(φ;λ_i^K)[log p(D_i^outer | φ)] + β KL(q(φ;λ_i^K) || p(φ|θ))
+    task_loss_i = −E_q(φ;λ_i^K)[log p(D_i^outer | φ)] + β c_i KL(q(φ;λ_i^K) || p(φ|θ))
     meta_loss   = (1/M) Σ_i task_loss_i + (1/N) KL(q(θ;ψ) || p(θ))
 
-Each takes the learner first and is jittable with it closed over
+(c_i = 1, or ``learner.outer_kl_scale`` of the task, e.g. ``per_point_kl``.) Each takes the
+learner first and is jittable with it closed over
 (``jax.jit(functools.partial(meta_loss, learner))``).
 """
+import dataclasses
 from typing import Callable, Optional
 
 import jax
@@ -14,6 +16,7 @@ import jax.numpy as jnp
 from metabayes.elbo import (ApplyFn, LocalObjective, draw_outputs, global_kl, local_kl,
                             mean_log_likelihood)
 from metabayes.inner_loop import adapt
+from metabayes.inner_transforms import support_rows
 from metabayes.posterior import MeanFieldGaussian
 from metabayes.task_chunks import choose_task_chunk
 from metabayes.tasks import Data, Task, check_task, concatenate
@@ -22,12 +25,34 @@ from metabayes.tasks import Data, Task, check_task, concatenate
 def adapt_task(learner, params, theta: MeanFieldGaussian, support: Data,
                key: jax.Array, start: Optional[MeanFieldGaussian] = None) -> MeanFieldGaussian:
     """q(φ; λ^K) for one task's support set (inputs [N, ...], targets [N, ...]), from θ (or
-    from ``start``, with θ still the prior of the KL term)."""
+    from ``start``, with θ still the prior of the KL term), then ``learner.refit`` if set."""
     objective = LocalObjective(learner.model.apply, theta, support, learner.likelihood,
                                learner.kl_weight, learner.inner_samples, learner.estimator)
-    return adapt(objective, key, inner_optimizer=learner.inner_transformation(params, theta, support),
-                 num_steps=learner.inner_steps, local_variance=learner.local_variance_rule,
-                 start=start, unroll=learner.inner_unroll)
+    local = adapt(objective, key,
+                  inner_optimizer=learner.inner_transformation(params, theta, support),
+                  num_steps=learner.inner_steps, local_variance=learner.local_variance_rule,
+                  start=start, unroll=learner.inner_unroll)
+    return local if learner.refit is None else learner.refit(learner.model, theta, local, support)
+
+
+@dataclasses.dataclass(frozen=True)
+class per_point_kl:
+    """A ``MetaLearner.outer_kl_scale``: c = N_o / (count(S) + N_o) for N_o outer points.
+
+    With the query set alone as the outer data, the outer loss −E_q[log p(Q | φ)] + β KL weighs
+    a KL earned on the N_S support points against N_o points' likelihood: where λ fits a long
+    support set closely (a closed-form ``refit``), the KL dwarfs the query's likelihood. Scaled
+    by c, the loss is N_o × the task's ELBO per point,
+    −(E log p(S) + E log p(Q)) / (N_S + N_o) + β KL / (N_S + N_o), with the mean log-likelihood
+    of the support estimated by the query's. ``count``: N_S of a support set (default: its rows;
+    a weighted set passes its total weight).
+    """
+
+    count: Callable = support_rows
+
+    def __call__(self, support: Data, outer: Data) -> jax.Array:
+        outer_points = outer[1].shape[0]
+        return outer_points / (self.count(support) + outer_points)
 
 
 def scoring_network(learner, support_inputs: jax.Array) -> ApplyFn:
@@ -47,7 +72,8 @@ def scoring_network(learner, support_inputs: jax.Array) -> ApplyFn:
 
 
 def task_loss(learner, params, task: Task, key: jax.Array):
-    """One task's outer loss −ELL(λ^K; D^outer) + β KL(λ^K || θ), and its parts as metrics."""
+    """One task's outer loss −ELL(λ^K; D^outer) + β c KL(λ^K || θ), and its parts as metrics
+    (``local_kl`` without c)."""
     theta_key, adapt_key, outer_key = jax.random.split(key, 3)
     theta = params.q_theta.sample(theta_key)
     local_posterior = adapt_task(learner, params, theta, task.support, adapt_key)
@@ -58,9 +84,11 @@ def task_loss(learner, params, task: Task, key: jax.Array):
                            sequential=learner.sequential_outer_draws)
     nll = -mean_log_likelihood(outputs, outer[1], learner.likelihood)
     kl = local_kl(local_posterior, theta) if learner.kl_weight else jnp.zeros(())
+    kl_scale = (1.0 if learner.outer_kl_scale is None
+                else learner.outer_kl_scale(task.support, outer))
     query_rows = task.query[1].shape[0]   # the query set is the last rows of the outer data
     fit = learner.likelihood.fit_metrics(outputs[:, -query_rows:], task.query[1])
-    return nll + learner.kl_weight * kl, {"outer_nll": nll, "local_kl": kl,
+    return nll + learner.kl_weight * kl_scale * kl, {"outer_nll": nll, "local_kl": kl,
                                           **{f"query_{name}": v for name, v in fit.items()}}
 
 

@@ -1,4 +1,5 @@
 """The three ELBO terms of MATH.md §2 and the hyperprior of §1 (checks §6.2 and §6.3)."""
+import dataclasses
 import math
 
 import distrax
@@ -12,7 +13,7 @@ import metabayes as mb
 from metabayes import layers
 from helpers import (TREE_SHAPES, assert_trees_close, diag_gauss_kl, fast_jit, flat_np,
                      linear_gaussian_ell, loss_and_grad, mc_batches, random_posterior, random_tree,
-                     theta_log_hyperprior_np, tiny_batch, tiny_learner, to_np)
+                     task_slice, theta_log_hyperprior_np, tiny_batch, tiny_learner, to_np)
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -268,3 +269,23 @@ def test_defaults_are_the_real_elbo_and_the_papers_choices():
     assert maml.outer_data == "query"   # Finn et al.'s outer loss: the query set only
     assert mb.maml(mb.MLP(), outer_data="support_query").outer_data == "support_query"
     assert learner.batch_norm == maml.batch_norm == "transductive"
+
+
+def test_per_point_kl_makes_the_query_loss_the_tasks_per_point_elbo():
+    """With ``outer_kl_scale=per_point_kl()`` the query-only outer loss is N_Q × the whole task's
+    ELBO per point, −E log p(S ∪ Q) / (N_S + N_Q) + β KL / (N_S + N_Q), when the support's
+    likelihood is the query's (here S = Q: the same λ, the same φ draws); without the scale it
+    is not."""
+    batch = tiny_batch()
+    task = task_slice(batch, 0)
+    task = mb.Task(task.query, task.query)                     # S = Q: N_S = N_Q = 3
+    learner = tiny_learner("point", outer_samples=1)
+    params = learner.init_params(jax.random.PRNGKey(0), task.support[0])
+    key = jax.random.PRNGKey(1)
+    whole, _ = mb.task_loss(learner, params, task, key)      # outer data S ∪ Q
+    query_only = lambda **options: mb.task_loss(
+        dataclasses.replace(learner, outer_data="query", **options), params, task, key)[0]
+    points = 2 * task.query[1].shape[0]
+    np.testing.assert_allclose(query_only(outer_kl_scale=mb.per_point_kl()),
+                               task.query[1].shape[0] * whole / points, rtol=1e-12)
+    assert abs(float(query_only()) - task.query[1].shape[0] * float(whole) / points) > 1e-3

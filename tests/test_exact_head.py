@@ -1,20 +1,23 @@
 """``ExactHead`` (issue 19): the head of an adapted q(φ; λ) at the closed-form optimum of the
 local objective, against Bayesian linear regression on the pulls written out one by one, and
 against the library's own objective."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import metabayes as mb
-from metabayes.bandit.episodes import ArmRewardMLP
+from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
 from metabayes.bandit.exact_head import ExactHead
 from metabayes.bandit.history import weighted_support
 from metabayes.bandit.wheel import INPUT_DIM, NUM_ARMS, sample_contexts
 from metabayes.likelihoods import Gaussian
 from experiments import wheel_bandit
-from helpers import random_posterior
+from helpers import perturb, random_posterior
 from test_bandits import tiny_config
+from test_meta_gradient import check_directions
 
 NOISE_STD, KL_WEIGHT = 0.7, 0.3
 MODEL = ArmRewardMLP(hidden=(6, 4))
@@ -81,16 +84,20 @@ def test_head_mean_zeroes_the_local_objectives_gradient(x64):
         np.testing.assert_allclose(after[name], 0.0, atol=1e-9 * np.max(np.abs(before[name])))
 
 
-def test_abml_agent_with_exact_head_refits_after_its_inner_steps():
-    """``eval_head="exact"`` gives ABML's agent (not MAML's) the head of its learner's
-    likelihood and β, and a re-adaptation is the K inner steps followed by the refit."""
-    config = tiny_config(eval_head="exact", readapt_every=1)
-    learners = {a: (wheel_bandit.bandit_learner(config, a), None) for a in config.algorithms}
+@pytest.mark.parametrize("head,eval_head,refits", [
+    (None, "exact", True), ("exact", None, True), ("exact", "inner_steps", False)])
+def test_abml_agent_refits_its_head_after_its_inner_steps(head, eval_head, refits):
+    """ABML's agent (not MAML's) plays with the head ``eval_head`` says, or (None) the one it
+    was meta-trained with (``head``), and a re-adaptation is then the K inner steps followed by
+    the refit with its learner's likelihood and β."""
+    config = tiny_config(head=head, eval_head=eval_head, readapt_every=1)
+    learners = {a: (wheel_bandit.play_learner(config, a, wheel_bandit.bandit_learner(config, a)),
+                    None) for a in config.algorithms}
     agents = wheel_bandit.make_agents(config, learners)
     abml, maml = agents["ABML"][0], agents["MAML"][0]
-    assert abml.head == ExactHead(config.noise_std, config.kl_weight) and maml.head is None
-    learner = learners["abml"][0]
-    params = learner.init_params(jax.random.PRNGKey(0), jnp.zeros((8, INPUT_DIM)))
+    exact = ExactHead(config.noise_std, config.kl_weight)
+    assert abml.learner.refit == (exact if refits else None) and maml.learner.refit is None
+    params = abml.learner.init_params(jax.random.PRNGKey(0), jnp.zeros((8, INPUT_DIM)))
     state = abml.init(params)
     context, arm, reward, key = jnp.array([0.3, -0.4]), jnp.array(4), jnp.array(50.0), \
         jax.random.PRNGKey(1)
@@ -98,10 +105,40 @@ def test_abml_agent_with_exact_head_refits_after_its_inner_steps():
     memory = abml.memory.record(state.memory, context, arm, reward, jax.random.split(key)[0])
     support = abml.memory.support(memory, abml.memory.support_sizes()[0])
     theta = params.q_theta.mean
-    expected = abml.head(learner.model, theta, learner.adapt(params, theta, support,
-                                                             jax.random.split(key)[1]), support)
+    inner_steps = dataclasses.replace(abml.learner, refit=None).adapt(
+        params, theta, support, jax.random.split(key)[1])
+    expected = exact(abml.learner.model, theta, inner_steps, support) if refits else inner_steps
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                            updated.posterior, expected)
+
+
+def test_meta_gradient_through_the_exact_head_matches_finite_differences(x64):
+    """``head="exact"`` meta-trains through the head's solve: ∇_ψ of the meta-loss (K = 1 inner
+    step, then the refit, on episodes as meta-training draws them) == central differences,
+    along random directions and along each leaf of ψ. The refit replaces the inner steps' head,
+    so the head's Meta-SGD step scales get no gradient."""
+    config = tiny_config(head="exact", activation="tanh")
+    learner = wheel_bandit.bandit_learner(config, "abml")
+    assert learner.refit == ExactHead(config.noise_std, config.kl_weight)
+    batch = sample_episodes(jax.random.PRNGKey(3), num_problems=2, per_arm=config.per_arm,
+                            num_query=config.query, max_pulls=500, pool=config.pool)[0]
+    params = perturb(learner.init_params(jax.random.PRNGKey(4), batch.support[0][0]), 0.1, 5)
+    check_directions(learner, params, batch, jax.random.PRNGKey(6),
+                     unused=lambda path: "step_scale" in path and "'head'" in path, atol=1e-6)
+
+
+def test_short_run_meta_trained_with_the_exact_head(tmp_path):
+    """``head="exact"`` meta-trains ABML through the refit and plays it; the run records the
+    head, and a resume with another head is refused (it is a meta-training setting)."""
+    config = tiny_config(head="exact", algorithms=("abml",))
+    config.neural_linear.enabled = False
+    results = wheel_bandit.train_and_evaluate(config, str(tmp_path), progress=False)
+    assert results["config"]["head"] == "exact"
+    assert all(np.isfinite(results["agents"]["ABML"][str(d)]["normalised"]["mean"])
+               for d in config.deltas)
+    with pytest.raises(ValueError, match="head"):
+        wheel_bandit.train_and_evaluate(tiny_config(algorithms=("abml",)), str(tmp_path),
+                                        progress=False)
 
 
 def test_exact_head_needs_a_positive_kl_weight():

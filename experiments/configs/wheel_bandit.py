@@ -65,9 +65,11 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   with the gradient rule (MAML, a point mass: 0.58 / 0.94 / 2.63 / 5.10 / 21.80 either way),
   at 0.53 against 0.36 s of play per 1,000 pulls of one run (one more forward and backward
   pass per inner step, for F; ``benchmarks.wheel_bandit_choices``, ``gradient variance``).
-- ``eval_head`` = "inner_steps": ABML's head is the K inner steps' (for MAML it always is).
-  "exact" sets it after them to the local objective's closed-form optimum given the adapted
-  mean network's features (``metabayes.bandit.exact_head``). On the validation problems
+- ``head`` = None ("inner_steps"): ABML's head is the K inner steps' in meta-training (for MAML
+  it always is); ``eval_head`` = None: at play, the head it was meta-trained with. "exact" sets
+  it after the steps to the local objective's closed-form optimum given the adapted mean
+  network's features (``metabayes.bandit.exact_head``); in meta-training the meta-gradient
+  flows through that solve. Played on a model trained without it, on the validation problems
   (n = 20,000, 3 trials, the five δ; an ABML model meta-trained for 3,000 steps on 2026-12-06,
   K = 5) it gave 1.08 / 0.94 / 2.15 / 3.85 / 10.94 against 0.47 / 0.90 / 2.56 / 4.17 / 13.30:
   lower at δ ≥ 0.9, 2.3× higher at δ = 0.5, where a least-squares head puts ~1% of the
@@ -140,6 +142,8 @@ from metabayes.config_checks import BOOLEAN, integer, number, one_of, optional, 
 from metabayes.bandit.agents import POLICIES
 from metabayes.models import ACTIVATIONS
 
+HEADS = ("inner_steps", "exact")   # ABML's head: the K inner steps', or ``ExactHead``'s after them
+
 
 def get_config() -> ml_collections.ConfigDict:
     c = add_learner_defaults(ml_collections.ConfigDict())
@@ -162,7 +166,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_inner_steps = 5               # at a quarter of the step size: module docstring
     c.eval_inner_lr = 1.25e-5
     c.eval_local_variance = "fisher"     # ABML's σ_λ at play narrows with the history: docstring
-    c.eval_head = "inner_steps"          # ABML's head at play: the K steps', or "exact": docstring
+    c.head = ml_collections.config_dict.placeholder(str)        # ABML's head: docstring
+    c.eval_head = ml_collections.config_dict.placeholder(str)   # at play; None: ``head``
+    c.outer_kl = ml_collections.config_dict.placeholder(str)    # None: summed; docstring
     del c["meta_sgd"]                    # per algorithm instead: module docstring
     c.meta_sgd = ml_collections.ConfigDict(dict(abml=True, maml=False))
     c.kl_weight = 0.1
@@ -206,7 +212,8 @@ RULES = {
     "smallest_support": optional(integer(1)),
     "readapt_every": integer(1),
     "readapt_growth": number(0.0), "warm_start": BOOLEAN,
-    "eval_head": one_of("inner_steps", "exact"), "curve_points": integer(1),
+    "head": optional(one_of(*HEADS)), "eval_head": optional(one_of(*HEADS)),
+    "outer_kl": optional(one_of("per_point")), "curve_points": integer(1),
     "meta_sgd": {algorithm: BOOLEAN for algorithm in ALGORITHMS},
     "policy": {algorithm: one_of(*POLICIES) for algorithm in ALGORITHMS},
     "neural_linear": {

@@ -17,7 +17,7 @@ and δ values, jitted once per agent.
 """
 import dataclasses
 import functools
-from typing import Callable, NamedTuple, Optional, Tuple, Union
+from typing import NamedTuple, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -96,10 +96,6 @@ class MetaAgent:
     re-adaptation costs K inner steps on the first of the memory's ``support_sizes`` that holds
     t pulls (a ``lax.switch`` on t), so at most its full size however long the history.
 
-    ``head``: None, or a function (model, p(φ | θ), λ, support) -> λ applied after the inner
-    steps, e.g. ``ExactHead`` (``metabayes.bandit.exact_head``): the head at the local
-    objective's closed-form optimum given the adapted features.
-
     ``warm_start``: each re-adaptation takes its K steps from the last λ instead of from θ
     (θ stays the prior of the KL term). λ is then no longer the amortised q(φ; λ(S)) of
     meta-training but K · (re-adaptations so far) steps of stochastic VI on the changing
@@ -112,7 +108,6 @@ class MetaAgent:
     readapt_every: int = 1
     readapt_growth: float = 0.0
     warm_start: bool = False
-    head: Optional[Callable] = None
 
     def __post_init__(self):
         if self.policy not in POLICIES:
@@ -137,10 +132,8 @@ class MetaAgent:
         def adapt_on(rows):
             def adapt():
                 theta, support = state.params.q_theta.mean, self.memory.support(memory, rows)
-                local = self.learner.adapt(state.params, theta, support, adapt_key,
-                                           state.posterior if self.warm_start else None)
-                return local if self.head is None else self.head(self.learner.model, theta,
-                                                                 local, support)
+                return self.learner.adapt(state.params, theta, support, adapt_key,
+                                          state.posterior if self.warm_start else None)
             return adapt
 
         posterior = jax.lax.cond(
