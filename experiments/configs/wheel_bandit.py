@@ -77,6 +77,15 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   each). At K = 20 its gain at δ ≥ 0.9 was within the errors (mean 3.29 against 3.39), and at
   that run's 1,500-step checkpoint it was worse in every column. Off: it has not been played
   on Table 1's models (README, "Built, measured, off: the head at its exact optimum").
+  Meta-trained with it (``head="exact"``, ``outer_kl="per_point"``, 3,000 steps), ABML gave
+  1.43 / 2.14 / 5.35 / 7.16 / 15.62 on the same problems: higher in every column (README,
+  "Built, measured, off: meta-training through the exact head").
+- ``outer_kl`` = None: the outer loss's local KL is summed, as in the paper. "per_point" scales
+  it by |Q| / (T + |Q|) (``metabayes.per_point_kl``; MATH.md §3), so that the outer loss is
+  |Q| × the task's ELBO per point. Built for ``head="exact"``, whose KL on histories of up to
+  80,000 pulls outweighed the 50 query pulls when summed: the query MSE stayed at 170-200 up
+  to 1,100 steps, against 94 at 1,000 for the default run. With it, the query MSE was 112 at
+  3,000 steps (82 for the default run). Off, with the exact head.
 
 The other choices were measured on Table 1's own problems, before the validation key existed
 (normalised regret at δ = 0.5 / 0.99, ABML, n = 2,000 and 5 trials unless said; default
