@@ -16,7 +16,6 @@ outside, whose greedy arm is the optimal one. ABML's rows are scored with the he
 steps leave it and at its closed-form optimum after them (``+ exact head``;
 ``eval_head="exact"``), whichever head the model was meta-trained with.
 """
-import dataclasses
 import json
 
 import jax
@@ -25,10 +24,9 @@ import numpy as np
 from absl import app, flags
 
 from experiments.wheel_bandit import (finished_run_config, meta_train_all, play_memory,
-                                      validation_key)
+                                      validation_key, with_head)
 from metabayes.bandit.agents import arm_rewards
 from metabayes.bandit.episodes import pulled_rewards
-from metabayes.bandit.exact_head import ExactHead
 from metabayes.bandit.history import subsample_pulls
 from metabayes.bandit.wheel import NUM_ARMS, optimal_arms, quadrant_arms, sample_contexts
 
@@ -91,10 +89,10 @@ def main(argv):
         for algorithm, (learner, params) in per_algorithm.items():
             theta = params.q_theta.mean
             heads = {"": lambda local: local}
-            if not theta.is_point_mass:   # ABML: also its head refit (``eval_head="exact"``)
-                exact = ExactHead(learner.likelihood.noise_std, learner.kl_weight)
+            exact = with_head(learner, algorithm, "exact").refit   # ABML's only
+            if exact is not None:
                 heads[" + exact head"] = lambda local: exact(learner.model, theta, local, support)
-            inner_steps = dataclasses.replace(learner, refit=None)   # the heads are the rows'
+            inner_steps = with_head(learner, algorithm, "inner_steps")   # the heads are the rows'
             for k in steps:
                 adapted = jax.jit(inner_steps.replace_inner_steps(k).adapt)(params, theta,
                                                                             support, adapt_key)
