@@ -41,4 +41,13 @@ def check_finite(learner, metrics: Dict[str, Any], step: int) -> None:
             f"{learner.inner_lr} too large for `kl_weight`={learner.kl_weight} and the prior "
             f"scale sigma_theta (`init_log_sigma`={learner.init_log_sigma}): inner SGD diverges "
             "when inner_lr * kl_weight / sigma_theta^2 > 2. Lower `inner_lr` or `kl_weight`, "
-            "raise `init_log_sigma`, or set `scale_by_prior_variance`.")
+            "raise `init_log_sigma`, or set `scale_by_prior_variance`." + _outer_cause(step))
+
+
+def _outer_cause(step: int) -> str:
+    """At step 0 ψ is its initialisation, so the outer step size cannot be the cause; after
+    outer updates (or a resume) it can be."""
+    if step == 0:
+        return ""
+    return (f" Or, after {step} outer update{'s' * (step != 1)} of psi, the outer step size "
+            "`outer_lr` is too large: lower it.")

@@ -139,4 +139,19 @@ def test_divergent_inner_loop_is_detected_and_reported():
     for flag in ("`inner_lr`=10000.0", "`kl_weight`=0.8", "`init_log_sigma`=-3.0",
                  "`scale_by_prior_variance`"):
         assert flag in str(info.value)
+    assert "outer_lr" not in str(info.value)   # at step 0 ψ is its initialisation
+
+
+def test_a_step_made_non_finite_by_the_outer_updates_names_outer_lr():
+    """A huge outer step size: step 0 is finite, and the step after it is not. The message then
+    names `outer_lr` beside the inner loop's options, since ψ has moved."""
+    learner = linear_learner(outer_optimizer=optax.sgd(1e200))
+    batch = tiny_batch()
+    state = learner.init(jax.random.PRNGKey(0), batch.support[0][0])
+    state, metrics = learner.train_step(state, batch, jax.random.PRNGKey(0))
+    learner.check_finite(metrics, step=0)
+    _, metrics = learner.train_step(state, batch, jax.random.PRNGKey(1))
+    with pytest.raises(mb.NonFiniteLossError, match="after 1 outer update of psi, the outer "
+                       "step size `outer_lr` is too large"):
+        learner.check_finite(metrics, step=1)
 
