@@ -21,7 +21,7 @@ import os
 
 from absl import app, flags
 
-from benchmarks.wheel_bandit_variants import VARIANTS, check_variants, with_variant
+from benchmarks.wheel_bandit_variants import PLAY_HEAD, VARIANTS, check_variants, with_variant
 from experiments.wheel_bandit import (finished_run_config, make_agents, meta_train_all,
                                       validation_key)
 from metabayes.bandit.trials import play_all, summarise, variant_rows
@@ -37,8 +37,14 @@ _META_STEPS = flags.DEFINE_list("meta_steps", [], "Play the models saved at thes
 _OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
 
 
+# What a variant may change, recorded beside each variant's results.
+PLAY_SETTINGS = ("steps", "eval_inner_steps", "eval_inner_lr", "eval_local_variance", "eval_head",
+                 "eval_head_kl_weight", "policy", "memory", "play_per_arm", "smallest_support",
+                 "readapt_growth", "warm_start", "step_reference")
+
+
 def variant_config(name: str):
-    config = with_variant(finished_run_config(_WORKDIR.value), name)
+    config = with_variant(finished_run_config(_WORKDIR.value), name, PLAY_HEAD.value)
     with config.unlocked():
         config.update(n=_N.value, trials=_TRIALS.value,
                       deltas=tuple(float(d) for d in _DELTAS.value))
@@ -86,7 +92,9 @@ def main(argv):
         final, _, seconds = play_all(make_agents(config, learners), config.deltas,
                                      config.trials, config.n, validation_key(config))
         summary = summarise(config.deltas, final)
-        results[name] = {"agents": summary, "seconds": seconds}
+        results[name] = {"agents": summary, "seconds": seconds, "settings": {
+            key: config[key].to_dict() if hasattr(config[key], "to_dict") else config[key]
+            for key in PLAY_SETTINGS}}
         print(variant_rows(name, summary, seconds), flush=True)
     if _OUT.value:
         with open(_OUT.value, "w") as f:

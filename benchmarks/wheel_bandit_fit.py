@@ -14,7 +14,8 @@ on 4,000 fresh contexts (``fit_scores``): its predicted reward of the quadrant a
 disc (truth 1.0) and outside (50), of arm 0 inside (1.2), and the share of contexts, inside and
 outside, whose greedy arm is the optimal one. ABML's rows are scored with the head as the K
 steps leave it and at its closed-form optimum after them (``+ exact head``;
-``eval_head="exact"``), whichever head the model was meta-trained with.
+``eval_head="exact"``, at β = ``eval_head_kl_weight``: 1 since 2026-12-06, the learner's
+``kl_weight`` before), whichever head the model was meta-trained with.
 """
 import json
 
@@ -89,7 +90,8 @@ def main(argv):
         for algorithm, (learner, params) in per_algorithm.items():
             theta = params.q_theta.mean
             heads = {"": lambda local: local}
-            exact = with_head(learner, algorithm, "exact").refit   # ABML's only
+            exact = with_head(learner, algorithm, "exact",   # ABML's only
+                              config.eval_head_kl_weight).refit
             if exact is not None:
                 heads[" + exact head"] = lambda local: exact(learner.model, theta, local, support)
             inner_steps = with_head(learner, algorithm, "inner_steps")   # the heads are the rows'

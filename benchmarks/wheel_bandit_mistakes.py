@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from benchmarks.wheel_bandit_variants import VARIANTS, check_variants, with_variant
+from benchmarks.wheel_bandit_variants import PLAY_HEAD, VARIANTS, check_variants, with_variant
 from experiments.wheel_bandit import (evaluation_key, make_agents, meta_train_all,
                                       finished_run_config)
 from metabayes.bandit.agents import play, sample_problem
@@ -69,7 +69,7 @@ def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
 def main(argv):
     del argv
     check_variants([_VARIANT.value], "variant")
-    config = with_variant(finished_run_config(_WORKDIR.value), _VARIANT.value)
+    config = with_variant(finished_run_config(_WORKDIR.value), _VARIANT.value, PLAY_HEAD.value)
     learners, _, _ = meta_train_all(config, _WORKDIR.value)
     agents = make_agents(config, learners)
     run_key = jax.random.fold_in(jax.random.fold_in(evaluation_key(config), 0), 0)

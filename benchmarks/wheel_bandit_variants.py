@@ -2,7 +2,8 @@
 is a name and the settings it changes in a finished run's config, whose play settings are
 otherwise the defaults (``experiments.wheel_bandit.finished_run_config``):
 
-- ``default``: the defaults;
+- ``default``: the defaults (since 2026-12-06 ABML's head at its exact posterior, β = 1; the
+  results recorded before that date played the K inner steps' head, now ``inner steps' head``);
 - ``window``: condition on the last 5 · play_per_arm pulls instead of the whole history's
   reservoir;
 - ``summed steps``: inner steps on the summed objective (no ``per_point_step``) at play;
@@ -23,22 +24,33 @@ otherwise the defaults (``experiments.wheel_bandit.finished_run_config``):
   instead of the default ``eval_local_variance="fisher"`` (σ_λ⁻² → F/β + σ_θ⁻², F the
   weighted history's, which narrows Thompson sampling's posterior as the history grows);
   MAML, a point mass, is unchanged;
-- ``exact head``: ABML's head at its closed-form optimum after the K inner steps
-  (``eval_head="exact"``, ``metabayes.bandit.exact_head``), the hidden layers as adapted;
-  ``exact head greedy``: the same, acting on q's mean (as ``greedy`` below); ``exact head
-  20 steps``: the same after K = 20; ``inner steps' head``: the head as the K inner steps
-  leave it (``eval_head="inner_steps"``), for a model meta-trained with ``head="exact"``;
+- ``exact head``: ABML's head at the closed-form optimum of the local objective (at the
+  learner's β) after the K inner steps (``eval_head="exact"``, ``metabayes.bandit.exact_head``),
+  the hidden layers as adapted; ``exact head greedy``: the same, acting on q's mean (as
+  ``greedy`` below); ``exact head 20 steps``: the same after K = 20; ``exact head beta=B``:
+  solved at β = B instead (``eval_head_kl_weight``; the default's B = 1 makes it the head's
+  exact Bayesian posterior given the features); ``inner steps' head``: the head as the K inner
+  steps leave it (``eval_head="inner_steps"``);
 - ``greedy``: ABML acts on the mean of q(φ; λ) instead of a sample of it (Thompson sampling, the
   paper's and the default), as MAML acts: what the sampling costs or gains.
 """
 import ml_collections
-from absl import app
+from absl import app, flags
+
+from experiments.configs.wheel_bandit import HEADS
+
+PLAY_HEAD = flags.DEFINE_enum(
+    "eval_head", None, list(HEADS), "ABML's head at play in every variant that does not set its "
+    "own; unset: the config's default (\"exact\" since 2026-12-06). \"inner_steps\" replays "
+    "the results recorded before that date, whose default it was.")
 
 
 def abml_greedy(config) -> ml_collections.ConfigDict:
     """The config's ``policy`` with ABML acting on q's mean."""
     return ml_collections.ConfigDict(dict(config.policy.to_dict(), abml="greedy"))
 
+
+EXACT = {"eval_head": "exact"}
 
 VARIANTS = {
     "default": {},
@@ -59,9 +71,11 @@ VARIANTS = {
     "whole reservoir": {"smallest_support": None},
     "warm training step": {"warm_start": True, "eval_inner_steps": 5, "eval_inner_lr": None},
     "gradient variance": {"eval_local_variance": "gradient"},
-    "exact head": {"eval_head": "exact"},
-    "exact head greedy": {"eval_head": "exact", "policy": abml_greedy},
-    "exact head 20 steps": {"eval_head": "exact", "eval_inner_steps": 20},
+    "exact head": {**EXACT, "eval_head_kl_weight": None},
+    "exact head greedy": {**EXACT, "eval_head_kl_weight": None, "policy": abml_greedy},
+    "exact head 20 steps": {**EXACT, "eval_head_kl_weight": None, "eval_inner_steps": 20},
+    **{f"exact head beta={beta:g}": {**EXACT, "eval_head_kl_weight": beta}
+       for beta in (0.3, 3.0, 10.0)},
     "inner steps' head": {"eval_head": "inner_steps"},
     "greedy": {"policy": abml_greedy},
 }
@@ -73,10 +87,14 @@ def check_variants(names, flag: str) -> None:
         raise app.UsageError(f"--{flag} must be among {sorted(VARIANTS)}, got {unknown}")
 
 
-def with_variant(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
-    """A copy of ``config`` with the settings of variant ``name``; a callable value is a
-    function of the config (e.g. a step size relative to the run's ``inner_lr``)."""
+def with_variant(config: ml_collections.ConfigDict, name: str,
+                 eval_head=None) -> ml_collections.ConfigDict:
+    """A copy of ``config`` with ``eval_head`` (None: the config's) and then the settings of
+    variant ``name``; a callable value is a function of the config (e.g. a step size relative
+    to the run's ``inner_lr``)."""
     config = config.copy_and_resolve_references()
+    if eval_head is not None:
+        config.eval_head = eval_head
     for key, value in VARIANTS[name].items():
         config[key] = value(config) if callable(value) else value
     return config

@@ -294,6 +294,7 @@ BAD_FLAGS = [({"deltas": (0.5, 1.5)}, "deltas"), ({"deltas": (-0.1,)}, "deltas")
              ({"play_per_arm": 0}, "play_per_arm"), ({"smallest_support": 0}, "smallest_support"),
              ({"max_pulls": 0}, "max_pulls"), ({"eval_head": "closed"}, "eval_head"),
              ({"head": "closed"}, "head"), ({"outer_kl": "mean"}, "outer_kl"),
+             ({"eval_head_kl_weight": 0.0}, "eval_head_kl_weight"),
              ({"algorithms": ("abml", "reptile")}, "algorithms")]
 
 

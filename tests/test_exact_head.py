@@ -84,18 +84,23 @@ def test_head_mean_zeroes_the_local_objectives_gradient(x64):
         np.testing.assert_allclose(after[name], 0.0, atol=1e-9 * np.max(np.abs(before[name])))
 
 
-@pytest.mark.parametrize("head,eval_head,refits", [
-    (None, "exact", True), ("exact", None, True), ("exact", "inner_steps", False)])
-def test_abml_agent_refits_its_head_after_its_inner_steps(head, eval_head, refits):
+@pytest.mark.parametrize("head,eval_head,head_kl_weight,refits", [
+    (None, "exact", None, True), ("exact", None, None, True), ("exact", "inner_steps", None, False),
+    (None, "exact", 1.0, True), ("exact", None, 1.0, True)])
+def test_abml_agent_refits_its_head_after_its_inner_steps(head, eval_head, head_kl_weight,
+                                                          refits):
     """ABML's agent (not MAML's) plays with the head ``eval_head`` says, or (None) the one it
     was meta-trained with (``head``), and a re-adaptation is then the K inner steps followed by
-    the refit with its learner's likelihood and β."""
-    config = tiny_config(head=head, eval_head=eval_head, readapt_every=1)
+    the refit with its learner's likelihood, solved at β = ``eval_head_kl_weight`` (None: the
+    learner's β)."""
+    config = tiny_config(head=head, eval_head=eval_head, eval_head_kl_weight=head_kl_weight,
+                         readapt_every=1)
     learners = {a: (wheel_bandit.play_learner(config, a, wheel_bandit.bandit_learner(config, a)),
                     None) for a in config.algorithms}
     agents = wheel_bandit.make_agents(config, learners)
     abml, maml = agents["ABML"][0], agents["MAML"][0]
-    exact = ExactHead(config.noise_std, config.kl_weight)
+    exact = ExactHead(config.noise_std, head_kl_weight or config.kl_weight)
+    assert config.kl_weight != 1.0   # so that a β left at the learner's shows
     assert abml.learner.refit == (exact if refits else None) and maml.learner.refit is None
     params = abml.learner.init_params(jax.random.PRNGKey(0), jnp.zeros((8, INPUT_DIM)))
     state = abml.init(params)

@@ -65,21 +65,23 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   with the gradient rule (MAML, a point mass: 0.58 / 0.94 / 2.63 / 5.10 / 21.80 either way),
   at 0.53 against 0.36 s of play per 1,000 pulls of one run (one more forward and backward
   pass per inner step, for F; ``benchmarks.wheel_bandit_choices``, ``gradient variance``).
-- ``head`` = None ("inner_steps"): ABML's head is the K inner steps' in meta-training (for MAML
-  it always is); ``eval_head`` = None: at play, the head it was meta-trained with. "exact" sets
-  it after the steps to the local objective's closed-form optimum given the adapted mean
-  network's features (``metabayes.bandit.exact_head``); in meta-training the meta-gradient
-  flows through that solve. Played on a model trained without it, on the validation problems
-  (n = 20,000, 3 trials, the five δ; an ABML model meta-trained for 3,000 steps on 2026-12-06,
-  K = 5) it gave 1.08 / 0.94 / 2.15 / 3.85 / 10.94 against 0.47 / 0.90 / 2.56 / 4.17 / 13.30:
-  lower at δ ≥ 0.9, 2.3× higher at δ = 0.5, where a least-squares head puts ~1% of the
-  outside contexts on a wrong quadrant's arm (regret 49 each) to fit the inside better (0.2
-  each). At K = 20 its gain at δ ≥ 0.9 was within the errors (mean 3.29 against 3.39), and at
-  that run's 1,500-step checkpoint it was worse in every column. Off: it has not been played
-  on Table 1's models (README, "Built, measured, off: the head at its exact optimum").
-  Meta-trained with it (``head="exact"``, ``outer_kl="per_point"``, 3,000 steps), ABML gave
-  1.43 / 2.14 / 5.35 / 7.16 / 15.62 on the same problems: higher in every column (README,
-  "Built, measured, off: meta-training through the exact head").
+- ``eval_head`` = "exact", ``eval_head_kl_weight`` = 1: at play, after the K inner steps, ABML's
+  head is set to its exact posterior given the adapted mean network's features
+  (``metabayes.bandit.exact_head``): per arm, the Bayesian linear regression of the
+  reservoir's weighted rewards with the model's noise s and the prior p(φ | θ), i.e. the local
+  objective's closed-form optimum at β = 1 rather than at meta-training's tempered 0.1. On
+  the validation problems (n = 20,000, 3 trials, the five δ, K = 5; an ABML model meta-trained
+  for 3,000 steps on 2026-12-06), with the mean over δ in brackets: the K steps' head
+  (``eval_head="inner_steps"``, the default before) 0.47 / 0.90 / 2.56 / 4.17 / 13.30 (4.28);
+  the exact head at β = 1 0.87 / 0.98 / 2.11 / 2.97 / 7.90 (2.97), at β = 0.1 / 0.3 / 3 / 10
+  (3.79 / 3.27 / 3.08 / 3.39). At K = 20: 2.82 against the K steps' head's 3.39. Lower at
+  δ ≥ 0.9, higher at δ = 0.5 (0.87 against 0.47; README). MAML's head is always the K steps'.
+  Table 1's ABML rows were played with the K steps' head; their models are not here to replay.
+- ``head`` = None ("inner_steps"): in meta-training, ABML's head is the K inner steps'. "exact"
+  meta-trains through the solve (at ``kl_weight``). With it (and ``outer_kl="per_point"``,
+  3,000 steps) ABML gave 1.43 / 2.14 / 5.35 / 7.16 / 15.62 on the same problems at meta-
+  training's β: higher in every column (README, "Built, measured, off: meta-training through
+  the exact head").
 - ``outer_kl`` = None: the outer loss's local KL is summed, as in the paper. "per_point" scales
   it by |Q| / (T + |Q|) (``metabayes.per_point_kl``; MATH.md §3), so that the outer loss is
   |Q| × the task's ELBO per point. Built for ``head="exact"``, whose KL on histories of up to
@@ -176,7 +178,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_inner_lr = 1.25e-5
     c.eval_local_variance = "fisher"     # ABML's σ_λ at play narrows with the history: docstring
     c.head = ml_collections.config_dict.placeholder(str)        # ABML's head: docstring
-    c.eval_head = ml_collections.config_dict.placeholder(str)   # at play; None: ``head``
+    c.eval_head = ml_collections.FieldReference("exact", field_type=str)   # None: ``head``
+    c.eval_head_kl_weight = ml_collections.FieldReference(1.0, field_type=float)   # None: β
     c.outer_kl = ml_collections.config_dict.placeholder(str)    # None: summed; docstring
     del c["meta_sgd"]                    # per algorithm instead: module docstring
     c.meta_sgd = ml_collections.ConfigDict(dict(abml=True, maml=False))
@@ -222,6 +225,7 @@ RULES = {
     "readapt_every": integer(1),
     "readapt_growth": number(0.0), "warm_start": BOOLEAN,
     "head": optional(one_of(*HEADS)), "eval_head": optional(one_of(*HEADS)),
+    "eval_head_kl_weight": optional(positive()),
     "outer_kl": optional(one_of("per_point")), "curve_points": integer(1),
     "meta_sgd": {algorithm: BOOLEAN for algorithm in ALGORITHMS},
     "policy": {algorithm: one_of(*POLICIES) for algorithm in ALGORITHMS},
@@ -241,6 +245,6 @@ RESUMABLE_CHANGES = ("algorithms", "steps", "log_every", "checkpoint_every", "ke
                      "readapt_every",
                      "readapt_growth", "warm_start", "curve_points",
                      "eval_inner_steps", "eval_inner_lr", "eval_samples", "eval_batch_norm",
-                     "eval_local_variance", "eval_head",
+                     "eval_local_variance", "eval_head", "eval_head_kl_weight",
                      *(f"policy.{algorithm}" for algorithm in ALGORITHMS),
                      "force_resume", *(f"neural_linear.{key}" for key in RULES["neural_linear"]))
