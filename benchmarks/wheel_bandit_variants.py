@@ -50,7 +50,7 @@ def abml_greedy(config) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(config.policy.to_dict(), abml="greedy"))
 
 
-EXACT = {"eval_head": "exact"}
+EXACT_AT_KL_WEIGHT = {"eval_head": "exact", "eval_head_kl_weight": None}   # β as meta-trained
 
 VARIANTS = {
     "default": {},
@@ -71,10 +71,10 @@ VARIANTS = {
     "whole reservoir": {"smallest_support": None},
     "warm training step": {"warm_start": True, "eval_inner_steps": 5, "eval_inner_lr": None},
     "gradient variance": {"eval_local_variance": "gradient"},
-    "exact head": {**EXACT, "eval_head_kl_weight": None},
-    "exact head greedy": {**EXACT, "eval_head_kl_weight": None, "policy": abml_greedy},
-    "exact head 20 steps": {**EXACT, "eval_head_kl_weight": None, "eval_inner_steps": 20},
-    **{f"exact head beta={beta:g}": {**EXACT, "eval_head_kl_weight": beta}
+    "exact head": EXACT_AT_KL_WEIGHT,
+    "exact head greedy": {**EXACT_AT_KL_WEIGHT, "policy": abml_greedy},
+    "exact head 20 steps": {**EXACT_AT_KL_WEIGHT, "eval_inner_steps": 20},
+    **{f"exact head beta={beta:g}": {"eval_head": "exact", "eval_head_kl_weight": beta}
        for beta in (0.3, 3.0, 10.0)},
     "inner steps' head": {"eval_head": "inner_steps"},
     "greedy": {"policy": abml_greedy},

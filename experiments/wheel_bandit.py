@@ -81,11 +81,8 @@ def play_learner(config, algorithm: str, learner: mb.MetaLearner) -> mb.MetaLear
     """The learner ``algorithm`` plays with: ``learner`` with ``eval_inner_steps`` at
     ``eval_inner_lr``, σ_λ by ``eval_local_variance``, and the head by ``eval_head`` (None: as
     meta-trained), an exact one solved at β = ``eval_head_kl_weight`` (None: ``kl_weight``)."""
-    evaluator = make_evaluator(config, learner)
-    if config.eval_head is None and config.eval_head_kl_weight is None:
-        return evaluator
     head = config.head if config.eval_head is None else config.eval_head
-    return with_head(evaluator, algorithm, head, config.eval_head_kl_weight)
+    return with_head(make_evaluator(config, learner), algorithm, head, config.eval_head_kl_weight)
 
 
 def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: bool):
