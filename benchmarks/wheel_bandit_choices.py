@@ -39,8 +39,8 @@ _OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
 
 # What a variant may change, recorded beside each variant's results.
 PLAY_SETTINGS = ("steps", "eval_inner_steps", "eval_inner_lr", "eval_local_variance", "eval_head",
-                 "eval_head_kl_weight", "policy", "memory", "play_per_arm", "smallest_support",
-                 "readapt_growth", "warm_start", "step_reference")
+                 "eval_head_kl_weight", "eval_head_anchor", "policy", "memory", "play_per_arm",
+                 "smallest_support", "readapt_growth", "warm_start", "step_reference")
 
 
 def variant_config(name: str):

@@ -6,9 +6,9 @@ on the meta-learners a ``python -m experiments.wheel_bandit`` run has trained in
 
 The history is the one the agents build at large δ (``benchmarks.wheel_bandit_mistakes``: they
 pull each context's quadrant arm, inside the disc and out): ``--pulls`` pulls, each of the
-context's quadrant arm or, with probability 0.05, of a random arm, on the validation problems'
-key, held in the play reservoir (``play_per_arm`` slots per arm). ABML's and MAML's play
-learners adapt on it with K of ``--steps`` inner steps, at the play step size
+context's quadrant arm or, with probability ``--exploration`` (0.05), of a random arm, on the
+validation problems' key, held in the play reservoir (``play_per_arm`` slots per arm). ABML's
+and MAML's play learners adapt on it with K of ``--steps`` inner steps, at the play step size
 (``eval_inner_lr``) and at meta-training's (``inner_lr``). The adapted mean network is scored
 on 4,000 fresh contexts (``fit_scores``): its predicted reward of the quadrant arm inside the
 disc (truth 1.0) and outside (50), of arm 0 inside (1.2), and the share of contexts, inside and
@@ -31,8 +31,6 @@ from metabayes.bandit.episodes import pulled_rewards
 from metabayes.bandit.history import subsample_pulls
 from metabayes.bandit.wheel import NUM_ARMS, optimal_arms, quadrant_arms, sample_contexts
 
-EXPLORATION = 0.05
-
 
 def fit_scores(rewards: jax.Array, contexts: jax.Array, delta: float) -> dict:
     """A network's predicted ``rewards`` [B, 5] at ``contexts`` [B, 2] against the wheel at δ:
@@ -48,12 +46,13 @@ def fit_scores(rewards: jax.Array, contexts: jax.Array, delta: float) -> dict:
             "right_outside": mean(right[~inside])}
 
 
-def agent_history(key: jax.Array, delta: float, pulls: int, per_arm: int):
+def agent_history(key: jax.Array, delta: float, pulls: int, per_arm: int,
+                  exploration: float = 0.05):
     """The reservoirs (``per_arm`` per arm) of ``pulls`` pulls of the quadrant arm, or of a
-    random arm with probability ``EXPLORATION``."""
+    random arm with probability ``exploration`` (1: every arm at random, a uniform design)."""
     context_key, explore_key, arm_key, reward_key = jax.random.split(key, 4)
     contexts = sample_contexts(context_key, pulls)
-    arms = jnp.where(jax.random.uniform(explore_key, (pulls,)) < EXPLORATION,
+    arms = jnp.where(jax.random.uniform(explore_key, (pulls,)) < exploration,
                      jax.random.randint(arm_key, (pulls,), 0, NUM_ARMS), quadrant_arms(contexts))
     return subsample_pulls(contexts, arms, pulled_rewards(reward_key, contexts, arms, delta),
                            pulls, per_arm)
@@ -80,9 +79,10 @@ def main(argv):
     learners["training step"] = meta_train_all(config, _WORKDIR.value)[0]
     memory = play_memory(config)
     support = memory.support(agent_history(history_key, _DELTA.value, _PULLS.value,
-                                           memory.per_arm))
+                                           memory.per_arm, _EXPLORATION.value))
     contexts = sample_contexts(test_key, 4_000)
-    print(f"δ = {_DELTA.value}, {_PULLS.value} agent-like pulls, {memory.per_arm} slots per arm; "
+    print(f"δ = {_DELTA.value}, {_PULLS.value} agent-like pulls ({_EXPLORATION.value:.0%} of "
+          f"random arms), {memory.per_arm} slots per arm; "
           "predicted reward of the quadrant arm inside (truth 1.0) / outside (50), arm 0 inside "
           "(1.2); share of greedy arms optimal inside / outside", flush=True)
     results = []
@@ -91,7 +91,7 @@ def main(argv):
             theta = params.q_theta.mean
             heads = {"": lambda local: local}
             exact = with_head(learner, algorithm, "exact",   # ABML's only
-                              config.eval_head_kl_weight).refit
+                              config.eval_head_kl_weight, config.eval_head_anchor).refit
             if exact is not None:
                 heads[" + exact head"] = lambda local: exact(learner.model, theta, local, support)
             inner_steps = with_head(learner, algorithm, "inner_steps")   # the heads are the rows'
@@ -110,7 +110,8 @@ def main(argv):
                           f"{row['right_outside']:.0%}", flush=True)
     if _OUT.value:
         with open(_OUT.value, "w") as f:
-            json.dump({"delta": _DELTA.value, "pulls": _PULLS.value, "per_arm": memory.per_arm,
+            json.dump({"delta": _DELTA.value, "pulls": _PULLS.value,
+                       "exploration": _EXPLORATION.value, "per_arm": memory.per_arm,
                        "rows": results}, f, indent=1)
 
 
@@ -119,4 +120,6 @@ if __name__ == "__main__":   # flags exist only when run as a program, so module
     _DELTA = flags.DEFINE_float("delta", 0.99, "δ of the problem.", lower_bound=0.0,
                                 upper_bound=1.0)
     _PULLS = flags.DEFINE_integer("pulls", 20_000, "Pulls in the history.", lower_bound=1)
+    _EXPLORATION = flags.DEFINE_float("exploration", 0.05, "Share of the history's pulls on a "
+                                      "random arm.", lower_bound=0.0, upper_bound=1.0)
     app.run(main)

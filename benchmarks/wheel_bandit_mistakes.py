@@ -5,9 +5,11 @@ r"""Where the wheel-bandit agents' regret comes from (issue 19), on the meta-lea
         --n=20000 --out=benchmarks/results/wheel_bandit_mistakes.json
 
 ABML and MAML each play one run at δ, with the key of Table 1's first trial at its first δ
-(the table's own first run when ``--delta`` is that δ, 0.5 by default), at the default play
-settings, or at those of ``--variant`` (``benchmarks.wheel_bandit_variants``; e.g. "80 steps",
-Table 1's K for ABML). Over the second half of the pulls, the regret per pull is split by
+(the table's own first run when ``--delta`` is that δ, 0.5 by default; a diagnosis of the
+table's results), or with ``--problems=validation`` that of the validation problems' first
+trial (``benchmarks.wheel_bandit_choices``; for diagnoses that inform a choice), at the
+default play settings, or at those of ``--variant`` (``benchmarks.wheel_bandit_variants``; e.g.
+"80 steps", Table 1's K for ABML). Over the second half of the pulls, the regret per pull is split by
 where the context lies:
 
 - inside the disc (‖x‖ ≤ δ): arm 0 (1.2) is optimal, any other arm costs 0.2;
@@ -25,20 +27,12 @@ from absl import app, flags
 
 from benchmarks.wheel_bandit_variants import PLAY_HEAD, VARIANTS, check_variants, with_variant
 from experiments.wheel_bandit import (evaluation_key, make_agents, meta_train_all,
-                                      finished_run_config)
+                                      finished_run_config, validation_key)
 from metabayes.bandit.agents import play, sample_problem
 from metabayes.bandit.wheel import NUM_ARMS
 
 ANGLE_BINS = (0.0, 1.0, 2.0, 5.0, 10.0, 45.0)        # degrees to the nearest quadrant axis
 DISTANCE_BINS = (0.0, 0.02, 0.05, 0.1, 0.2, 1.0)     # ‖x‖ − δ
-
-_WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit", "A trained experiment's workdir.")
-_DELTA = flags.DEFINE_float("delta", 0.5, "δ of the problem.", lower_bound=0.0, upper_bound=1.0)
-_N = flags.DEFINE_integer("n", 20_000, "Pulls.", lower_bound=2)
-_VARIANT = flags.DEFINE_string("variant", "default", "Play at this variant's settings "
-                               f"(one of {sorted(VARIANTS)}).")
-_OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
-
 
 def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
                    delta: float) -> dict:
@@ -72,7 +66,8 @@ def main(argv):
     config = with_variant(finished_run_config(_WORKDIR.value), _VARIANT.value, PLAY_HEAD.value)
     learners, _, _ = meta_train_all(config, _WORKDIR.value)
     agents = make_agents(config, learners)
-    run_key = jax.random.fold_in(jax.random.fold_in(evaluation_key(config), 0), 0)
+    problems_key = (validation_key if _PROBLEMS.value == "validation" else evaluation_key)(config)
+    run_key = jax.random.fold_in(jax.random.fold_in(problems_key, 0), 0)
     play_key, init_key = jax.random.split(run_key)       # as play_all's first trial
     contexts = np.asarray(sample_problem(play_key, _DELTA.value, _N.value)[0])
     late = slice(_N.value // 2, None)
@@ -95,9 +90,21 @@ def main(argv):
     if _OUT.value:
         with open(_OUT.value, "w") as f:
             json.dump({"delta": _DELTA.value, "n": _N.value, "variant": _VARIANT.value,
+                       "problems": _PROBLEMS.value,
                        "eval_inner_steps": config.eval_inner_steps, "agents": results}, f,
                       indent=1)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":   # flags exist only when run as a program, so modules import freely
+    _WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit",
+                                   "A trained experiment's workdir.")
+    _DELTA = flags.DEFINE_float("delta", 0.5, "δ of the problem.", lower_bound=0.0,
+                                upper_bound=1.0)
+    _N = flags.DEFINE_integer("n", 20_000, "Pulls.", lower_bound=2)
+    _VARIANT = flags.DEFINE_string("variant", "default", "Play at this variant's settings "
+                                   f"(one of {sorted(VARIANTS)}).")
+    _PROBLEMS = flags.DEFINE_enum("problems", "table", ["table", "validation"],
+                                  "Play the first trial of Table 1's problems or of the validation "
+                                  "problems.")
+    _OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
     app.run(main)

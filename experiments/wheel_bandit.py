@@ -66,23 +66,25 @@ def bandit_learner(config, algorithm: str) -> mb.MetaLearner:
     return with_head(learner, algorithm, config.head)
 
 
-def with_head(learner: mb.MetaLearner, algorithm: str, head,
-              kl_weight=None) -> mb.MetaLearner:
+def with_head(learner: mb.MetaLearner, algorithm: str, head, kl_weight=None,
+              anchor_share: float = 0.0) -> mb.MetaLearner:
     """``learner`` with ABML's head ``head`` (``HEADS``; None: "inner_steps"): "exact" refits
     it after the inner steps (``ExactHead``, solving at β = ``kl_weight``, None: the learner's
-    β); MAML's is always the inner steps'."""
+    β, anchored to the K steps' head by ``anchor_share``); MAML's is always the inner steps'."""
     exact = head == "exact" and algorithm == "abml"
     beta = learner.kl_weight if kl_weight is None else kl_weight
-    return dataclasses.replace(
-        learner, refit=ExactHead(learner.likelihood.noise_std, beta) if exact else None)
+    return dataclasses.replace(learner, refit=ExactHead(
+        learner.likelihood.noise_std, beta, anchor_share) if exact else None)
 
 
 def play_learner(config, algorithm: str, learner: mb.MetaLearner) -> mb.MetaLearner:
     """The learner ``algorithm`` plays with: ``learner`` with ``eval_inner_steps`` at
     ``eval_inner_lr``, σ_λ by ``eval_local_variance``, and the head by ``eval_head`` (None: as
-    meta-trained), an exact one solved at β = ``eval_head_kl_weight`` (None: ``kl_weight``)."""
+    meta-trained), an exact one solved at β = ``eval_head_kl_weight`` (None: ``kl_weight``)
+    and anchored by ``eval_head_anchor``."""
     head = config.head if config.eval_head is None else config.eval_head
-    return with_head(make_evaluator(config, learner), algorithm, head, config.eval_head_kl_weight)
+    return with_head(make_evaluator(config, learner), algorithm, head, config.eval_head_kl_weight,
+                     config.eval_head_anchor)
 
 
 def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: bool):

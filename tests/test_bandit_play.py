@@ -420,12 +420,14 @@ def test_fit_scores_by_hand():
 
 def test_fit_history_pulls_the_quadrant_arm():
     """The fit benchmark's history: 1,000 pulls, all but ~5% of the context's quadrant arm (so
-    arm 0 has ~1%), held in 50 slots per arm."""
+    arm 0 has ~1%), held in 50 slots per arm; with ``exploration`` = 1, every arm ~1/5."""
     from benchmarks.wheel_bandit_fit import agent_history
     reservoirs = agent_history(jax.random.PRNGKey(0), 0.99, 1_000, 50)
     counts = np.asarray(reservoirs.counts)
     assert counts.sum() == pytest.approx(1_000) and 0 < counts[0] < 25
     np.testing.assert_allclose(reservoirs.kept, np.minimum(counts, 50), rtol=1e-6)
+    uniform = np.asarray(agent_history(jax.random.PRNGKey(0), 0.99, 1_000, 50, 1.0).counts)
+    assert uniform.sum() == pytest.approx(1_000) and np.all(np.abs(uniform - 200) < 50)
 
 
 def test_adaptation_errors_by_history_length_by_hand():

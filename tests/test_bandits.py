@@ -295,6 +295,7 @@ BAD_FLAGS = [({"deltas": (0.5, 1.5)}, "deltas"), ({"deltas": (-0.1,)}, "deltas")
              ({"max_pulls": 0}, "max_pulls"), ({"eval_head": "closed"}, "eval_head"),
              ({"head": "closed"}, "head"), ({"outer_kl": "mean"}, "outer_kl"),
              ({"eval_head_kl_weight": 0.0}, "eval_head_kl_weight"),
+             ({"eval_head_anchor": -0.1}, "eval_head_anchor"),
              ({"algorithms": ("abml", "reptile")}, "algorithms")]
 
 

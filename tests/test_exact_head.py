@@ -39,24 +39,34 @@ def problem(seed=0, slots=40):
     return prior, local, support, (np.asarray(contexts), arms, weights, rewards)
 
 
-def test_head_is_the_tempered_bayesian_linear_posterior(x64):
+def head_column(head: dict, arm: int) -> np.ndarray:
+    """Arm ``arm``'s weights [H + 1] (kernel column, then bias) of a head {kernel, bias}."""
+    return np.append(head["kernel"][:, arm], head["bias"][arm])
+
+
+@pytest.mark.parametrize("anchor_share", [0.0, 0.4])
+def test_head_is_the_tempered_bayesian_linear_posterior(x64, anchor_share):
     """Each arm's head is N(m, diag(P)⁻¹) of the regression on the mean network's features,
     every pull written out w times, noise variance β s² and prior N(μ_θ, σ_θ²); the hidden
-    layers keep λ."""
+    layers keep λ. With an anchor ρ, every slot also stands for ρ w pseudo-pulls of every
+    arm whose targets are the K steps' head's predictions."""
     prior, local, support, (contexts, arms, weights, rewards) = problem()
-    refit = ExactHead(NOISE_STD, KL_WEIGHT)(MODEL, prior, local, support)
+    refit = ExactHead(NOISE_STD, KL_WEIGHT, anchor_share)(MODEL, prior, local, support)
     features = np.asarray(MODEL.apply({"params": local.mean}, jnp.asarray(contexts),
                                       method="features"))
     design = np.concatenate([features, np.ones((len(contexts), 1))], axis=1)
     for arm in range(NUM_ARMS):
         rows = np.repeat(np.flatnonzero(arms == arm), weights[arms == arm].astype(int))
         z, y = design[rows], rewards[rows]
-        prior_mean = np.append(prior.mean["head"]["kernel"][:, arm], prior.mean["head"]["bias"][arm])
-        prior_var = np.exp(2 * np.append(prior.log_sigma["head"]["kernel"][:, arm],
-                                         prior.log_sigma["head"]["bias"][arm]))
+        pseudo_weights = anchor_share * weights                     # every slot, every arm
+        pseudo_targets = design @ head_column(local.mean["head"], arm)
+        prior_mean = head_column(prior.mean["head"], arm)
+        prior_var = np.exp(2 * head_column(prior.log_sigma["head"], arm))
         noise_var = KL_WEIGHT * NOISE_STD ** 2
-        precision = z.T @ z / noise_var + np.diag(1 / prior_var)
-        mean = np.linalg.solve(precision, z.T @ y / noise_var + prior_mean / prior_var)
+        precision = (z.T @ z + design.T @ (pseudo_weights[:, None] * design)) / noise_var \
+            + np.diag(1 / prior_var)
+        mean = np.linalg.solve(precision, (z.T @ y + design.T @ (pseudo_weights * pseudo_targets))
+                               / noise_var + prior_mean / prior_var)
         np.testing.assert_allclose(refit.mean["head"]["kernel"][:, arm], mean[:-1], rtol=1e-9)
         np.testing.assert_allclose(refit.mean["head"]["bias"][arm], mean[-1], rtol=1e-9)
         np.testing.assert_allclose(np.exp(-2 * refit.log_sigma["head"]["kernel"][:, arm]),
@@ -66,6 +76,17 @@ def test_head_is_the_tempered_bayesian_linear_posterior(x64):
     for layer in ("layers_0", "layers_1"):
         np.testing.assert_array_equal(refit.mean[layer]["kernel"], local.mean[layer]["kernel"])
         np.testing.assert_array_equal(refit.log_sigma[layer]["bias"], local.log_sigma[layer]["bias"])
+
+
+def test_a_large_anchor_gives_back_the_inner_steps_head(x64):
+    """ρ → ∞: the pseudo-pulls outweigh the data and the prior, and the head is v_K."""
+    prior, local, support, _ = problem(seed=5)
+    unanchored = ExactHead(NOISE_STD, KL_WEIGHT)(MODEL, prior, local, support)
+    anchored = ExactHead(NOISE_STD, KL_WEIGHT, 1e9)(MODEL, prior, local, support)
+    for name in ("kernel", "bias"):
+        assert np.max(np.abs(unanchored.mean["head"][name] - local.mean["head"][name])) > 0.1
+        np.testing.assert_allclose(anchored.mean["head"][name], local.mean["head"][name],
+                                   atol=1e-6)
 
 
 def test_head_mean_zeroes_the_local_objectives_gradient(x64):
@@ -84,22 +105,23 @@ def test_head_mean_zeroes_the_local_objectives_gradient(x64):
         np.testing.assert_allclose(after[name], 0.0, atol=1e-9 * np.max(np.abs(before[name])))
 
 
-@pytest.mark.parametrize("head,eval_head,head_kl_weight,refits", [
-    (None, "exact", None, True), ("exact", None, None, True), ("exact", "inner_steps", None, False),
-    (None, "exact", 1.0, True), ("exact", None, 1.0, True)])
+@pytest.mark.parametrize("head,eval_head,head_kl_weight,anchor,refits", [
+    (None, "exact", None, 0.0, True), ("exact", None, None, 0.0, True),
+    ("exact", "inner_steps", None, 0.0, False), (None, "exact", 1.0, 0.0, True),
+    ("exact", None, 1.0, 0.0, True), (None, "exact", 1.0, 0.2, True)])
 def test_abml_agent_refits_its_head_after_its_inner_steps(head, eval_head, head_kl_weight,
-                                                          refits):
+                                                          anchor, refits):
     """ABML's agent (not MAML's) plays with the head ``eval_head`` says, or (None) the one it
     was meta-trained with (``head``), and a re-adaptation is then the K inner steps followed by
     the refit with its learner's likelihood, solved at β = ``eval_head_kl_weight`` (None: the
-    learner's β)."""
+    learner's β) and anchored by ``eval_head_anchor``."""
     config = tiny_config(head=head, eval_head=eval_head, eval_head_kl_weight=head_kl_weight,
-                         readapt_every=1)
+                         eval_head_anchor=anchor, readapt_every=1)
     learners = {a: (wheel_bandit.play_learner(config, a, wheel_bandit.bandit_learner(config, a)),
                     None) for a in config.algorithms}
     agents = wheel_bandit.make_agents(config, learners)
     abml, maml = agents["ABML"][0], agents["MAML"][0]
-    exact = ExactHead(config.noise_std, head_kl_weight or config.kl_weight)
+    exact = ExactHead(config.noise_std, head_kl_weight or config.kl_weight, anchor)
     assert config.kl_weight != 1.0   # so that a β left at the learner's shows
     assert abml.learner.refit == (exact if refits else None) and maml.learner.refit is None
     params = abml.learner.init_params(jax.random.PRNGKey(0), jnp.zeros((8, INPUT_DIM)))
@@ -149,3 +171,5 @@ def test_short_run_meta_trained_with_the_exact_head(tmp_path):
 def test_exact_head_needs_a_positive_kl_weight():
     with pytest.raises(ValueError, match="kl_weight"):
         ExactHead(1.0, 0.0)
+    with pytest.raises(ValueError, match="anchor_share"):
+        ExactHead(1.0, 1.0, -0.1)

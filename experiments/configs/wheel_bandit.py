@@ -34,16 +34,10 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   1.11 / 20.56, 1.16 / 20.97 and 1.17 / 20.81, MAML 0.58 / 20.23, 0.59 / 20.56 and
   0.57 / 20.70: no worse than 10 or 20, at half the play time of 10 (ABML 0.49 against 0.93 s
   per 1,000 pulls). That was measured on models of the default's 3,000 meta-training steps. The
-  longer-trained models of the README's Table 1 do better with more steps: mean regret over
-  the five δ (the same problems) at K = 5 / 10 / 20 / 40, ABML (12,000 steps) 2.71 / 2.34 /
-  2.10 / 1.91, 1.81 at K = 80 and 1.78 at K = 160 (within the errors, twice the play
-  time), MAML (28,000) 2.49 / 2.43 / 2.34 / 2.45, MAML with Meta-SGD (8,000) 2.24 / 2.09 /
-  1.94 / 1.95, the play time nearly in proportion to K. The table plays
-  the MAMLs with ``--config.eval_inner_steps=20`` and ABML with 80. At K = 80 ABML's
-  meta-training length was chosen again: 16,000 steps (mean 1.72, against 2.87 at 4,000,
-  2.12 at 8,000, 1.81 at 12,000 and 1.88 at 20,000), though at K = 5 it was behind 12,000
-  (3.59 against 2.71). At 16,000 steps K = 40 gives 1.82 and K = 160 1.73, so K = 80 is the
-  lowest there.
+  longer-trained models of the README's Table 1 do better with more steps (mean regret over
+  the five δ, ABML at 12,000 steps: 2.71 at K = 5, 1.81 at K = 80; README), so the table plays
+  the MAMLs with ``--config.eval_inner_steps=20`` and ABML with 80, at 16,000 steps (chosen
+  again at K = 80: mean 1.72, against 2.87 at 4,000 and 1.88 at 20,000).
 - ``meta_sgd`` per algorithm (a meta-training setting, chosen on the same validation
   problems): ABML learns a step scale per weight for its inner loop (part of ψ; Li et al.,
   2017); MAML keeps Finn et al.'s single step size. Meta-training logged a query
@@ -77,6 +71,10 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   (3.79 / 3.27 / 3.08 / 3.39). At K = 20: 2.82 against the K steps' head's 3.39. Lower at
   δ ≥ 0.9, higher at δ = 0.5 (0.87 against 0.47; README). MAML's head is always the K steps'.
   Table 1's ABML rows were played with the K steps' head; their models are not here to replay.
+  ``eval_head_anchor`` = 0: κ > 0 anchors the head to the K steps' where an arm was seldom
+  pulled (``metabayes.bandit.exact_head``). κ = 0.01 / 0.03 / 0.1 gave 0.69 / 0.92 / 2.02 /
+  3.46 / 8.65 (3.15), 0.64 / 0.93 / 1.97 / 3.63 / 9.22 (3.28), 0.52 / 0.98 / 2.03 / 3.50 /
+  10.33 (3.47): δ = 0.5 falls and δ ≥ 0.95 rises, as with a larger β. Off.
 - ``head`` = None ("inner_steps"): in meta-training, ABML's head is the K inner steps'. "exact"
   meta-trains through the solve (at ``kl_weight``). With it (and ``outer_kl="per_point"``,
   3,000 steps) ABML gave 1.43 / 2.14 / 5.35 / 7.16 / 15.62 on the same problems at meta-
@@ -180,6 +178,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.head = ml_collections.config_dict.placeholder(str)        # ABML's head: docstring
     c.eval_head = ml_collections.FieldReference("exact", field_type=str)   # None: ``head``
     c.eval_head_kl_weight = ml_collections.FieldReference(1.0, field_type=float)   # None: β
+    c.eval_head_anchor = 0.0             # κ: anchor to the K steps' head (exact head): docstring
     c.outer_kl = ml_collections.config_dict.placeholder(str)    # None: summed; docstring
     del c["meta_sgd"]                    # per algorithm instead: module docstring
     c.meta_sgd = ml_collections.ConfigDict(dict(abml=True, maml=False))
@@ -226,6 +225,7 @@ RULES = {
     "readapt_growth": number(0.0), "warm_start": BOOLEAN,
     "head": optional(one_of(*HEADS)), "eval_head": optional(one_of(*HEADS)),
     "eval_head_kl_weight": optional(positive()),
+    "eval_head_anchor": number(0.0),
     "outer_kl": optional(one_of("per_point")), "curve_points": integer(1),
     "meta_sgd": {algorithm: BOOLEAN for algorithm in ALGORITHMS},
     "policy": {algorithm: one_of(*POLICIES) for algorithm in ALGORITHMS},
@@ -246,5 +246,6 @@ RESUMABLE_CHANGES = ("algorithms", "steps", "log_every", "checkpoint_every", "ke
                      "readapt_growth", "warm_start", "curve_points",
                      "eval_inner_steps", "eval_inner_lr", "eval_samples", "eval_batch_norm",
                      "eval_local_variance", "eval_head", "eval_head_kl_weight",
+                     "eval_head_anchor",
                      *(f"policy.{algorithm}" for algorithm in ALGORITHMS),
                      "force_resume", *(f"neural_linear.{key}" for key in RULES["neural_linear"]))

@@ -18,6 +18,21 @@ rule (``metabayes.fisher_variance``) moves σ_λ towards for these weights. ``Ex
 the head's factor of λ by it after the K inner steps; the hidden layers keep their λ. Using the
 mean network's features h(x; μ_λ) is the approximation: the exact coordinate step would average
 over the hidden layers' q.
+
+An agent's history is on-policy: arm a is pulled where it looked best, so the regression fits
+f_a where a was pulled and extrapolates it where a was not, e.g. a quadrant's arm across the
+quadrant's axis into its neighbour's. With ``anchor_share`` = κ > 0 the head is anchored there
+to the K inner steps' head v_K: every arm gets κ · (pulls so far) pseudo-pulls at the history's
+contexts, with targets its K steps' prediction z_rᵀ v_K,a, i.e.
+
+    G = κ Σ_r w_r z_r z_rᵀ / (β s²),   w_r = Σ_a w_ra,
+    P_a += G,   m_a = P_a⁻¹ (... + G v_K,a),
+
+a Gaussian prior on v_a centred at v_K,a whose covariance follows the contexts' own features
+(a g-prior). Where arm a was pulled for more than a share κ of the contexts, its data decide;
+where less, v_K's function stays. κ = 0 is the exact optimum above; κ → ∞ gives back v_K
+(tested). v_K has seen the same history (K short steps from θ), so the anchor counts it a
+second time, weakly.
 """
 import dataclasses
 
@@ -44,15 +59,19 @@ def _split(stacked: jax.Array) -> dict:
 class ExactHead:
     """λ ↦ λ with its head's factor at the minimiser of ℓ(λ, θ) given the mean network's
     features (module docstring). ``noise_std``: s of the Gaussian likelihood; ``kl_weight``: β
-    (> 0)."""
+    (> 0); ``anchor_share``: κ (>= 0), the pseudo-pulls per pull that anchor each arm to the
+    K inner steps' head where it was not pulled (0: none)."""
 
     noise_std: float
     kl_weight: float
+    anchor_share: float = 0.0
 
     def __post_init__(self):
         if not self.kl_weight > 0:
             raise ValueError(f"ExactHead needs `kl_weight` > 0 (the prior's weight), got "
                              f"{self.kl_weight!r}")
+        if not self.anchor_share >= 0:
+            raise ValueError(f"ExactHead needs `anchor_share` >= 0, got {self.anchor_share!r}")
 
     def __call__(self, model, prior: MeanFieldGaussian, local: MeanFieldGaussian,
                  support) -> MeanFieldGaussian:
@@ -63,8 +82,12 @@ class ExactHead:
         features = model.apply({"params": local.mean}, inputs[:, :CONTEXT_DIM], method="features")
         z = jnp.concatenate([features, jnp.ones_like(features[:, :1])], axis=1)   # [R, H + 1]
         scale = 1.0 / (self.kl_weight * self.noise_std ** 2)
-        gram = scale * jnp.einsum("ra,rd,re->ade", jnp.square(roots), z, z)
-        moment = scale * jnp.einsum("ra,r,rd->ad", roots, targets[:, 0], z)
+        weights = jnp.square(roots)                                        # w_ra [R, A]
+        anchor = (self.anchor_share * scale
+                  * jnp.einsum("r,rd,re->de", weights.sum(axis=1), z, z))   # G [H + 1, H + 1]
+        gram = scale * jnp.einsum("ra,rd,re->ade", weights, z, z) + anchor
+        moment = (scale * jnp.einsum("ra,r,rd->ad", roots, targets[:, 0], z)
+                  + _stacked(**local.mean[HEAD]) @ anchor)                 # + G v_K,a
         prior_mean = _stacked(**prior.mean[HEAD])
         prior_precision = jnp.exp(-2 * _stacked(**prior.log_sigma[HEAD]))
         diagonal = jnp.diagonal(gram, axis1=1, axis2=2) + prior_precision        # [A, H + 1]
