@@ -8,9 +8,9 @@ ABML and MAML each play one run at δ, with the key of Table 1's first trial at 
 (the table's own first run when ``--delta`` is that δ, 0.5 by default; a diagnosis of the
 table's results), or with ``--problems=validation`` that of the validation problems' first
 trial (``benchmarks.wheel_bandit_choices``; for diagnoses that inform a choice), at the
-default play settings, or at those of ``--variant`` (``benchmarks.wheel_bandit_variants``; e.g.
-"80 steps", Table 1's K for ABML). Over the second half of the pulls, the regret per pull is split by
-where the context lies:
+default play settings, or at those of ``--variant`` (``benchmarks.wheel_bandit_variants``;
+e.g. "80 steps", Table 1's K for ABML). Over the second half of the pulls, the regret per pull
+is split by where the context lies:
 
 - inside the disc (‖x‖ ≤ δ): arm 0 (1.2) is optimal, any other arm costs 0.2;
 - outside: the quadrant's arm (50) is optimal; a wrong arm costs ~49. These mistakes are

@@ -48,7 +48,7 @@ def head_column(head: dict, arm: int) -> np.ndarray:
 def test_head_is_the_tempered_bayesian_linear_posterior(x64, anchor_share):
     """Each arm's head is N(m, diag(P)⁻¹) of the regression on the mean network's features,
     every pull written out w times, noise variance β s² and prior N(μ_θ, σ_θ²); the hidden
-    layers keep λ. With an anchor ρ, every slot also stands for ρ w pseudo-pulls of every
+    layers keep λ. With an anchor κ, every slot also stands for κ w pseudo-pulls of every
     arm whose targets are the K steps' head's predictions."""
     prior, local, support, (contexts, arms, weights, rewards) = problem()
     refit = ExactHead(NOISE_STD, KL_WEIGHT, anchor_share)(MODEL, prior, local, support)
@@ -79,7 +79,7 @@ def test_head_is_the_tempered_bayesian_linear_posterior(x64, anchor_share):
 
 
 def test_a_large_anchor_gives_back_the_inner_steps_head(x64):
-    """ρ → ∞: the pseudo-pulls outweigh the data and the prior, and the head is v_K."""
+    """κ → ∞: the pseudo-pulls outweigh the data and the prior, and the head is v_K."""
     prior, local, support, _ = problem(seed=5)
     unanchored = ExactHead(NOISE_STD, KL_WEIGHT)(MODEL, prior, local, support)
     anchored = ExactHead(NOISE_STD, KL_WEIGHT, 1e9)(MODEL, prior, local, support)

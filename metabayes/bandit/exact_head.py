@@ -60,7 +60,7 @@ class ExactHead:
     """λ ↦ λ with its head's factor at the minimiser of ℓ(λ, θ) given the mean network's
     features (module docstring). ``noise_std``: s of the Gaussian likelihood; ``kl_weight``: β
     (> 0); ``anchor_share``: κ (>= 0), the pseudo-pulls per pull that anchor each arm to the
-    K inner steps' head where it was not pulled (0: none)."""
+    K inner steps' head where it was seldom pulled (0: none)."""
 
     noise_std: float
     kl_weight: float
