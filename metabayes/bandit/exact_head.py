@@ -82,12 +82,13 @@ class ExactHead:
         features = model.apply({"params": local.mean}, inputs[:, :CONTEXT_DIM], method="features")
         z = jnp.concatenate([features, jnp.ones_like(features[:, :1])], axis=1)   # [R, H + 1]
         scale = 1.0 / (self.kl_weight * self.noise_std ** 2)
-        weights = jnp.square(roots)                                        # w_ra [R, A]
-        anchor = (self.anchor_share * scale
-                  * jnp.einsum("r,rd,re->de", weights.sum(axis=1), z, z))   # G [H + 1, H + 1]
-        gram = scale * jnp.einsum("ra,rd,re->ade", weights, z, z) + anchor
-        moment = (scale * jnp.einsum("ra,r,rd->ad", roots, targets[:, 0], z)
-                  + _stacked(**local.mean[HEAD]) @ anchor)                 # + G v_K,a
+        # Slot r stands for w_ra pulls of arm a, and with the anchor for κ w_r pseudo-pulls of
+        # every arm whose targets are the K steps' predictions z_rᵀ v_K,a.
+        pseudo_pulls = self.anchor_share * jnp.sum(jnp.square(roots), axis=1, keepdims=True)
+        weights = jnp.square(roots) + pseudo_pulls                         # [R, A]
+        weighted_targets = roots * targets + pseudo_pulls * (z @ _stacked(**local.mean[HEAD]).T)
+        gram = scale * jnp.einsum("ra,rd,re->ade", weights, z, z)        # [A, H + 1, H + 1]
+        moment = scale * jnp.einsum("ra,rd->ad", weighted_targets, z)     # [A, H + 1]
         prior_mean = _stacked(**prior.mean[HEAD])
         prior_precision = jnp.exp(-2 * _stacked(**prior.log_sigma[HEAD]))
         diagonal = jnp.diagonal(gram, axis1=1, axis2=2) + prior_precision        # [A, H + 1]
