@@ -12,12 +12,15 @@ default play settings, or at those of ``--variant`` (``benchmarks.wheel_bandit_v
 e.g. "80 steps", Table 1's K for ABML). Over the second half of the pulls, the regret per pull
 is split by where the context lies:
 
-- inside the disc (‖x‖ ≤ δ): arm 0 (1.2) is optimal, any other arm costs 0.2;
+- inside the disc (‖x‖ ≤ δ): arm 0 (1.2) is optimal, any other arm costs 0.2. The share of
+  wrong pulls is also given by the context's depth inside δ;
 - outside: the quadrant's arm (50) is optimal; a wrong arm costs ~49. These mistakes are
   counted by the context's angle to the nearest quadrant axis and by its distance outside δ.
 
 A mistake close to an axis is a quadrant boundary the network cannot place finely; a mistake
-close to the circle is δ not yet found.
+close to the circle is δ not yet found. Inside, wrong pulls that gather just inside the circle
+are a smooth fit of the quadrant arm's jump from 1 to 50 at δ: it already predicts more than
+arm 0's 1.2 before the circle.
 """
 import json
 
@@ -32,12 +35,13 @@ from metabayes.bandit.agents import play, sample_problem
 from metabayes.bandit.wheel import NUM_ARMS
 
 ANGLE_BINS = (0.0, 1.0, 2.0, 5.0, 10.0, 45.0)        # degrees to the nearest quadrant axis
-DISTANCE_BINS = (0.0, 0.02, 0.05, 0.1, 0.2, 1.0)     # ‖x‖ − δ
+DISTANCE_BINS = (0.0, 0.02, 0.05, 0.1, 0.2, 1.0)     # |‖x‖ − δ|, outside and inside the disc
 
 def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
                    delta: float) -> dict:
     """Regret per pull over ``contexts`` [n, 2] with pulled ``arms`` [n] and ``regrets`` [n],
-    split inside/outside the disc of radius δ; the share of each arm among the inside pulls;
+    split inside/outside the disc of radius δ; the share of each arm among the inside pulls,
+    and of wrong ones by depth inside δ (``DISTANCE_BINS``; None for a bin without pulls);
     the outside mistakes (regret > 1) binned by angle to the nearest axis (``ANGLE_BINS``,
     degrees) and distance outside δ (``DISTANCE_BINS``)."""
     radius = np.linalg.norm(contexts, axis=1)
@@ -46,10 +50,15 @@ def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
     angle = np.degrees(np.arctan2(contexts[:, 1], contexts[:, 0])) % 90.0
     to_axis = np.minimum(angle, 90.0 - angle)
     share = lambda mask: float(mask.mean()) if mask.size else 0.0
+    inside_wrong = regrets[inside] > 0
+    depth_bin = np.digitize(delta - radius[inside], DISTANCE_BINS[1:-1])
+    wrong_by_depth = [inside_wrong[depth_bin == b] for b in range(len(DISTANCE_BINS) - 1)]
     return {
         "regret_per_pull": float(regrets.mean()),
         "inside_regret_per_pull": float(regrets[inside].sum() / regrets.size),
-        "inside_wrong_share": share(regrets[inside] > 0),
+        "inside_wrong_share": share(inside_wrong),
+        "inside_wrong_share_by_depth": [float(w.mean()) if w.size else None
+                                        for w in wrong_by_depth],
         "inside_arm_shares": (np.bincount(arms[inside], minlength=NUM_ARMS)
                               / max(inside.sum(), 1)).tolist(),
         "outside_regret_per_pull": float(regrets[~inside].sum() / regrets.size),
@@ -73,8 +82,9 @@ def main(argv):
     late = slice(_N.value // 2, None)
     results = {}
     print(f"{_VARIANT.value} (K = {config.eval_inner_steps}), δ = {_DELTA.value}, n = {_N.value}, "
-          f"pulls {_N.value // 2 + 1}-{_N.value}; outside mistakes by angle to an axis "
-          f"{ANGLE_BINS} deg and distance outside δ {DISTANCE_BINS}")
+          f"pulls {_N.value // 2 + 1}-{_N.value}; inside, the share wrong by depth inside δ, and "
+          f"outside, mistakes by angle to an axis {ANGLE_BINS} deg and by distance outside δ, "
+          f"binned at {DISTANCE_BINS}")
     for name in (algorithm.upper() for algorithm in learners):   # the run's meta-learners
         agent, init = agents[name]
         arms, regrets = play(agent, init(init_key), play_key, _DELTA.value, _N.value)
@@ -83,7 +93,9 @@ def main(argv):
         r = results[name]
         print(f"{name}: regret/pull {r['regret_per_pull']:.3f} = inside "
               f"{r['inside_regret_per_pull']:.3f} (wrong {r['inside_wrong_share']:.1%}, arms "
-              f"{np.round(r['inside_arm_shares'], 2).tolist()}) + outside "
+              f"{np.round(r['inside_arm_shares'], 2).tolist()}; by depth "
+              f"{[None if w is None else round(w, 3) for w in r['inside_wrong_share_by_depth']]}) "
+              f"+ outside "
               f"{r['outside_regret_per_pull']:.3f} (wrong {r['outside_wrong_share']:.2%}); by "
               f"angle {r['outside_mistakes_by_angle']}, by distance "
               f"{r['outside_mistakes_by_distance']}", flush=True)

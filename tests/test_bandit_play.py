@@ -388,18 +388,20 @@ def test_vmapped_trials_equal_one_trial_at_a_time(which):
 
 def test_regret_sources_split_by_region():
     """``benchmarks.wheel_bandit_mistakes.regret_sources`` by hand at δ = 0.5: an inside pull
-    of arm 1 (regret 0.2); two wrong quadrant arms (49 each), one 0.56° from the x-axis and
-    0.01 outside δ, the other 9.5° from the y-axis and 0.11 outside; and a right pull."""
+    of arm 1 (regret 0.2) 0.28 inside δ; two wrong quadrant arms (49 each), one 0.56° from the
+    x-axis and 0.01 outside δ, the other 9.5° from the y-axis and 0.11 outside; a right pull
+    outside, and one of arm 0 0.01 inside δ."""
     from benchmarks.wheel_bandit_mistakes import regret_sources
-    contexts = np.array([[0.1, 0.2], [0.51, 0.005], [0.1, 0.6], [0.6, -0.5]])
-    arms = np.array([1, 4, 2, 4])
+    contexts = np.array([[0.1, 0.2], [0.51, 0.005], [0.1, 0.6], [0.6, -0.5], [0.49, 0.0]])
+    arms = np.array([1, 4, 2, 4, 0])
     means = np.asarray(mean_rewards(jnp.asarray(contexts), 0.5))
-    regrets = means.max(1) - means[np.arange(4), arms]
+    regrets = means.max(1) - means[np.arange(5), arms]
     sources = regret_sources(contexts, arms, regrets, 0.5)
-    assert sources["regret_per_pull"] == pytest.approx((0.2 + 2 * 49.0) / 4, rel=1e-5)
-    assert sources["inside_regret_per_pull"] == pytest.approx(0.05, rel=1e-5)
-    assert sources["inside_wrong_share"] == 1.0 and sources["outside_wrong_share"] == 2 / 3
-    assert sources["inside_arm_shares"] == [0, 1, 0, 0, 0]
+    assert sources["regret_per_pull"] == pytest.approx((0.2 + 2 * 49.0) / 5, rel=1e-5)
+    assert sources["inside_regret_per_pull"] == pytest.approx(0.04, rel=1e-5)
+    assert sources["inside_wrong_share"] == 0.5 and sources["outside_wrong_share"] == 2 / 3
+    assert sources["inside_arm_shares"] == [0.5, 0.5, 0, 0, 0]
+    assert sources["inside_wrong_share_by_depth"] == [0.0, None, None, None, 1.0]
     assert sources["outside_mistakes_by_angle"] == [1, 0, 0, 1, 0]
     assert sources["outside_mistakes_by_distance"] == [1, 0, 0, 1, 0]
 
