@@ -34,10 +34,10 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   1.11 / 20.56, 1.16 / 20.97 and 1.17 / 20.81, MAML 0.58 / 20.23, 0.59 / 20.56 and
   0.57 / 20.70: no worse than 10 or 20, at half the play time of 10 (ABML 0.49 against 0.93 s
   per 1,000 pulls). That was measured on models of the default's 3,000 meta-training steps. The
-  longer-trained models of the README's Table 1 do better with more steps (mean regret over
-  the five δ, ABML at 12,000 steps: 2.71 at K = 5, 1.81 at K = 80; README), so the table plays
-  the MAMLs with ``--config.eval_inner_steps=20`` and ABML with 80, at 16,000 steps (chosen
-  again at K = 80: mean 1.72, against 2.87 at 4,000 and 1.88 at 20,000).
+  longer-trained models of Table 1 do better with more steps (mean over the five δ, a GPU ABML
+  at 12,000 steps: 2.71 at K = 5, 1.81 at K = 80), so the table plays all three at K = 20: ABML
+  (12,000 CPU steps, exact head) 1.56, against 1.67 at K = 5 and 1.72 for the GPU ABML it played
+  until 2026-12-06 (16,000 steps, K = 80, the K steps' head). The README has each.
 - ``meta_sgd`` per algorithm (a meta-training setting, chosen on the same validation
   problems): ABML learns a step scale per weight for its inner loop (part of ψ; Li et al.,
   2017); MAML keeps Finn et al.'s single step size. Meta-training logged a query
@@ -68,9 +68,9 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   for 3,000 steps on 2026-12-06), with the mean over δ in brackets: the K steps' head
   (``eval_head="inner_steps"``, the default before) 0.47 / 0.90 / 2.56 / 4.17 / 13.30 (4.28);
   the exact head at β = 1 0.87 / 0.98 / 2.11 / 2.97 / 7.90 (2.97), at β = 0.1 / 0.3 / 3 / 10
-  (3.79 / 3.27 / 3.08 / 3.39). At K = 20: 2.82 against the K steps' head's 3.39. Lower at
-  δ ≥ 0.9, higher at δ = 0.5 (0.87 against 0.47; README). MAML's head is always the K steps'.
-  Table 1's ABML rows were played with the K steps' head; their models are not here to replay.
+  (3.79 / 3.27 / 3.08 / 3.39). At K = 20: 2.82 against 3.39. Lower at δ ≥ 0.9, higher at
+  δ = 0.5 (0.87 against 0.47); at 12,000 steps level at δ = 0.5 and 1.67 against 2.80 (README).
+  MAML's head is always the K steps'.
   ``eval_head_anchor`` = 0: κ > 0 anchors the head to the K steps' where an arm was seldom
   pulled (``metabayes.bandit.exact_head``). κ = 0.01 / 0.03 / 0.1 gave 0.69 / 0.92 / 2.02 /
   3.46 / 8.65 (3.15), 0.64 / 0.93 / 1.97 / 3.63 / 9.22 (3.28), 0.52 / 0.98 / 2.03 / 3.50 /
@@ -124,12 +124,12 @@ meta-training steps, before ``steps`` became 3,000, with 102 slots per arm at pl
 - ``steps`` = 3,000 meta-training steps, because the outer loss was still falling at 1,000
   (query MSE ~120; ~85 at 3,000). Table 1 (with 102 slots and K = 10 at play) improved in all
   20 cells of ABML and MAML (n = 80,000, δ = 0.5: ABML 2.45 → 2.05, MAML 2.33 → 1.59;
-  δ = 0.99: 25.00 → 23.47 and 24.33 → 23.09). Longer runs need a GPU (~1.2 s a step on 2 CPU
-  cores, 0.88 s for ABML since its weight noise is stored once; 11-15 ms on an H200). Table 1's models were trained there and their length chosen
-  on the validation problems among checkpoints every 4,000 steps (lowest mean regret over the
-  five δ, n = 20,000, 3 trials): ABML 12,000 steps (mean 2.71, against 3.82 at 4,000), MAML
-  28,000 (2.49, its last), MAML with Meta-SGD 8,000 (2.24). A workdir trained further plays
-  its checkpoint at ``steps`` (README, "Table 1").
+  δ = 0.99: 25.00 → 23.47 and 24.33 → 23.09). Longer runs take hours on 2 CPU cores (~1.2 s
+  a step, 0.88 s for ABML since its weight noise is stored once; 11-15 ms on an H200). Table
+  1's MAMLs were trained on a GPU, its ABML on the CPU, each length chosen on the validation
+  problems (lowest mean regret over the five δ, n = 20,000, 3 trials, K = 5): MAML 28,000
+  (2.49, its last), MAML with Meta-SGD 8,000 (2.24), ABML 12,000 (1.67, of 3,000-12,000). A
+  workdir trained further plays its checkpoint at ``steps`` (README, "Table 1").
 - ``inner_optimizer`` = SGD. Models meta-trained with an inner Adam (``inner_lr`` = 0.01, no
   ``per_point_step``) use the history: K = 5 steps take MAML's query MSE on meta-training's
   episodes from θ's 105.2 to 69.8, where SGD's take it from 89.8 to 84.0 (README,
