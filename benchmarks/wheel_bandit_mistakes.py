@@ -49,7 +49,7 @@ def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
     mistakes = ~inside & (regrets > 1.0)
     angle = np.degrees(np.arctan2(contexts[:, 1], contexts[:, 0])) % 90.0
     to_axis = np.minimum(angle, 90.0 - angle)
-    share = lambda mask: float(mask.mean()) if mask.size else 0.0
+    share = lambda mask, empty=0.0: float(mask.mean()) if mask.size else empty
     inside_wrong = regrets[inside] > 0
     depth_bin = np.digitize(delta - radius[inside], DISTANCE_BINS[1:-1])
     wrong_by_depth = [inside_wrong[depth_bin == b] for b in range(len(DISTANCE_BINS) - 1)]
@@ -57,8 +57,7 @@ def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
         "regret_per_pull": float(regrets.mean()),
         "inside_regret_per_pull": float(regrets[inside].sum() / regrets.size),
         "inside_wrong_share": share(inside_wrong),
-        "inside_wrong_share_by_depth": [float(w.mean()) if w.size else None
-                                        for w in wrong_by_depth],
+        "inside_wrong_share_by_depth": [share(w, empty=None) for w in wrong_by_depth],
         "inside_arm_shares": (np.bincount(arms[inside], minlength=NUM_ARMS)
                               / max(inside.sum(), 1)).tolist(),
         "outside_regret_per_pull": float(regrets[~inside].sum() / regrets.size),

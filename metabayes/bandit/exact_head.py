@@ -84,8 +84,9 @@ class ExactHead:
         scale = 1.0 / (self.kl_weight * self.noise_std ** 2)
         # Slot r stands for w_ra pulls of arm a, and with the anchor for κ w_r pseudo-pulls of
         # every arm whose targets are the K steps' predictions z_rᵀ v_K,a.
-        pseudo_pulls = self.anchor_share * jnp.sum(jnp.square(roots), axis=1, keepdims=True)
-        weights = jnp.square(roots) + pseudo_pulls                         # [R, A]
+        pulls = jnp.square(roots)                                          # w_ra [R, A]
+        pseudo_pulls = self.anchor_share * jnp.sum(pulls, axis=1, keepdims=True)   # κ w_r [R, 1]
+        weights = pulls + pseudo_pulls                                     # [R, A]
         weighted_targets = roots * targets + pseudo_pulls * (z @ _stacked(**local.mean[HEAD]).T)
         gram = scale * jnp.einsum("ra,rd,re->ade", weights, z, z)        # [A, H + 1, H + 1]
         moment = scale * jnp.einsum("ra,rd->ad", weighted_targets, z)     # [A, H + 1]
