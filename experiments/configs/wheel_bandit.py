@@ -37,7 +37,7 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   longer-trained models of Table 1 do better with more steps (mean over the five δ, a GPU ABML
   at 12,000 steps: 2.71 at K = 5, 1.81 at K = 80), so the table plays all three at K = 20: ABML
   (12,000 CPU steps, exact head) 1.56, against 1.67 at K = 5 and 1.72 for the GPU ABML it played
-  until 2026-12-06 (16,000 steps, K = 80, the K steps' head). The README has each.
+  until 2026-12-06 (16,000 steps, K = 80, the K steps' head). docs/wheel_bandit.md has each.
 - ``meta_sgd`` per algorithm (a meta-training setting, chosen on the same validation
   problems): ABML learns a step scale per weight for its inner loop (part of ψ; Li et al.,
   2017); MAML keeps Finn et al.'s single step size. Meta-training logged a query
@@ -45,9 +45,9 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   (n = 20,000, 3 trials, the five δ, Fisher rule at play): ABML 0.46 / 0.85 / 2.50 / 5.24 /
   20.30 against 0.65 / 0.96 / 3.11 / 5.53 / 22.21 with one step size (MAML 0.58 / 0.94 / 2.63 /
   5.10 / 21.80). MAML stays Finn et al.'s as the table's baseline, though with Meta-SGD it
-  regrets less than ABML at δ = 0.5, 0.95 and 0.99 (0.39 / 1.13 / 2.69 / 4.35 / 15.60; README,
-  "MAML with ABML's Meta-SGD"). A run recorded before this was per algorithm is played with its
-  one value for both.
+  regrets less than ABML at δ = 0.5, 0.95 and 0.99 (0.39 / 1.13 / 2.69 / 4.35 / 15.60;
+  docs/wheel_bandit.md, "MAML with ABML's Meta-SGD"). A run recorded before this was per
+  algorithm is played with its one value for both.
 - ``eval_local_variance`` = "fisher": at play, ABML's σ_λ⁻² moves towards F/β + σ_θ⁻², F the
   Fisher of the reservoir's weighted likelihood, i.e. of the whole history
   (``metabayes.fisher_variance``), so Thompson sampling's posterior narrows as pulls
@@ -69,8 +69,8 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   (``eval_head="inner_steps"``, the default before) 0.47 / 0.90 / 2.56 / 4.17 / 13.30 (4.28);
   the exact head at β = 1 0.87 / 0.98 / 2.11 / 2.97 / 7.90 (2.97), at β = 0.1 / 0.3 / 3 / 10
   (3.79 / 3.27 / 3.08 / 3.39). At K = 20: 2.82 against 3.39. Lower at δ ≥ 0.9, higher at
-  δ = 0.5 (0.87 against 0.47); at 12,000 steps level at δ = 0.5 and 1.67 against 2.80 (README).
-  MAML's head is always the K steps'.
+  δ = 0.5 (0.87 against 0.47); at 12,000 steps level at δ = 0.5 and 1.67 against 2.80
+  (docs/wheel_bandit.md). MAML's head is always the K steps'.
   ``eval_head_anchor`` = 0: κ > 0 anchors the head to the K steps' where an arm was seldom
   pulled (``metabayes.bandit.exact_head``). κ = 0.01 / 0.03 / 0.1 gave 0.69 / 0.92 / 2.02 /
   3.46 / 8.65 (3.15), 0.64 / 0.93 / 1.97 / 3.63 / 9.22 (3.28), 0.52 / 0.98 / 2.03 / 3.50 /
@@ -78,8 +78,8 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
 - ``head`` = None ("inner_steps"): in meta-training, ABML's head is the K inner steps'. "exact"
   meta-trains through the solve (at ``kl_weight``). With it (and ``outer_kl="per_point"``,
   3,000 steps) ABML gave 1.43 / 2.14 / 5.35 / 7.16 / 15.62 on the same problems at meta-
-  training's β: higher in every column (README, "Built, measured, off: meta-training through
-  the exact head").
+  training's β: higher in every column (docs/wheel_bandit.md, "Built, measured, off:
+  meta-training through the exact head").
 - ``outer_kl`` = None: the outer loss's local KL is summed, as in the paper. "per_point" scales
   it by |Q| / (T + |Q|) (``metabayes.per_point_kl``; MATH.md §3), so that the outer loss is
   |Q| × the task's ELBO per point. Built for ``head="exact"``, whose KL on histories of up to
@@ -132,11 +132,11 @@ meta-training steps, before ``steps`` became 3,000, with 102 slots per arm at pl
   workdir trained further plays its checkpoint at ``steps`` (README, "Table 1").
 - ``inner_optimizer`` = SGD. Models meta-trained with an inner Adam (``inner_lr`` = 0.01, no
   ``per_point_step``) use the history: K = 5 steps take MAML's query MSE on meta-training's
-  episodes from θ's 105.2 to 69.8, where SGD's take it from 89.8 to 84.0 (README,
+  episodes from θ's 105.2 to 69.8, where SGD's take it from 89.8 to 84.0 (docs/wheel_bandit.md,
   ``benchmarks.wheel_bandit_adaptation``). But on the validation problems (n = 20,000,
   3 trials) ABML played
   worse at every step size tried, and MAML better only at δ ≥ 0.9 (15.13 against 21.80 at
-  0.99; README, "Tried and not kept: an inner Adam").
+  0.99; docs/wheel_bandit.md, "Tried and not kept: an inner Adam").
 - ``warm_start`` (re-adapt from the last λ, not θ) is off: at n = 20,000 (3 trials) ABML gave
   3.40 / 40.97 against 2.48 / 22.90, MAML 2.82 / 58.70 against 2.54 / 22.50. The number of
   inner steps at play hardly matters at n = 20,000: K = 5 / 10 / 20 gave ABML 2.37 / 2.48 / 2.67
