@@ -132,7 +132,7 @@ n = 20,000, 3 trials; docs/wheel_bandit.md): 2.97 by default; each stands (numbe
   1's MAMLs were trained on a GPU, its ABML on the CPU, each length chosen on the validation
   problems (lowest mean regret over the five δ, n = 20,000, 3 trials, K = 5): MAML 28,000
   (2.49, its last), MAML with Meta-SGD 8,000 (2.24), ABML 12,000 (1.67, of 3,000-12,000). A
-  workdir trained further plays its checkpoint at ``steps`` (README, "Table 1").
+  workdir trained further plays its checkpoint at ``steps`` (tested; docs/wheel_bandit.md).
 - ``inner_optimizer`` = SGD. Models meta-trained with an inner Adam (``inner_lr`` = 0.01, no
   ``per_point_step``) use the history: K = 5 steps take MAML's query MSE on meta-training's
   episodes from θ's 105.2 to 69.8, where SGD's take it from 89.8 to 84.0 (docs/wheel_bandit.md,
