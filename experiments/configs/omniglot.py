@@ -21,7 +21,8 @@ kl_pull·σ_θ²/inner_lr, ``inner_lr_log_sigma`` = inner_lr / log_sigma_lr_divi
 
 Each algorithm then gets the changes that validation tasks chose (``SELECTED``; the search is
 experiments/studies/omniglot_search.sh, on the cpu_demo setting and on 150-step 20-way runs, with
-its tables in the README): at 5-way, for ABML half the inner step size for μ and 5 test-time inner steps instead of 3
+its tables in docs/omniglot.md): at 5-way, for ABML half the inner step size for μ and 5 test-time
+inner steps instead of 3
 (validation NLL 0.611 against 0.833), with β and log σ's step kept at their published-step
 values (so ``kl_pull`` and ``log_sigma_lr_divisor`` scale with it); for MAML half the inner step
 size (0.538 against 0.664). Against ABML's defaults, σ_θ = e^−3.5 (0.850) and 10× β (1.385) were
@@ -48,7 +49,7 @@ SETTINGS = {  # ways, shots, meta_batch, MAML's mean-loss inner lr, train steps 
 }
 
 
-# Chosen on validation tasks (experiments/studies/omniglot_search.sh, its results in the README):
+# Chosen on validation tasks (experiments/studies/omniglot_search.sh; results in docs/omniglot.md):
 # each algorithm's changes from the published starting point, per number of ways: 5 from the
 # cpu_demo setting (5-way 1-shot, 300 steps), 20 from 20-way 1-shot runs of 150 steps.
 # inner_lr_scale multiplies the inner step size.

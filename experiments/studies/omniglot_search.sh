@@ -4,7 +4,7 @@
 # 5-way (STUDY five_way): the cpu_demo setting (5-way 1-shot, small split, Conv4-32, M = 4,
 # 300 steps, Q = 15, T = 5) with the settings named changed, scored on 100 *validation* tasks
 # (--config.evaluate_on=validation): no run here sees a test task. Each round was written after
-# reading the last (README, "How the settings were chosen"). 20-way (STUDY twenty_way): the
+# reading the last (docs/omniglot.md, "How the settings were chosen"). 20-way (STUDY twenty_way): the
 # 20w1s setting shortened to 150 steps (Conv4-32, M = 4, 5 training queries per class), scored
 # on 40 validation tasks, the same grid for both algorithms. Two lanes run side by side, each
 # pinned to one core; a run whose eval.json exists is skipped. Tabulate with
