@@ -8,7 +8,9 @@ its own number of meta-training steps.
 
 ``--labels`` renames each run's meta-learner (empty: keep its name); Uniform and NeuralLinear
 keep theirs, and an agent in several runs is drawn once (the same problems give it the same
-curve).
+curve). ``--per_pull=1000,5000,20000,80000`` also prints each agent's mean regret per pull
+between those pulls (each moved to the nearest point of the curves): whether an agent is still
+learning late in the run or has reached its floor.
 """
 import json
 from types import SimpleNamespace
@@ -23,6 +25,8 @@ RESULT_KEYS = {"n", "trials", "deltas", "curves"}
 _RESULTS = flags.DEFINE_list("results", None, "results.json files of wheel-bandit runs.")
 _LABELS = flags.DEFINE_list("labels", [], "A name for each run's meta-learner ('' keeps it).")
 _OUT = flags.DEFINE_string("out", "regret.png", "The figure (PNG).")
+_PER_PULL = flags.DEFINE_list("per_pull", [], "Also print the regret per pull between these "
+                              "pull counts (ascending).")
 
 
 def merge_curves(runs: list, labels: list) -> dict:
@@ -46,6 +50,28 @@ def merge_curves(runs: list, labels: list) -> dict:
     return curves
 
 
+def regret_per_pull(steps: list, cumulative: list, marks: list) -> list:
+    """[(first pull, last pull, mean regret per pull)] over the windows that end at ``marks``,
+    the first from pull 1; each mark is moved to the nearest of ``steps``, the pull counts at
+    which ``cumulative`` (the cumulative regret) was kept."""
+    ends = sorted({min(range(len(steps)), key=lambda i: abs(steps[i] - mark)) for mark in marks})
+    windows, pulls, regret = [], 0, 0.0
+    for end in ends:
+        windows.append((pulls + 1, steps[end], (cumulative[end] - regret) / (steps[end] - pulls)))
+        pulls, regret = steps[end], cumulative[end]
+    return windows
+
+
+def print_per_pull(steps: list, curves: dict, deltas: list, marks: list):
+    """One row per agent and δ: its regret per pull in each window of ``regret_per_pull``."""
+    rows = {(name, delta): regret_per_pull(steps, per_delta[str(delta)], marks)
+            for name, per_delta in curves.items() for delta in deltas}
+    windows = next(iter(rows.values()))
+    print("mean regret per pull, pulls " + ", ".join(f"{a:,}-{b:,}" for a, b, _ in windows))
+    for (name, delta), row in rows.items():
+        print(f"{name:<24} δ = {delta:<5}" + "".join(f"{rate:>10.3f}" for _, _, rate in row))
+
+
 def main(argv):
     del argv
     if not _RESULTS.value:
@@ -64,11 +90,20 @@ def main(argv):
     except ValueError as error:
         raise app.UsageError(str(error))
     deltas = runs[0]["deltas"]
+    try:
+        marks = [int(mark) for mark in _PER_PULL.value]
+    except ValueError:
+        raise app.UsageError(f"--per_pull must be pull counts, got {','.join(_PER_PULL.value)}")
+    if marks and (marks != sorted(set(marks)) or marks[0] < 1 or marks[-1] > runs[0]["n"]):
+        raise app.UsageError(f"--per_pull must ascend within 1..{runs[0]['n']} (the runs' n), "
+                             f"got {','.join(_PER_PULL.value)}")
     plot_regret(_OUT.value, SimpleNamespace(deltas=deltas, trials=runs[0]["trials"]),
                 runs[0]["curves"]["steps"],
                 {name: [per_delta[str(delta)] for delta in deltas]
                  for name, per_delta in curves.items()})
     print(f"wrote {_OUT.value}: {', '.join(curves)}")
+    if marks:
+        print_per_pull(runs[0]["curves"]["steps"], curves, deltas, marks)
 
 
 if __name__ == "__main__":

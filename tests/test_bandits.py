@@ -394,6 +394,18 @@ def test_a_workdir_plays_the_checkpoint_of_the_steps_asked_for(tmp_path):
     assert done.returncode != 0 and "--meta_steps [3]: no checkpoint of maml" in done.stderr
 
 
+def test_regret_per_pull_is_the_slope_of_the_cumulative_regret():
+    """Each window's regret per pull is its rise of the cumulative regret over its pulls, the
+    first counted from pull 0 (3 regret on pull 1, then 1 a pull to pull 10, then 0.5 a pull),
+    with each mark moved to the nearest pull count the curve was kept at."""
+    from benchmarks.wheel_bandit_plot import regret_per_pull
+    steps = [1, 2, 5, 10, 20, 50, 100]
+    cumulative = [s + 2 if s <= 10 else 12 + 0.5 * (s - 10) for s in steps]
+    assert regret_per_pull(steps, cumulative, [10, 100]) == [(1, 10, 1.2), (11, 100, 0.5)]
+    assert regret_per_pull(steps, cumulative, [1, 9, 60]) == [(1, 1, 3.0), (2, 10, 1.0),
+                                                               (11, 50, 0.5)]
+
+
 def test_plot_merges_runs_played_alike(tmp_path):
     """``benchmarks.wheel_bandit_plot`` draws each run's meta-learner under its label, the
     shared Uniform once, and refuses runs played on other problems or clashing names."""
@@ -416,10 +428,16 @@ def test_plot_merges_runs_played_alike(tmp_path):
         paths.append(tmp_path / f"results_{index}.json")
         paths[-1].write_text(json.dumps(contents))
     done = subprocess.run([sys.executable, "-m", "benchmarks.wheel_bandit_plot",
-                           f"--results={paths[0]},{paths[1]}", f"--out={tmp_path / 'r.png'}"],
+                           f"--results={paths[0]},{paths[1]}", f"--out={tmp_path / 'r.png'}",
+                           "--per_pull=1,20"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "Uniform, ABML, MAML" in done.stdout, done.stderr[-3000:]
+    assert "pulls 1-1, 2-20" in done.stdout and "ABML                     δ = 0.99      3.000     0.053\n" in done.stdout
     assert os.path.getsize(tmp_path / "r.png") > 10_000
+    done = subprocess.run([sys.executable, "-m", "benchmarks.wheel_bandit_plot",
+                           f"--results={paths[0]}", "--per_pull=20,1"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "--per_pull must ascend within 1..20" in done.stderr
     done = subprocess.run([sys.executable, "-m", "benchmarks.wheel_bandit_plot",
                            f"--results={tmp_path / 'r.png'}"], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=300)
