@@ -432,11 +432,13 @@ def test_plot_merges_runs_played_alike(tmp_path):
                            "--per_pull=1,20"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "Uniform, ABML, MAML" in done.stdout, done.stderr[-3000:]
-    assert "pulls 1-1, 2-20" in done.stdout and "ABML                     δ = 0.99      3.000     0.053\n" in done.stdout
+    assert "pulls 1-1, 2-20" in done.stdout
+    assert "ABML                     δ = 0.99      3.000     0.053\n" in done.stdout
     assert os.path.getsize(tmp_path / "r.png") > 10_000
     done = subprocess.run([sys.executable, "-m", "benchmarks.wheel_bandit_plot",
-                           f"--results={paths[0]}", "--per_pull=20,1"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300)
+                           f"--results={paths[0]}", f"--out={tmp_path / 'r2.png'}",
+                           "--per_pull=20,1"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode != 0 and "--per_pull must ascend within 1..20" in done.stderr
     done = subprocess.run([sys.executable, "-m", "benchmarks.wheel_bandit_plot",
                            f"--results={tmp_path / 'r.png'}"], cwd=REPO_ROOT, capture_output=True,
