@@ -17,9 +17,10 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from benchmarks.wheel_bandit_fit import define_flags
+from experiments.cli import run
 from experiments.wheel_bandit import finished_run_config, meta_train_all, validation_key
 from metabayes.bandit.episodes import sample_episodes
 from metabayes.bandit.history import support_pulls
@@ -77,4 +78,4 @@ def main(argv):
 if __name__ == "__main__":   # flags exist only when run as a program, so modules import freely
     _WORKDIR, _STEPS, _OUT = define_flags(["0", "5", "20", "100"])
     _EPISODES = flags.DEFINE_integer("episodes", 512, "Episodes to score.", lower_bound=1)
-    app.run(main)
+    run(main)

@@ -19,9 +19,10 @@ pulls of one run, and writes them to ``--out``.
 import json
 import os
 
-from absl import app, flags
+from absl import flags
 
 from benchmarks.wheel_bandit_variants import PLAY_HEAD, VARIANTS, check_variants, with_variant
+from experiments.cli import run
 from experiments.wheel_bandit import (finished_run_config, make_agents, meta_train_all,
                                       validation_key)
 from metabayes.bandit.trials import play_all, summarise, variant_rows
@@ -59,14 +60,14 @@ def meta_steps(config) -> list:
     try:
         steps = [int(step) for step in _META_STEPS.value]
     except ValueError:
-        raise app.UsageError(f"--meta_steps must be integers, got {','.join(_META_STEPS.value)}")
+        raise ValueError(f"--meta_steps must be integers, got {','.join(_META_STEPS.value)}")
     for algorithm in config.algorithms:
         checkpointer = Checkpointer(os.path.join(_WORKDIR.value, "checkpoints", algorithm))
         saved = checkpointer.saved_steps()
         checkpointer.close()
         if missing := sorted(set(steps) - set(saved)):
-            raise app.UsageError(f"--meta_steps {missing}: no checkpoint of {algorithm} in "
-                                 f"{_WORKDIR.value} (saved: {saved})")
+            raise ValueError(f"--meta_steps {missing}: no checkpoint of {algorithm} in "
+                             f"{_WORKDIR.value} (saved: {saved})")
     return steps
 
 
@@ -103,4 +104,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

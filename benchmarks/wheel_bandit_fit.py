@@ -22,8 +22,9 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from experiments.cli import run
 from experiments.wheel_bandit import (finished_run_config, meta_train_all, play_memory,
                                       validation_key, with_head)
 from metabayes.bandit.agents import arm_rewards
@@ -122,4 +123,4 @@ if __name__ == "__main__":   # flags exist only when run as a program, so module
     _PULLS = flags.DEFINE_integer("pulls", 20_000, "Pulls in the history.", lower_bound=1)
     _EXPLORATION = flags.DEFINE_float("exploration", 0.05, "Share of the history's pulls on a "
                                       "random arm.", lower_bound=0.0, upper_bound=1.0)
-    app.run(main)
+    run(main)

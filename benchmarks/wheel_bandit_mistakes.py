@@ -26,9 +26,10 @@ import json
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from benchmarks.wheel_bandit_variants import PLAY_HEAD, VARIANTS, check_variants, with_variant
+from experiments.cli import run
 from experiments.wheel_bandit import (evaluation_key, make_agents, meta_train_all,
                                       finished_run_config, validation_key)
 from metabayes.bandit.agents import play, sample_problem
@@ -118,4 +119,4 @@ if __name__ == "__main__":   # flags exist only when run as a program, so module
                                   "Play the first trial of Table 1's problems or of the validation "
                                   "problems.")
     _OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
-    app.run(main)
+    run(main)

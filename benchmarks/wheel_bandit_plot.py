@@ -15,8 +15,9 @@ learning late in the run or has reached its floor.
 import json
 from types import SimpleNamespace
 
-from absl import app, flags
+from absl import flags
 
+from experiments.cli import run
 from metabayes.evaluation.plotting import plot_regret
 
 BASELINES = ("Uniform", "NeuralLinear")
@@ -75,28 +76,25 @@ def print_per_pull(steps: list, curves: dict, deltas: list, marks: list):
 def main(argv):
     del argv
     if not _RESULTS.value:
-        raise app.UsageError("--results must name at least one results.json")
+        raise ValueError("--results must name at least one results.json")
     runs = []
     for path in _RESULTS.value:
         try:
             with open(path) as f:
                 runs.append(json.load(f))
         except (OSError, ValueError) as error:   # JSONDecodeError, UnicodeDecodeError
-            raise app.UsageError(f"--results: cannot read {path}: {error}")
+            raise ValueError(f"--results: cannot read {path}: {error}")
         if not (isinstance(runs[-1], dict) and RESULT_KEYS <= runs[-1].keys()):
-            raise app.UsageError(f"--results: {path} is not a wheel-bandit run's results.json")
-    try:
-        curves = merge_curves(runs, _LABELS.value)
-    except ValueError as error:
-        raise app.UsageError(str(error))
+            raise ValueError(f"--results: {path} is not a wheel-bandit run's results.json")
+    curves = merge_curves(runs, _LABELS.value)
     deltas = runs[0]["deltas"]
     try:
         marks = [int(mark) for mark in _PER_PULL.value]
     except ValueError:
-        raise app.UsageError(f"--per_pull must be pull counts, got {','.join(_PER_PULL.value)}")
+        raise ValueError(f"--per_pull must be pull counts, got {','.join(_PER_PULL.value)}")
     if marks and (marks != sorted(set(marks)) or marks[0] < 1 or marks[-1] > runs[0]["n"]):
-        raise app.UsageError(f"--per_pull must ascend within 1..{runs[0]['n']} (the runs' n), "
-                             f"got {','.join(_PER_PULL.value)}")
+        raise ValueError(f"--per_pull must ascend within 1..{runs[0]['n']} (the runs' n), "
+                         f"got {','.join(_PER_PULL.value)}")
     plot_regret(_OUT.value, SimpleNamespace(deltas=deltas, trials=runs[0]["trials"]),
                 runs[0]["curves"]["steps"],
                 {name: [per_delta[str(delta)] for delta in deltas]
@@ -107,4 +105,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -37,7 +37,7 @@ otherwise the defaults (``experiments.wheel_bandit.finished_run_config``):
   paper's and the default), as MAML acts: what the sampling costs or gains.
 """
 import ml_collections
-from absl import app, flags
+from absl import flags
 
 from experiments.configs.wheel_bandit import HEADS
 
@@ -86,9 +86,9 @@ VARIANTS = {
 
 
 def check_variants(names, flag: str) -> None:
-    """``app.UsageError`` naming ``--flag`` unless every name is a variant."""
+    """ValueError naming ``--flag`` unless every name is a variant."""
     if unknown := sorted(set(names) - set(VARIANTS)):
-        raise app.UsageError(f"--{flag} must be among {sorted(VARIANTS)}, got {unknown}")
+        raise ValueError(f"--{flag} must be among {sorted(VARIANTS)}, got {unknown}")
 
 
 def with_variant(config: ml_collections.ConfigDict, name: str,

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from experiments.cli import run
@@ -134,10 +134,10 @@ def finished_run_config(workdir: str) -> ml_collections.ConfigDict:
     ``RESUMABLE_CHANGES``, and ``steps`` and ``algorithms``) of the finished run in
     ``workdir``, read from its config.json, so that a program playing its models trains
     nothing (not even an algorithm the run did not train), and without NeuralLinear, which
-    has no trained model to play. ``app.UsageError`` for a workdir without a finished run."""
+    has no trained model to play. ValueError for a workdir without a finished run."""
     if not os.path.isfile(os.path.join(workdir, "results.json")):
-        raise app.UsageError(f"--workdir must hold a finished `python -m experiments."
-                             f"wheel_bandit` run (its results.json); {workdir!r} has none")
+        raise ValueError(f"--workdir must hold a finished `python -m experiments."
+                         f"wheel_bandit` run (its results.json); {workdir!r} has none")
     with open(os.path.join(workdir, "config.json")) as f:
         recorded = json.load(f)
     play_keys = {key.split(".")[0] for key in RESUMABLE_CHANGES} - {"steps", "algorithms"}

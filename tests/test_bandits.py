@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl import app
 from scipy import stats
 
 import metabayes as mb
@@ -330,7 +329,7 @@ def test_short_run_writes_results(tmp_path):
     defaults = get_config()                              # play settings stay the defaults
     assert (played.n, played.neural_linear.train_steps) == (defaults.n,
                                                             defaults.neural_linear.train_steps)
-    with pytest.raises(app.UsageError, match="--workdir must hold a finished"):
+    with pytest.raises(ValueError, match="--workdir must hold a finished"):
         wheel_bandit.finished_run_config(str(tmp_path / "checkpoints"))
 
 
@@ -439,7 +438,8 @@ def test_plot_merges_runs_played_alike(tmp_path):
                            f"--results={paths[0]}", f"--out={tmp_path / 'r2.png'}",
                            "--per_pull=20,1"], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=300)
-    assert done.returncode != 0 and "--per_pull must ascend within 1..20" in done.stderr
+    assert done.returncode != 0 and done.stderr.strip() == (   # one line, no usage text
+        "error: --per_pull must ascend within 1..20 (the runs' n), got 20,1")
     done = subprocess.run([sys.executable, "-m", "benchmarks.wheel_bandit_plot",
                            f"--results={tmp_path / 'r.png'}"], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=300)
