@@ -25,10 +25,11 @@ import tempfile
 import time
 
 import jax
-from absl import app, flags
+from absl import flags
 
 from benchmarks.step_time import peer_command, resolve_peer_python, row_inputs, run_json
 from benchmarks.suites import rows
+from experiments.cli import run
 
 # Layer of Conv4 (or other part of the step) by the function whose source line made the op.
 LAYERS = {"conv3x3_patches": "conv (im2col slices)", "_linear": "conv / dense matmul",
@@ -224,10 +225,10 @@ def main(argv):
     del argv
     suite = {r.name: r for r in rows(_SUITE.value)}
     if _ROW.value not in suite:
-        raise app.UsageError(f"--row must be a row of --suite={_SUITE.value}: {list(suite)}, "
-                             f"got {_ROW.value!r}")
+        raise ValueError(f"--row must be a row of --suite={_SUITE.value}: {list(suite)}, "
+                         f"got {_ROW.value!r}")
     if _STEPS.value < 1:
-        raise app.UsageError(f"--steps must be >= 1, got {_STEPS.value}")
+        raise ValueError(f"--steps must be >= 1, got {_STEPS.value}")
     row, peer_python = suite[_ROW.value], resolve_peer_python(_PEER_PYTHON.value)
     ours = profile_ours(row, _STEPS.value)
     peer = {}
@@ -255,4 +256,4 @@ if __name__ == "__main__":
     _OUT = flags.DEFINE_string("out", "", "Where to write the JSON (none if empty).")
     _PEER_PYTHON = flags.DEFINE_string("peer_python", "", "Python of the peers' virtualenv; "
                                        "empty: profile ours only.")
-    app.run(main)
+    run(main)

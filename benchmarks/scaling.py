@@ -17,11 +17,12 @@ import os  # noqa: E402
 
 import jax  # noqa: E402
 import optax  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 import metabayes as mb  # noqa: E402
 from benchmarks.step_time import time_row  # noqa: E402
 from benchmarks.suites import Row, omniglot_batch, sinusoid_batch  # noqa: E402
+from experiments.cli import run  # noqa: E402
 from metabayes.training.sharding import task_mesh  # noqa: E402
 
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one (>= 1).")
@@ -42,8 +43,8 @@ def main(argv):
     del argv
     counts = [int(d) for d in _DEVICES.value]
     if max(counts) > jax.device_count() or min(counts) < 1:
-        raise app.UsageError(f"--devices must lie in 1..{jax.device_count()} (the devices "
-                             f"present), got {_DEVICES.value}")
+        raise ValueError(f"--devices must lie in 1..{jax.device_count()} (the devices "
+                         f"present), got {_DEVICES.value}")
     kind = jax.devices()[0].device_kind
     print(f"{jax.device_count()} × {kind}" + (" (fake host devices sharing the CPU's cores: "
                                               "overhead only)" if jax.default_backend() == "cpu" else ""))
@@ -66,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -35,12 +35,13 @@ import sys
 import time
 
 import jax
-from absl import app, flags
+from absl import flags
 
 from benchmarks.flops import cost_analysis, matmul_peak, reference_flops
 from benchmarks.memory import peak_rss_bytes
 from benchmarks.step_tables import format_table, merge_rounds, replace_section, write_results
 from benchmarks.suites import Row, rows
+from experiments.cli import run
 from metabayes.training.sharding import replicate, shard_tasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # runs ``-m benchmarks.*``
@@ -61,12 +62,12 @@ def peer_command(row: Row, steps: int, python: str, module: str = "benchmarks.pe
 
 
 def resolve_peer_python(python: str) -> str:
-    """``--peer_python`` as an absolute path ("" stays "": no peers); UsageError if it is not an
+    """``--peer_python`` as an absolute path ("" stays "": no peers); ValueError if it is not an
     executable."""
     found = shutil.which(python) if python else ""
     if python and not found:
-        raise app.UsageError(f"--peer_python={python} is not an executable; build the peers' "
-                             "environment with `bash benchmarks/setup_peers.sh .venv-peer`")
+        raise ValueError(f"--peer_python={python} is not an executable; build the peers' "
+                         "environment with `bash benchmarks/setup_peers.sh .venv-peer`")
     return os.path.abspath(found) if found else ""
 
 
@@ -161,17 +162,17 @@ def main(argv):
     del argv
     for name, value in (("steps", _STEPS.value), ("rounds", _ROUNDS.value)):
         if value < 1:
-            raise app.UsageError(f"--{name} must be >= 1, got {value}")
+            raise ValueError(f"--{name} must be >= 1, got {value}")
     suite = list(rows(_SUITE.value))
     unknown = [name for name in _ROWS.value if name not in [r.name for r in suite]]
     if unknown:
-        raise app.UsageError(f"--rows {unknown} are not rows of --suite={_SUITE.value}: "
-                             f"{[r.name for r in suite]}")
+        raise ValueError(f"--rows {unknown} are not rows of --suite={_SUITE.value}: "
+                         f"{[r.name for r in suite]}")
     if _ONLY.value:
         row = next((r for r in suite if r.name == _ONLY.value), None)
         if row is None:
-            raise app.UsageError(f"--only must name a row of --suite={_SUITE.value}: "
-                                 f"{[r.name for r in suite]}, got {_ONLY.value!r}")
+            raise ValueError(f"--only must name a row of --suite={_SUITE.value}: "
+                             f"{[r.name for r in suite]}, got {_ONLY.value!r}")
         print(json.dumps(time_row(row, _STEPS.value)))
         return
     if _PEAK.value:
@@ -227,4 +228,4 @@ if __name__ == "__main__":  # flags exist only when run as a program, so benchma
                                       "machine's f32 peak.")
     _ONLY = flags.DEFINE_string("only", "", "Time this one row in this process and print its JSON "
                                 "(how the driver runs each row in a fresh process).")
-    app.run(main)
+    run(main)

@@ -10,7 +10,7 @@ curves. Refuses runs that were not evaluated on the same test tasks.
 import json
 import os
 
-from absl import app, flags
+from absl import flags
 
 from experiments.cli import run
 from metabayes.errors import DataError
@@ -77,7 +77,7 @@ def write_entropy_cdf(path: str, runs: dict) -> None:
 
 def main(argv):
     if len(_WORKDIRS.value) < 2:
-        raise app.UsageError(f"--workdirs needs at least two runs, got {_WORKDIRS.value}")
+        raise ValueError(f"--workdirs needs at least two runs, got {_WORKDIRS.value}")
     runs = {workdir: load_run(workdir) for workdir in _WORKDIRS.value}
     check_same_tasks(runs)
     print(comparison_table(runs))

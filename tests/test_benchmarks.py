@@ -42,7 +42,8 @@ def test_step_time_rejects_an_unknown_row():
     assert result.returncode != 0 and "--only must name a row" in result.stderr
     result = subprocess.run([sys.executable, "-m", "benchmarks.step_time", "--suite=smoke",
                              "--rounds=0"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode != 0 and "--rounds must be >= 1, got 0" in result.stderr
+    assert result.returncode != 0 and result.stderr.strip() == (   # one line, no usage text
+        "error: --rounds must be >= 1, got 0")
 
 
 def test_rounds_pool_each_side_and_keep_each_rounds_ratio():
