@@ -168,9 +168,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, progress
                                               config, config.eval_meta_batch * 5, eval_key)
                     write(stop, {k: v for k, v in interval.items() if isinstance(v, float)},
                           prefix="validation")
-        train_seconds = trained()
         if config.steps > restored_step:   # trained in this process (not a rerun of a done run)
+            train_seconds = trained()
             log_scales(config.steps)
+        else:   # the checkpoint's time, not this process's start-up
+            train_seconds = trained_before
         report, entropy_in, entropy_out = evaluate(evaluator, local_params(), final_episodes,
                                                    config, config.eval_tasks, eval_key)
     finally:

@@ -53,8 +53,9 @@ def test_resumed_run_ends_with_the_same_parameters(tmp_path, cache):
         omniglot.train_and_evaluate(config(inner_lr=0.01), str(tmp_path / "resumed"))
     with pytest.raises(ValueError, match=r"^`steps` = 3: the run in .* was trained further"):
         omniglot.train_and_evaluate(config(steps=3), str(tmp_path / "resumed"), progress=False)
-    assert 0 < first["train_seconds"] < second["train_seconds"]
-    assert again["train_seconds"] == pytest.approx(second["train_seconds"], abs=0.5)
+    rerun = omniglot.train_and_evaluate(config(), str(tmp_path / "resumed"), progress=False)
+    assert 0 < first["train_seconds"] < again["train_seconds"] <= second["train_seconds"]
+    assert rerun["train_seconds"] == again["train_seconds"]   # the checkpoint's, to the digit
 
 
 def test_out_of_memory_names_the_flags(tmp_path, cache, monkeypatch):
