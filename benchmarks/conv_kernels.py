@@ -20,9 +20,10 @@ import statistics
 import time
 
 import jax
-from absl import app, flags
+from absl import flags
 
 from benchmarks.step_time import resolve_peer_python, run_json
+from experiments.cli import define_number_list, run
 from metabayes import conv3x3
 
 KERNELS = ("forward", "input_gradient", "weight_gradient")
@@ -86,7 +87,7 @@ def format_table(rows) -> str:
 def main(argv):
     del argv
     peer_python = resolve_peer_python(_PEER_PYTHON.value)
-    kernel_shapes = shapes([int(b) for b in _BATCH_SIZES.value], _FILTERS.value)
+    kernel_shapes = shapes(_BATCH_SIZES.value, _FILTERS.value)
     rows = [{"shape": shape, "flops": 2 * shape[0] * shape[1] ** 2 * 9 * shape[2] * shape[3],
              "ours": time_ours(*shape, _REPEATS.value), "peer": {}} for shape in kernel_shapes]
     peer = time_peer(peer_python, kernel_shapes, _REPEATS.value) if peer_python else {}
@@ -102,15 +103,13 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["5", "75"], "Images per convolution: "
-                                     "a task's support and query sets.")
-    flags.register_validator("batch_sizes", lambda sizes: sizes and all(
-        size.isdigit() and int(size) >= 1 for size in sizes),
-        "--batch_sizes must be integers >= 1, e.g. 5,75")
+    _BATCH_SIZES = define_number_list("batch_sizes", [5, 75], "Images per convolution: a "
+                                      "task's support and query sets.", lower_bound=1)
+    flags.register_validator("batch_sizes", bool, "--batch_sizes must name at least one size")
     _FILTERS = flags.DEFINE_integer("filters", 64, "Conv4's features per block.", lower_bound=1)
     _REPEATS = flags.DEFINE_integer("repeats", 20, "Timed calls per kernel (the median is kept).",
                                     lower_bound=1)
     _PEER_PYTHON = flags.DEFINE_string("peer_python", "", "Python of the PyTorch peers' "
                                        "virtualenv (benchmarks/setup_peers.sh); empty: ours only.")
     _OUT = flags.DEFINE_string("out", "", "Where to write the JSON (none if empty).")
-    app.run(main)
+    run(main)

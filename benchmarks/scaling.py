@@ -22,11 +22,11 @@ from absl import flags  # noqa: E402
 import metabayes as mb  # noqa: E402
 from benchmarks.step_time import time_row  # noqa: E402
 from benchmarks.suites import Row, omniglot_batch, sinusoid_batch  # noqa: E402
-from experiments.cli import run  # noqa: E402
+from experiments.cli import define_number_list, run  # noqa: E402
 from metabayes.training.sharding import task_mesh  # noqa: E402
 
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one (>= 1).")
-_DEVICES = flags.DEFINE_list("devices", ["1", "2", "4", "8"], "Device counts to time.")
+_DEVICES = define_number_list("devices", [1, 2, 4, 8], "Device counts to time.", lower_bound=1)
 _OUT = flags.DEFINE_string("out", "", "Where to write the JSON results (none if empty).")
 
 
@@ -41,8 +41,8 @@ def rows():
 
 def main(argv):
     del argv
-    counts = [int(d) for d in _DEVICES.value]
-    if max(counts) > jax.device_count() or min(counts) < 1:
+    counts = _DEVICES.value
+    if not counts or max(counts) > jax.device_count():
         raise ValueError(f"--devices must lie in 1..{jax.device_count()} (the devices "
                          f"present), got {_DEVICES.value}")
     kind = jax.devices()[0].device_kind

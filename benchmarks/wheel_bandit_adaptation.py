@@ -52,7 +52,7 @@ def by_length(errors, lengths, bins=LENGTH_BINS) -> dict:
 
 def main(argv):
     del argv
-    steps = [int(k) for k in _STEPS.value]
+    steps = _STEPS.value
     config = finished_run_config(_WORKDIR.value)
     with config.unlocked():
         config.eval_inner_lr = None                          # meta-training's step size
@@ -76,6 +76,6 @@ def main(argv):
 
 
 if __name__ == "__main__":   # flags exist only when run as a program, so modules import freely
-    _WORKDIR, _STEPS, _OUT = define_flags(["0", "5", "20", "100"])
+    _WORKDIR, _STEPS, _OUT = define_flags([0, 5, 20, 100])
     _EPISODES = flags.DEFINE_integer("episodes", 512, "Episodes to score.", lower_bound=1)
     run(main)

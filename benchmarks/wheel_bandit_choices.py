@@ -22,7 +22,7 @@ import os
 from absl import flags
 
 from benchmarks.wheel_bandit_variants import PLAY_HEAD, VARIANTS, check_variants, with_variant
-from experiments.cli import run
+from experiments.cli import define_number_list, run
 from experiments.wheel_bandit import (finished_run_config, make_agents, meta_train_all,
                                       validation_key)
 from metabayes.bandit.trials import play_all, summarise, variant_rows
@@ -31,10 +31,11 @@ from metabayes.training.checkpointing import Checkpointer
 _WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit", "A trained experiment's workdir.")
 _N = flags.DEFINE_integer("n", 2_000, "Pulls per run.")
 _TRIALS = flags.DEFINE_integer("trials", 10, "Runs per δ.")
-_DELTAS = flags.DEFINE_list("deltas", ["0.5", "0.7", "0.9", "0.95", "0.99"], "δ values.")
+_DELTAS = define_number_list("deltas", [0.5, 0.7, 0.9, 0.95, 0.99], "δ values.", number=float)
 _VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Which variants to play.")
-_META_STEPS = flags.DEFINE_list("meta_steps", [], "Play the models saved at these meta-training "
-                                "steps instead of the run's last (each must have a checkpoint).")
+_META_STEPS = define_number_list("meta_steps", [], "Play the models saved at these meta-training "
+                                 "steps instead of the run's last (each must have a checkpoint).",
+                                 lower_bound=0)
 _OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
 
 
@@ -48,7 +49,7 @@ def variant_config(name: str):
     config = with_variant(finished_run_config(_WORKDIR.value), name, PLAY_HEAD.value)
     with config.unlocked():
         config.update(n=_N.value, trials=_TRIALS.value,
-                      deltas=tuple(float(d) for d in _DELTAS.value))
+                      deltas=tuple(_DELTAS.value))
     return config
 
 
@@ -57,10 +58,7 @@ def meta_steps(config) -> list:
     run's last, if unset)."""
     if not _META_STEPS.value:
         return [config.steps]
-    try:
-        steps = [int(step) for step in _META_STEPS.value]
-    except ValueError:
-        raise ValueError(f"--meta_steps must be integers, got {','.join(_META_STEPS.value)}")
+    steps = _META_STEPS.value
     for algorithm in config.algorithms:
         checkpointer = Checkpointer(os.path.join(_WORKDIR.value, "checkpoints", algorithm))
         saved = checkpointer.saved_steps()
@@ -99,7 +97,7 @@ def main(argv):
         print(variant_rows(name, summary, seconds), flush=True)
     if _OUT.value:
         with open(_OUT.value, "w") as f:
-            json.dump({"n": _N.value, "trials": _TRIALS.value, "deltas": _DELTAS.value,
+            json.dump({"n": _N.value, "trials": _TRIALS.value, "deltas": [str(delta) for delta in _DELTAS.value],
                        "variants": results}, f, indent=1)
 
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from experiments.cli import run
+from experiments.cli import define_number_list, run
 from experiments.wheel_bandit import (finished_run_config, meta_train_all, play_memory,
                                       validation_key, with_head)
 from metabayes.bandit.agents import arm_rewards
@@ -62,16 +62,16 @@ def agent_history(key: jax.Array, delta: float, pulls: int, per_arm: int,
 def define_flags(default_steps):
     """The flags of the fit benchmarks: (--workdir, --steps, --out)."""
     workdir = flags.DEFINE_string("workdir", "runs/wheel_bandit", "A trained experiment's workdir.")
-    steps = flags.DEFINE_list("steps", default_steps, "Inner steps K to adapt with.")
-    flags.register_validator("steps", lambda ks: bool(ks) and all(k.isdigit() for k in ks),
-                             "--steps must be integers >= 0, e.g. 5,20,100")
+    steps = define_number_list("steps", default_steps, "Inner steps K to adapt with.",
+                               lower_bound=0)
+    flags.register_validator("steps", bool, "--steps must name at least one K, e.g. 5,20,100")
     out = flags.DEFINE_string("out", None, "Write the results here (JSON).")
     return workdir, steps, out
 
 
 def main(argv):
     del argv
-    steps = [int(k) for k in _STEPS.value]
+    steps = _STEPS.value
     config = finished_run_config(_WORKDIR.value)
     history_key, adapt_key, test_key = jax.random.split(validation_key(config), 3)
     learners = {"play step": meta_train_all(config, _WORKDIR.value)[0]}
@@ -117,7 +117,7 @@ def main(argv):
 
 
 if __name__ == "__main__":   # flags exist only when run as a program, so modules import freely
-    _WORKDIR, _STEPS, _OUT = define_flags(["5", "20", "100", "400"])
+    _WORKDIR, _STEPS, _OUT = define_flags([5, 20, 100, 400])
     _DELTA = flags.DEFINE_float("delta", 0.99, "δ of the problem.", lower_bound=0.0,
                                 upper_bound=1.0)
     _PULLS = flags.DEFINE_integer("pulls", 20_000, "Pulls in the history.", lower_bound=1)

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 from absl import flags
 
-from experiments.cli import run
+from experiments.cli import define_number_list, run
 from metabayes.evaluation.plotting import plot_regret
 
 BASELINES = ("Uniform", "NeuralLinear")
@@ -26,8 +26,8 @@ RESULT_KEYS = {"n", "trials", "deltas", "curves"}
 _RESULTS = flags.DEFINE_list("results", None, "results.json files of wheel-bandit runs.")
 _LABELS = flags.DEFINE_list("labels", [], "A name for each run's meta-learner ('' keeps it).")
 _OUT = flags.DEFINE_string("out", "regret.png", "The figure (PNG).")
-_PER_PULL = flags.DEFINE_list("per_pull", [], "Also print the regret per pull between these "
-                              "pull counts (ascending).")
+_PER_PULL = define_number_list("per_pull", [], "Also print the regret per pull between these "
+                               "pull counts (ascending).", lower_bound=1)
 
 
 def merge_curves(runs: list, labels: list) -> dict:
@@ -88,13 +88,10 @@ def main(argv):
             raise ValueError(f"--results: {path} is not a wheel-bandit run's results.json")
     curves = merge_curves(runs, _LABELS.value)
     deltas = runs[0]["deltas"]
-    try:
-        marks = [int(mark) for mark in _PER_PULL.value]
-    except ValueError:
-        raise ValueError(f"--per_pull must be pull counts, got {','.join(_PER_PULL.value)}")
-    if marks and (marks != sorted(set(marks)) or marks[0] < 1 or marks[-1] > runs[0]["n"]):
+    marks = _PER_PULL.value
+    if marks and (marks != sorted(set(marks)) or marks[-1] > runs[0]["n"]):
         raise ValueError(f"--per_pull must ascend within 1..{runs[0]['n']} (the runs' n), "
-                         f"got {','.join(_PER_PULL.value)}")
+                         f"got {','.join(map(str, marks))}")
     plot_regret(_OUT.value, SimpleNamespace(deltas=deltas, trials=runs[0]["trials"]),
                 runs[0]["curves"]["steps"],
                 {name: [per_delta[str(delta)] for delta in deltas]

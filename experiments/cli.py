@@ -69,6 +69,35 @@ def parse_flags(argv: Sequence[str]) -> Sequence[str]:
         sys.exit(f"error: {reason}")
 
 
+class NumberListParser(flags.ListParser):
+    """A comma-separated list of ``number`` (int or float), each at least ``lower_bound``: a bad
+    item fails at flag parsing, so ``parse_flags`` names the flag in one line."""
+
+    def __init__(self, number: type = int, lower_bound: Optional[float] = None):
+        super().__init__()
+        self.number, self.lower_bound = number, lower_bound
+
+    def flag_type(self) -> str:
+        return f"comma-separated list of {self.number.__name__}s"
+
+    def parse(self, argument) -> list:
+        items = super().parse(argument)
+        try:
+            values = [self.number(item) for item in items]
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a {self.flag_type()}") from None
+        if self.lower_bound is not None and any(value < self.lower_bound for value in values):
+            raise ValueError(f"expected each at least {self.lower_bound}")
+        return values
+
+
+def define_number_list(name: str, default: Sequence, help: str, number: type = int,
+                       lower_bound: Optional[float] = None) -> flags.FlagHolder:
+    """``flags.DEFINE_list`` whose items are ``number``s (``NumberListParser``)."""
+    return flags.DEFINE(NumberListParser(number, lower_bound), name, default, help,
+                        serializer=flags.CsvListSerializer(","))
+
+
 def is_users_error(error: BaseException) -> bool:
     """A bad option, bad or missing data, divergence or memory, not a bug: ValueErrors and
     ImportErrors count when they name an option (`option` or --flag) or are about data."""

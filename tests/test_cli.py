@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import metabayes as mb
-from experiments.cli import explain_out_of_memory, run
+from experiments.cli import NumberListParser, explain_out_of_memory, run
 from experiments.configs.omniglot import get_config
 from metabayes.training.config import EVALUATION_KEYS
 from metabayes.errors import options_set_by
@@ -129,6 +129,26 @@ def test_bad_flags_fail_before_any_work(tmp_path, flag, message):
     assert code == 1 and stderr.strip().splitlines() == [stderr.strip()]
     assert stderr.strip().startswith(message), stderr
     assert not (tmp_path / "run").exists()   # nothing written: no data loaded, no training
+
+
+def test_number_lists_parse_or_name_the_flag_in_one_line():
+    """A list flag of numbers (``define_number_list``) parses each item, and a bad one ends the
+    program at flag parsing with one line naming the flag, not a traceback from ``float(...)``
+    inside main."""
+    assert NumberListParser(float).parse("0.5, 1") == [0.5, 1.0]
+    assert NumberListParser(lower_bound=1).parse([2, "3"]) == [2, 3]
+    assert NumberListParser().parse("") == []
+    with pytest.raises(ValueError, match="list of ints"):
+        NumberListParser().parse("1.5")
+    with pytest.raises(ValueError, match="at least 1"):
+        NumberListParser(lower_bound=1).parse("2,0")
+    for module, flag, message in (
+            ("benchmarks.wheel_bandit_choices", "--deltas=0.5,x", "list of floats"),
+            ("benchmarks.scaling", "--devices=a", "list of ints")):
+        done = subprocess.run([sys.executable, "-m", module, flag], capture_output=True,
+                              text=True, timeout=300)
+        assert (done.returncode, done.stderr) == (
+            1, f"error: flag {flag}: expected a comma-separated {message}\n")
 
 
 def test_a_diverging_run_stops_at_its_first_log_with_one_line(tmp_path):
