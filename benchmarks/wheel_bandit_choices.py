@@ -14,18 +14,21 @@ once a setting is chosen), changing one setting of the default config
 steps chosen on the validation problems.
 
 Prints normalised regret (Uniform = 100, mean ± standard error) and play seconds per 1,000
-pulls of one run, and writes them to ``--out``.
+pulls of one run, and writes them to ``--out`` with the mean regret curves; ``--per_pull`` also
+prints each variant's regret per pull between those pulls (as ``benchmarks.wheel_bandit_plot``).
 """
 import json
 import os
 
 from absl import flags
 
+from benchmarks.wheel_bandit_plot import check_per_pull, define_per_pull
 from benchmarks.wheel_bandit_variants import PLAY_HEAD, VARIANTS, check_variants, with_variant
 from experiments.cli import define_number_list, run
 from experiments.wheel_bandit import (finished_run_config, make_agents, meta_train_all,
                                       validation_key)
-from metabayes.bandit.trials import play_all, summarise, variant_rows
+from metabayes.bandit.trials import (kept_curves, per_pull_table, play_all, summarise,
+                                     variant_rows)
 from metabayes.training.checkpointing import Checkpointer
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit", "A trained experiment's workdir.")
@@ -36,6 +39,7 @@ _VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Which variants to pla
 _META_STEPS = define_number_list("meta_steps", [], "Play the models saved at these meta-training "
                                  "steps instead of the run's last (each must have a checkpoint).",
                                  lower_bound=0)
+_PER_PULL = define_per_pull()
 _OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
 
 
@@ -79,6 +83,7 @@ def at_steps(config, steps: int):
 def main(argv):
     del argv
     check_variants(_VARIANTS.value, "variants")
+    check_per_pull(_PER_PULL.value, _N.value)
     configs = {name: variant_config(name) for name in _VARIANTS.value}   # refuses a bad workdir
     if _META_STEPS.value:
         configs = {f"{name}, {steps} steps": at_steps(config, steps)
@@ -88,16 +93,21 @@ def main(argv):
           "s / 1,000 pulls of one run")
     for name, config in configs.items():
         learners, _, _ = meta_train_all(config, _WORKDIR.value)
-        final, _, seconds = play_all(make_agents(config, learners), config.deltas,
-                                     config.trials, config.n, validation_key(config))
+        final, curves, seconds = play_all(make_agents(config, learners), config.deltas,
+                                          config.trials, config.n, validation_key(config))
         summary = summarise(config.deltas, final)
-        results[name] = {"agents": summary, "seconds": seconds, "settings": {
+        kept = kept_curves(config.deltas, config.n, config.curve_points, curves)
+        results[name] = {"agents": summary, "seconds": seconds, "curves": kept, "settings": {
             key: config[key].to_dict() if hasattr(config[key], "to_dict") else config[key]
             for key in PLAY_SETTINGS}}
         print(variant_rows(name, summary, seconds), flush=True)
+        if _PER_PULL.value:
+            print(per_pull_table(kept["steps"], {agent: kept[agent] for agent in curves},
+                                 config.deltas, _PER_PULL.value), flush=True)
     if _OUT.value:
         with open(_OUT.value, "w") as f:
-            json.dump({"n": _N.value, "trials": _TRIALS.value, "deltas": [str(delta) for delta in _DELTAS.value],
+            json.dump({"n": _N.value, "trials": _TRIALS.value,
+                       "deltas": [str(delta) for delta in _DELTAS.value],
                        "variants": results}, f, indent=1)
 
 

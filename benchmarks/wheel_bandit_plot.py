@@ -18,16 +18,11 @@ from types import SimpleNamespace
 from absl import flags
 
 from experiments.cli import define_number_list, run
+from metabayes.bandit.trials import per_pull_table
 from metabayes.evaluation.plotting import plot_regret
 
 BASELINES = ("Uniform", "NeuralLinear")
 RESULT_KEYS = {"n", "trials", "deltas", "curves"}
-
-_RESULTS = flags.DEFINE_list("results", None, "results.json files of wheel-bandit runs.")
-_LABELS = flags.DEFINE_list("labels", [], "A name for each run's meta-learner ('' keeps it).")
-_OUT = flags.DEFINE_string("out", "regret.png", "The figure (PNG).")
-_PER_PULL = define_number_list("per_pull", [], "Also print the regret per pull between these "
-                               "pull counts (ascending).", lower_bound=1)
 
 
 def merge_curves(runs: list, labels: list) -> dict:
@@ -51,26 +46,11 @@ def merge_curves(runs: list, labels: list) -> dict:
     return curves
 
 
-def regret_per_pull(steps: list, cumulative: list, marks: list) -> list:
-    """[(first pull, last pull, mean regret per pull)] over the windows that end at ``marks``,
-    the first from pull 1; each mark is moved to the nearest of ``steps``, the pull counts at
-    which ``cumulative`` (the cumulative regret) was kept."""
-    ends = sorted({min(range(len(steps)), key=lambda i: abs(steps[i] - mark)) for mark in marks})
-    windows, pulls, regret = [], 0, 0.0
-    for end in ends:
-        windows.append((pulls + 1, steps[end], (cumulative[end] - regret) / (steps[end] - pulls)))
-        pulls, regret = steps[end], cumulative[end]
-    return windows
-
-
-def print_per_pull(steps: list, curves: dict, deltas: list, marks: list):
-    """One row per agent and δ: its regret per pull in each window of ``regret_per_pull``."""
-    rows = {(name, delta): regret_per_pull(steps, per_delta[str(delta)], marks)
-            for name, per_delta in curves.items() for delta in deltas}
-    windows = next(iter(rows.values()))
-    print("mean regret per pull, pulls " + ", ".join(f"{a:,}-{b:,}" for a, b, _ in windows))
-    for (name, delta), row in rows.items():
-        print(f"{name:<24} δ = {delta:<5}" + "".join(f"{rate:>10.3f}" for _, _, rate in row))
+def check_per_pull(marks: list, num_steps: int):
+    """ValueError unless ``marks`` (--per_pull) ascend within 1..``num_steps``."""
+    if marks and (marks != sorted(set(marks)) or marks[0] < 1 or marks[-1] > num_steps):
+        raise ValueError(f"--per_pull must ascend within 1..{num_steps} (the runs' n), "
+                         f"got {','.join(map(str, marks))}")
 
 
 def main(argv):
@@ -88,18 +68,25 @@ def main(argv):
             raise ValueError(f"--results: {path} is not a wheel-bandit run's results.json")
     curves = merge_curves(runs, _LABELS.value)
     deltas = runs[0]["deltas"]
-    marks = _PER_PULL.value
-    if marks and (marks != sorted(set(marks)) or marks[-1] > runs[0]["n"]):
-        raise ValueError(f"--per_pull must ascend within 1..{runs[0]['n']} (the runs' n), "
-                         f"got {','.join(map(str, marks))}")
+    check_per_pull(_PER_PULL.value, runs[0]["n"])
     plot_regret(_OUT.value, SimpleNamespace(deltas=deltas, trials=runs[0]["trials"]),
                 runs[0]["curves"]["steps"],
                 {name: [per_delta[str(delta)] for delta in deltas]
                  for name, per_delta in curves.items()})
     print(f"wrote {_OUT.value}: {', '.join(curves)}")
-    if marks:
-        print_per_pull(runs[0]["curves"]["steps"], curves, deltas, marks)
+    if _PER_PULL.value:
+        print(per_pull_table(runs[0]["curves"]["steps"], curves, deltas, _PER_PULL.value))
 
 
-if __name__ == "__main__":
+def define_per_pull() -> flags.FlagHolder:
+    """--per_pull, here and in ``benchmarks.wheel_bandit_choices``."""
+    return define_number_list("per_pull", [], "Also print the regret per pull between these "
+                              "pull counts (ascending).", lower_bound=1)
+
+
+if __name__ == "__main__":   # flags exist only when run as a program, so modules import freely
+    _RESULTS = flags.DEFINE_list("results", None, "results.json files of wheel-bandit runs.")
+    _LABELS = flags.DEFINE_list("labels", [], "A name for each run's meta-learner ('' keeps it).")
+    _OUT = flags.DEFINE_string("out", "regret.png", "The figure (PNG).")
+    _PER_PULL = define_per_pull()
     run(main)

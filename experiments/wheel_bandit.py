@@ -20,7 +20,6 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
@@ -33,7 +32,7 @@ from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
 from metabayes.bandit.exact_head import ExactHead
 from metabayes.bandit.history import ArmReservoir, RecentWindow, support_pulls
 from metabayes.bandit.neural_linear import NeuralLinear
-from metabayes.bandit.trials import play_all, summarise, table
+from metabayes.bandit.trials import kept_curves, play_all, summarise, table
 from metabayes.bandit.wheel import INPUT_DIM, NUM_ARMS
 from metabayes.training.checkpointing import Checkpointer
 from metabayes.training.config import ALGORITHMS, make_evaluator, make_learner
@@ -215,16 +214,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                            progress)
     eval_seconds = time.perf_counter() - start
     summary = summarise(config.deltas, final)
-    steps = np.unique(np.geomspace(1, config.n, config.curve_points).round().astype(int))
-    plot_regret(os.path.join(workdir, "regret.png"), config, steps,
-                {name: [c[steps - 1] for c in per_delta] for name, per_delta in curves.items()})
+    kept = kept_curves(config.deltas, config.n, config.curve_points, curves)
+    plot_regret(os.path.join(workdir, "regret.png"), config, kept["steps"],
+                {name: [kept[name][str(delta)] for delta in config.deltas] for name in curves})
     results = {"n": config.n, "trials": config.trials, "deltas": list(config.deltas),
                "agents": summary,
                "table": table(config.deltas, config.n, config.trials, summary),
-               "curves": {"steps": steps.tolist(),
-                          **{name: {str(delta): c[steps - 1].tolist()
-                                    for delta, c in zip(config.deltas, per_delta)}
-                             for name, per_delta in curves.items()}},
+               "curves": kept,
                "train_seconds": train_seconds, "eval_seconds": eval_seconds,
                "play_seconds": play_seconds,
                "history": histories, "config": config.to_dict()}

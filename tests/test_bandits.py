@@ -383,21 +383,28 @@ def test_a_workdir_plays_the_checkpoint_of_the_steps_asked_for(tmp_path):
     command = [sys.executable, "-m", "benchmarks.wheel_bandit_choices", f"--workdir={long_run}",
                "--n=20", "--trials=1", "--deltas=0.5", "--variants=default"]
     out = tmp_path / "choices.json"
-    done = subprocess.run(command + ["--meta_steps=2,4", f"--out={out}"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command + ["--meta_steps=2,4", "--per_pull=5,20", f"--out={out}"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert set(json.loads(out.read_text())["variants"]) == {"default, 2 steps",
-                                                            "default, 4 steps"}
-    done = subprocess.run(command + ["--meta_steps=3"], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode != 0 and "--meta_steps [3]: no checkpoint of maml" in done.stderr
+    variants = json.loads(out.read_text())["variants"]
+    assert set(variants) == {"default, 2 steps", "default, 4 steps"}
+    curves = variants["default, 4 steps"]["curves"]   # and each run's regret per pull printed
+    assert curves["steps"][-1] == 20 and set(curves) == {"steps", "Uniform", "MAML"}
+    maml = curves["MAML"]["0.5"]
+    rise = (maml[-1] - maml[curves["steps"].index(5)]) / 15   # pulls 6-20
+    assert "MAML                     δ = 0.5   " in done.stdout and f"{rise:10.3f}\n" in done.stdout
+    for flag, error in (("--meta_steps=3", "--meta_steps [3]: no checkpoint of maml"),
+                        ("--per_pull=30", "error: --per_pull must ascend within 1..20")):
+        done = subprocess.run(command + [flag], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode != 0 and error in done.stderr, done.stderr[-3000:]
 
 
 def test_regret_per_pull_is_the_slope_of_the_cumulative_regret():
     """Each window's regret per pull is its rise of the cumulative regret over its pulls, the
     first counted from pull 0 (3 regret on pull 1, then 1 a pull to pull 10, then 0.5 a pull),
     with each mark moved to the nearest pull count the curve was kept at."""
-    from benchmarks.wheel_bandit_plot import regret_per_pull
+    from metabayes.bandit.trials import regret_per_pull
     steps = [1, 2, 5, 10, 20, 50, 100]
     cumulative = [s + 2 if s <= 10 else 12 + 0.5 * (s - 10) for s in steps]
     assert regret_per_pull(steps, cumulative, [10, 100]) == [(1, 10, 1.2), (11, 100, 0.5)]

@@ -92,3 +92,39 @@ def variant_rows(variant: str, summary: dict, seconds: dict) -> str:
         lines.append(f"{variant:<18} {agent:<5} {cells}   "
                      f"{seconds[agent]['per_1000_pulls']:.3f} s")
     return "\n".join(lines)
+
+
+def kept_curves(deltas: Sequence[float], num_steps: int, points: int, curves) -> dict:
+    """``play_all``'s mean regret curves at about ``points`` pull counts spaced evenly on a log
+    axis from 1 to ``num_steps``, as results.json keeps them: {"steps": [pull counts],
+    agent: {str(δ): [mean cumulative regret at those pulls]}}."""
+    steps = np.unique(np.geomspace(1, num_steps, points).round().astype(int))
+    return {"steps": steps.tolist(),
+            **{name: {str(delta): np.asarray(c)[steps - 1].tolist()
+                      for delta, c in zip(deltas, per_delta)}
+               for name, per_delta in curves.items()}}
+
+
+def regret_per_pull(steps: list, cumulative: list, marks: list) -> list:
+    """[(first pull, last pull, mean regret per pull)] over the windows that end at ``marks``,
+    the first from pull 1; each mark is moved to the nearest of ``steps``, the pull counts at
+    which ``cumulative`` (the cumulative regret) was kept."""
+    ends = sorted({min(range(len(steps)), key=lambda i: abs(steps[i] - mark)) for mark in marks})
+    windows, pulls, regret = [], 0, 0.0
+    for end in ends:
+        windows.append((pulls + 1, steps[end], (cumulative[end] - regret) / (steps[end] - pulls)))
+        pulls, regret = steps[end], cumulative[end]
+    return windows
+
+
+def per_pull_table(steps: list, curves: dict, deltas: Sequence, marks: list) -> str:
+    """One row per agent and δ: its regret per pull in each window of ``regret_per_pull``;
+    ``curves`` as ``kept_curves`` keeps them, {agent: {str(δ): cumulative regret at steps}}."""
+    rows = {(name, delta): regret_per_pull(steps, per_delta[str(delta)], marks)
+            for name, per_delta in curves.items() for delta in deltas}
+    windows = next(iter(rows.values()))
+    lines = ["mean regret per pull, pulls " + ", ".join(f"{a:,}-{b:,}" for a, b, _ in windows)]
+    for (name, delta), row in rows.items():
+        lines.append(f"{name:<24} δ = {delta:<5}"
+                     + "".join(f"{rate:>10.3f}" for _, _, rate in row))
+    return "\n".join(lines)
