@@ -16,7 +16,7 @@ from metabayes.bandit.wheel import INPUT_DIM, NUM_ARMS, sample_contexts
 from metabayes.likelihoods import Gaussian
 from experiments import wheel_bandit
 from helpers import perturb, random_posterior
-from test_bandits import tiny_config
+from test_wheel_bandit_experiment import tiny_config
 from test_meta_gradient import check_directions
 
 NOISE_STD, KL_WEIGHT = 0.7, 0.3
