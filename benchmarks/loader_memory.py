@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from benchmarks.memory import peak_rss_bytes
+from experiments.cli import run
 from metabayes.data.pools import class_list
 
 PARTS = ("train", "validation", "test")
@@ -102,11 +103,11 @@ def main(argv):
                and cache_dir not in p.parents)
     results = {}
     for measurement in MEASUREMENTS:
-        run = subprocess.run([sys.executable, "-m", "benchmarks.loader_memory",
-                              f"--only={measurement}", f"--data_dir={data_dir}",
-                              f"--cache_dir={cache_dir}"], capture_output=True, text=True,
-                             check=True, cwd=os.path.dirname(os.path.dirname(__file__)) or ".")
-        results[measurement] = json.loads(run.stdout.strip().splitlines()[-1])
+        done = subprocess.run([sys.executable, "-m", "benchmarks.loader_memory",
+                               f"--only={measurement}", f"--data_dir={data_dir}",
+                               f"--cache_dir={cache_dir}"], capture_output=True, text=True,
+                              check=True, cwd=os.path.dirname(os.path.dirname(__file__)) or ".")
+        results[measurement] = json.loads(done.stdout.strip().splitlines()[-1])
     lines = [f"miniImageNet, layout {_LAYOUT.value}, files {size / 1e9:.2f} GB, training pool "
              f"{results['first load']['train_pool']} uint8",
              "| measurement | seconds | peak RSS |", "|---|---|---|"]
@@ -128,7 +129,8 @@ if __name__ == "__main__":
                                     "Where the synthetic set is (written if absent).")
     _CACHE_DIR = flags.DEFINE_string("cache_dir", "", "Decoded cache (emptied first); default "
                                      "DATA_DIR/cache.")
-    _IMAGES = flags.DEFINE_integer("images", 600, "Images per class.")
+    _IMAGES = flags.DEFINE_integer("images", 600, "Images per class (at least a 1-shot episode's "
+                                   "1 + 15 query).", lower_bound=16)
     _OUT = flags.DEFINE_string("out", "", "Where to write the JSON results.")
     _ONLY = flags.DEFINE_enum("only", "", ["", *MEASUREMENTS], "One measurement, in this process.")
-    app.run(main)
+    run(main)
