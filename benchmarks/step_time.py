@@ -225,7 +225,7 @@ if __name__ == "__main__":  # flags exist only when run as a program, so benchma
     _PEAK = flags.DEFINE_bool("peak", False, "Measure the f32 matmul peak in this process and "
                               "print its JSON (how the driver measures it in a fresh process).")
     _PEAK_SIZE = flags.DEFINE_integer("peak_size", 4096, "Side of the matmul that measures the "
-                                      "machine's f32 peak.")
+                                      "machine's f32 peak.", lower_bound=1)
     _ONLY = flags.DEFINE_string("only", "", "Time this one row in this process and print its JSON "
                                 "(how the driver runs each row in a fresh process).")
     run(main)

@@ -32,9 +32,10 @@ from metabayes.bandit.trials import (kept_curves, per_pull_table, play_all, summ
 from metabayes.training.checkpointing import Checkpointer
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/wheel_bandit", "A trained experiment's workdir.")
-_N = flags.DEFINE_integer("n", 2_000, "Pulls per run.")
-_TRIALS = flags.DEFINE_integer("trials", 10, "Runs per δ.")
-_DELTAS = define_number_list("deltas", [0.5, 0.7, 0.9, 0.95, 0.99], "δ values.", number=float)
+_N = flags.DEFINE_integer("n", 2_000, "Pulls per run.", lower_bound=1)
+_TRIALS = flags.DEFINE_integer("trials", 10, "Runs per δ.", lower_bound=1)
+_DELTAS = define_number_list("deltas", [0.5, 0.7, 0.9, 0.95, 0.99], "δ values.", number=float,
+                             lower_bound=0.0, upper_bound=1.0)
 _VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Which variants to play.")
 _META_STEPS = define_number_list("meta_steps", [], "Play the models saved at these meta-training "
                                  "steps instead of the run's last (each must have a checkpoint).",

@@ -49,7 +49,7 @@ def merge_curves(runs: list, labels: list) -> dict:
 def check_per_pull(marks: list, num_steps: int):
     """ValueError unless ``marks`` (--per_pull) ascend within 1..``num_steps``."""
     if marks and (marks != sorted(set(marks)) or marks[0] < 1 or marks[-1] > num_steps):
-        raise ValueError(f"--per_pull must ascend within 1..{num_steps} (the runs' n), "
+        raise ValueError(f"--per_pull must ascend within 1..{num_steps} (the pulls per run), "
                          f"got {','.join(map(str, marks))}")
 
 

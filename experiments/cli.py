@@ -70,12 +70,14 @@ def parse_flags(argv: Sequence[str]) -> Sequence[str]:
 
 
 class NumberListParser(flags.ListParser):
-    """A comma-separated list of ``number`` (int or float), each at least ``lower_bound``: a bad
-    item fails at flag parsing, so ``parse_flags`` names the flag in one line."""
+    """A comma-separated list of ``number`` (int or float), each within [``lower_bound``,
+    ``upper_bound``] (None: unbounded): a bad item fails at flag parsing, so ``parse_flags``
+    names the flag in one line."""
 
-    def __init__(self, number: type = int, lower_bound: Optional[float] = None):
+    def __init__(self, number: type = int, lower_bound: Optional[float] = None,
+                 upper_bound: Optional[float] = None):
         super().__init__()
-        self.number, self.lower_bound = number, lower_bound
+        self.number, self.lower_bound, self.upper_bound = number, lower_bound, upper_bound
 
     def flag_type(self) -> str:
         return f"comma-separated list of {self.number.__name__}s"
@@ -88,13 +90,16 @@ class NumberListParser(flags.ListParser):
             raise ValueError(f"expected a {self.flag_type()}") from None
         if self.lower_bound is not None and any(value < self.lower_bound for value in values):
             raise ValueError(f"expected each at least {self.lower_bound}")
+        if self.upper_bound is not None and any(value > self.upper_bound for value in values):
+            raise ValueError(f"expected each at most {self.upper_bound}")
         return values
 
 
 def define_number_list(name: str, default: Sequence, help: str, number: type = int,
-                       lower_bound: Optional[float] = None) -> flags.FlagHolder:
+                       lower_bound: Optional[float] = None,
+                       upper_bound: Optional[float] = None) -> flags.FlagHolder:
     """``flags.DEFINE_list`` whose items are ``number``s (``NumberListParser``)."""
-    return flags.DEFINE(NumberListParser(number, lower_bound), name, default, help,
+    return flags.DEFINE(NumberListParser(number, lower_bound, upper_bound), name, default, help,
                         serializer=flags.CsvListSerializer(","))
 
 

@@ -142,13 +142,17 @@ def test_number_lists_parse_or_name_the_flag_in_one_line():
         NumberListParser().parse("1.5")
     with pytest.raises(ValueError, match="at least 1"):
         NumberListParser(lower_bound=1).parse("2,0")
+    with pytest.raises(ValueError, match="at most 1.0"):
+        NumberListParser(float, 0.0, 1.0).parse("0.5,2")
     for module, flag, message in (
-            ("benchmarks.wheel_bandit_choices", "--deltas=0.5,x", "list of floats"),
-            ("benchmarks.scaling", "--devices=a", "list of ints")):
+            ("benchmarks.wheel_bandit_choices", "--deltas=0.5,x",
+             "expected a comma-separated list of floats"),
+            ("benchmarks.wheel_bandit_choices", "--deltas=2", "expected each at most 1.0"),
+            ("benchmarks.scaling", "--devices=a", "expected a comma-separated list of ints")):
         done = subprocess.run([sys.executable, "-m", module, flag], capture_output=True,
                               text=True, timeout=300)
         assert (done.returncode, done.stderr) == (
-            1, f"error: flag {flag}: expected a comma-separated {message}\n")
+            1, f"error: flag {flag}: {message}\n")
 
 
 def test_a_diverging_run_stops_at_its_first_log_with_one_line(tmp_path):

@@ -252,7 +252,7 @@ def test_plot_merges_runs_played_alike(tmp_path):
                            "--per_pull=20,1"], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode != 0 and done.stderr.strip() == (   # one line, no usage text
-        "error: --per_pull must ascend within 1..20 (the runs' n), got 20,1")
+        "error: --per_pull must ascend within 1..20 (the pulls per run), got 20,1")
     done = subprocess.run([sys.executable, "-m", "benchmarks.wheel_bandit_plot",
                            f"--results={tmp_path / 'r.png'}"], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=300)
