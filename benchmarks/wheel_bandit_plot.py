@@ -13,7 +13,6 @@ between those pulls (each moved to the nearest point of the curves): whether an 
 learning late in the run or has reached its floor.
 """
 import json
-from types import SimpleNamespace
 
 from absl import flags
 
@@ -69,10 +68,7 @@ def main(argv):
     curves = merge_curves(runs, _LABELS.value)
     deltas = runs[0]["deltas"]
     check_per_pull(_PER_PULL.value, runs[0]["n"])
-    plot_regret(_OUT.value, SimpleNamespace(deltas=deltas, trials=runs[0]["trials"]),
-                runs[0]["curves"]["steps"],
-                {name: [per_delta[str(delta)] for delta in deltas]
-                 for name, per_delta in curves.items()})
+    plot_regret(_OUT.value, deltas, runs[0]["trials"], runs[0]["curves"]["steps"], curves)
     print(f"wrote {_OUT.value}: {', '.join(curves)}")
     if _PER_PULL.value:
         print(per_pull_table(runs[0]["curves"]["steps"], curves, deltas, _PER_PULL.value))

@@ -215,8 +215,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     eval_seconds = time.perf_counter() - start
     summary = summarise(config.deltas, final)
     kept = kept_curves(config.deltas, config.n, config.curve_points, curves)
-    plot_regret(os.path.join(workdir, "regret.png"), config, kept["steps"],
-                {name: [kept[name][str(delta)] for delta in config.deltas] for name in curves})
+    plot_regret(os.path.join(workdir, "regret.png"), config.deltas, config.trials, kept["steps"],
+                {name: kept[name] for name in curves})
     results = {"n": config.n, "trials": config.trials, "deltas": list(config.deltas),
                "agents": summary,
                "table": table(config.deltas, config.n, config.trials, summary),

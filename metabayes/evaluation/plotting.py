@@ -108,17 +108,17 @@ def plot_entropy_cdf(path: str, entropies, title: str) -> None:
     plt.close(fig)
 
 
-def plot_regret(path: str, config, steps, curves) -> None:
-    """One panel per δ: mean cumulative regret vs steps for every agent, log-log axes."""
-    fig, axes = plt.subplots(1, len(config.deltas), figsize=(3.4 * len(config.deltas), 3.2),
-                             squeeze=False)
-    for d, (delta, ax) in enumerate(zip(config.deltas, axes[0])):
+def plot_regret(path: str, deltas, trials: int, steps, curves) -> None:
+    """One panel per δ: mean cumulative regret vs steps for every agent, log-log axes.
+    ``curves``: {agent: {str(δ): regret at each of ``steps``}}, as results.json keeps them."""
+    fig, axes = plt.subplots(1, len(deltas), figsize=(3.4 * len(deltas), 3.2), squeeze=False)
+    for delta, ax in zip(deltas, axes[0]):
         for name, per_delta in curves.items():
-            ax.plot(steps, per_delta[d], label=name, lw=1.4)
+            ax.plot(steps, per_delta[str(delta)], label=name, lw=1.4)
         ax.set(xscale="log", yscale="log", title=f"δ = {delta}", xlabel="step")
     axes[0][0].set_ylabel("cumulative regret")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Wheel bandit: mean cumulative regret over {config.trials} trial(s)")
+    fig.suptitle(f"Wheel bandit: mean cumulative regret over {trials} trial(s)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
