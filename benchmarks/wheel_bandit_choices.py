@@ -36,7 +36,8 @@ _N = flags.DEFINE_integer("n", 2_000, "Pulls per run.", lower_bound=1)
 _TRIALS = flags.DEFINE_integer("trials", 10, "Runs per δ.", lower_bound=1)
 _DELTAS = define_number_list("deltas", [0.5, 0.7, 0.9, 0.95, 0.99], "δ values.", number=float,
                              lower_bound=0.0, upper_bound=1.0)
-_VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Which variants to play.")
+_VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Which variants to play; "
+                              "\"20 steps+greedy\" plays the two composed.")
 _META_STEPS = define_number_list("meta_steps", [], "Play the models saved at these meta-training "
                                  "steps instead of the run's last (each must have a checkpoint).",
                                  lower_bound=0)

@@ -35,6 +35,9 @@ otherwise the defaults (``experiments.wheel_bandit.finished_run_config``):
   (``eval_head="inner_steps"``);
 - ``greedy``: ABML acts on the mean of q(φ; λ) instead of a sample of it (Thompson sampling, the
   paper's and the default), as MAML acts: what the sampling costs or gains.
+
+Variants compose: ``20 steps+greedy`` applies ``20 steps``, then ``greedy``. Two that set the
+same key are refused rather than one silently overriding the other.
 """
 import ml_collections
 from absl import flags
@@ -86,19 +89,27 @@ VARIANTS = {
 
 
 def check_variants(names, flag: str) -> None:
-    """ValueError naming ``--flag`` unless every name is a variant."""
-    if unknown := sorted(set(names) - set(VARIANTS)):
-        raise ValueError(f"--{flag} must be among {sorted(VARIANTS)}, got {unknown}")
+    """ValueError naming ``--flag`` unless every name is a variant or several joined by "+"
+    that set different keys."""
+    parts = {name: name.split("+") for name in names}
+    if unknown := sorted({part for split in parts.values() for part in split} - set(VARIANTS)):
+        raise ValueError(f"--{flag} must be among {sorted(VARIANTS)}, or several joined by '+', "
+                         f"got {unknown}")
+    for name, split in parts.items():
+        keys = [key for part in split for key in VARIANTS[part]]
+        if twice := sorted({key for key in keys if keys.count(key) > 1}):
+            raise ValueError(f"--{flag}: {name!r} sets {', '.join(twice)} more than once")
 
 
 def with_variant(config: ml_collections.ConfigDict, name: str,
                  eval_head=None) -> ml_collections.ConfigDict:
     """A copy of ``config`` with ``eval_head`` (None: the config's) and then the settings of
-    variant ``name``; a callable value is a function of the config (e.g. a step size relative
-    to the run's ``inner_lr``)."""
+    variant ``name`` (of each of its "+"-joined parts in turn); a callable value is a function of
+    the config (e.g. a step size relative to the run's ``inner_lr``)."""
     config = config.copy_and_resolve_references()
     if eval_head is not None:
         config.eval_head = eval_head
-    for key, value in VARIANTS[name].items():
-        config[key] = value(config) if callable(value) else value
+    for part in name.split("+"):
+        for key, value in VARIANTS[part].items():
+            config[key] = value(config) if callable(value) else value
     return config

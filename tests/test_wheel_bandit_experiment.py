@@ -139,6 +139,26 @@ def test_short_run_writes_results(tmp_path):
         wheel_bandit.finished_run_config(str(tmp_path / "checkpoints"))
 
 
+def test_variants_compose_with_plus_and_refuse_a_key_set_twice():
+    """``20 steps+greedy`` is ``20 steps``' settings, then ``greedy``'s (K = 20 and ABML on q's
+    mean, a callable of the config), the rest as the config's; an unknown part, or two parts
+    that set one key, are refused in one line naming the flag."""
+    from benchmarks.wheel_bandit_variants import check_variants, with_variant
+    config = tiny_config(inner_lr=0.4)
+    composed = with_variant(config, "20 steps+greedy")
+    assert composed.eval_inner_steps == 20 and composed.policy.abml == "greedy"
+    assert composed.policy.maml == config.policy.maml and config.eval_inner_steps == 1
+    quarter = with_variant(config, "quarter training step+greedy")
+    assert quarter.eval_inner_lr == pytest.approx(0.1)
+    assert with_variant(config, "greedy+20 steps").to_dict() == composed.to_dict()
+    check_variants(["20 steps+greedy", "default"], "variants")
+    for names, error in ((["20 steps+nope"], r"^--variants must be among .*got \['nope'\]$"),
+                         (["20 steps+40 steps"], "^--variants: '20 steps\\+40 steps' sets "
+                          "eval_inner_steps more than once$")):
+        with pytest.raises(ValueError, match=error):
+            check_variants(names, "variants")
+
+
 def test_diagnostics_play_the_meta_learners_the_run_trained(tmp_path):
     """On a run that trained MAML alone, ``benchmarks.wheel_bandit_mistakes`` and
     ``benchmarks.wheel_bandit_fit`` report MAML's numbers (both raised KeyError on 'ABML');
