@@ -114,7 +114,7 @@ if __name__ == "__main__":   # flags exist only when run as a program, so module
                                 upper_bound=1.0)
     _N = flags.DEFINE_integer("n", 20_000, "Pulls.", lower_bound=2)
     _VARIANT = flags.DEFINE_string("variant", "default", "Play at this variant's settings "
-                                   f"(one of {sorted(VARIANTS)}).")
+                                   f"(one of {sorted(VARIANTS)}, or several joined by '+').")
     _PROBLEMS = flags.DEFINE_enum("problems", "table", ["table", "validation"],
                                   "Play the first trial of Table 1's problems or of the validation "
                                   "problems.")
