@@ -23,7 +23,7 @@ import jax
 from absl import flags
 
 from benchmarks.step_time import resolve_peer_python, run_json
-from experiments.cli import define_number_list, run
+from experiments.cli import define_number_list, run, write_json
 from metabayes import conv3x3
 
 KERNELS = ("forward", "input_gradient", "weight_gradient")
@@ -94,12 +94,8 @@ def main(argv):
     for row, kernels in zip(rows, peer.get("kernels", [])):
         row["peer"] = {k: v for k, v in kernels.items() if k != "shape"}
     print(format_table(rows))
-    if _OUT.value:
-        os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-        with open(_OUT.value, "w") as f:
-            json.dump({"jax": jax.__version__, "torch": peer.get("torch"),
-                       "cpu_count": os.cpu_count(), "repeats": _REPEATS.value, "rows": rows},
-                      f, indent=1)
+    write_json(_OUT.value, {"jax": jax.__version__, "torch": peer.get("torch"),
+                            "cpu_count": os.cpu_count(), "repeats": _REPEATS.value, "rows": rows})
 
 
 if __name__ == "__main__":

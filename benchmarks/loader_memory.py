@@ -23,7 +23,7 @@ import numpy as np
 from absl import flags
 
 from benchmarks.memory import peak_rss_bytes
-from experiments.cli import run
+from experiments.cli import run, write_json
 from metabayes.data.pools import class_list
 
 PARTS = ("train", "validation", "test")
@@ -116,11 +116,7 @@ def main(argv):
         lines.append(f"| {measurement} | {r['load_seconds']:.1f}{extra} | "
                      f"{r['peak_rss_gb']:.2f} GB |")
     print("\n".join(lines))
-    if _OUT.value:
-        os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-        with open(_OUT.value, "w") as f:
-            json.dump({"layout": _LAYOUT.value, "files_bytes": size, "results": results}, f,
-                      indent=1)
+    write_json(_OUT.value, {"layout": _LAYOUT.value, "files_bytes": size, "results": results})
 
 
 if __name__ == "__main__":

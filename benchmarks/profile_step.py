@@ -29,7 +29,7 @@ from absl import flags
 
 from benchmarks.step_time import peer_command, resolve_peer_python, row_inputs, run_json
 from benchmarks.suites import rows
-from experiments.cli import run
+from experiments.cli import run, write_json
 
 # Layer of Conv4 (or other part of the step) by the function whose source line made the op.
 LAYERS = {"conv3x3_patches": "conv (im2col slices)", "_linear": "conv / dense matmul",
@@ -240,12 +240,9 @@ def main(argv):
     kinds = sorted(ours["by_kind"].items(), key=lambda kv: -kv[1])
     print("\n| ours by kind of thunk | s / step |\n|---|---|")
     print("\n".join(f"| {kind} | {seconds:.3f} |" for kind, seconds in kinds))
-    if _OUT.value:
-        os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-        with open(_OUT.value, "w") as f:
-            json.dump({"row": row.name, "steps": _STEPS.value, "jax": jax.__version__,
-                       "xla_flags": os.environ.get("XLA_FLAGS", ""), "ours": ours, "peer": peer},
-                      f, indent=1)
+    write_json(_OUT.value, {"row": row.name, "steps": _STEPS.value, "jax": jax.__version__,
+                            "xla_flags": os.environ.get("XLA_FLAGS", ""), "ours": ours,
+                            "peer": peer})
 
 
 if __name__ == "__main__":

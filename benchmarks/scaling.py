@@ -12,8 +12,6 @@ from metabayes.xla_flags import set_default_xla_flag
 
 set_default_xla_flag("xla_force_host_platform_device_count", "8")   # before jax's backend starts
 
-import json  # noqa: E402
-import os  # noqa: E402
 
 import jax  # noqa: E402
 import optax  # noqa: E402
@@ -22,7 +20,7 @@ from absl import flags  # noqa: E402
 import metabayes as mb  # noqa: E402
 from benchmarks.step_time import time_row  # noqa: E402
 from benchmarks.suites import Row, omniglot_batch, sinusoid_batch  # noqa: E402
-from experiments.cli import define_number_list, run  # noqa: E402
+from experiments.cli import define_number_list, run, write_json  # noqa: E402
 from metabayes.training.sharding import task_mesh  # noqa: E402
 
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the compiling one (>= 1).")
@@ -59,11 +57,8 @@ def main(argv):
             results.append(result)
             print(f"{row.name:<24}{count:>8}{result['compile_s']:>10.1f}"
                   f"{result['median_s']:>10.4f}{result['tasks_per_s']:>9.1f}", flush=True)
-    if _OUT.value:
-        os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-        with open(_OUT.value, "w") as f:
-            json.dump({"jax": jax.__version__, "backend": jax.default_backend(),
-                       "device_kind": kind, "rows": results}, f, indent=1)
+    write_json(_OUT.value, {"jax": jax.__version__, "backend": jax.default_backend(),
+                            "device_kind": kind, "rows": results})
 
 
 if __name__ == "__main__":

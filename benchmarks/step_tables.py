@@ -1,12 +1,13 @@
 """The step-time benchmark's outputs: its markdown table, its JSON, the table's place between
 markers in a markdown file, and the pooling of a row's rounds."""
-import json
 import os
 import platform
 import re
 import statistics
 
 import jax
+
+from experiments.cli import write_json
 
 MARKERS = ("<!-- step_time:begin -->", "<!-- step_time:end -->")
 
@@ -74,12 +75,10 @@ def write_results(path: str, suite: str, peak: dict, results: list) -> None:
     """Write the run's JSON: the machine, the matmul peak (with the devices it ran on) and the
     rows timed so far. Starts no backend here: on a GPU this process would hold its memory while
     the rows' processes run."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump({"suite": suite, "jax": jax.__version__,
-                   "machine": platform.processor() or platform.machine(),
-                   "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                   **peak, "rows": results}, f, indent=1)
+    write_json(path, {"suite": suite, "jax": jax.__version__,
+                      "machine": platform.processor() or platform.machine(),
+                      "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                      **peak, "rows": results})
 
 
 def replace_section(path: str, text: str) -> None:

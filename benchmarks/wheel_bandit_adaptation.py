@@ -12,7 +12,6 @@ query pulls' mean squared error, overall and by the history length T the support
 (``LENGTH_BINS``). An inner loop that uses the history lowers the error as T grows; one that
 does not leaves it where θ has it.
 """
-import json
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +19,7 @@ import numpy as np
 from absl import flags
 
 from benchmarks.wheel_bandit_fit import define_flags
-from experiments.cli import run
+from experiments.cli import run, write_json
 from experiments.wheel_bandit import finished_run_config, meta_train_all, validation_key
 from metabayes.bandit.episodes import sample_episodes
 from metabayes.bandit.history import support_pulls
@@ -69,10 +68,8 @@ def main(argv):
             print(f"{algorithm} K = {k:3d}: " + "  ".join(
                 f"{name} {value:6.1f}" for name, value in rows[-1].items()
                 if isinstance(value, float)), flush=True)
-    if _OUT.value:
-        with open(_OUT.value, "w") as f:
-            json.dump({"workdir": _WORKDIR.value, "episodes": _EPISODES.value, "query": QUERY,
-                       "rows": rows}, f, indent=1)
+    write_json(_OUT.value, {"workdir": _WORKDIR.value, "episodes": _EPISODES.value, "query": QUERY,
+                            "rows": rows})
 
 
 if __name__ == "__main__":   # flags exist only when run as a program, so modules import freely

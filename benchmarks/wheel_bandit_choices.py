@@ -17,14 +17,13 @@ Prints normalised regret (Uniform = 100, mean ± standard error) and play second
 pulls of one run, and writes them to ``--out`` with the mean regret curves; ``--per_pull`` also
 prints each variant's regret per pull between those pulls (as ``benchmarks.wheel_bandit_plot``).
 """
-import json
 import os
 
 from absl import flags
 
 from benchmarks.wheel_bandit_plot import check_per_pull, define_per_pull
 from benchmarks.wheel_bandit_variants import PLAY_HEAD, VARIANTS, check_variants, with_variant
-from experiments.cli import define_number_list, run
+from experiments.cli import define_number_list, run, write_json
 from experiments.wheel_bandit import (finished_run_config, make_agents, meta_train_all,
                                       validation_key)
 from metabayes.bandit.trials import (kept_curves, per_pull_table, play_all, summarise,
@@ -106,11 +105,9 @@ def main(argv):
         if _PER_PULL.value:
             print(per_pull_table(kept["steps"], {agent: kept[agent] for agent in curves},
                                  config.deltas, _PER_PULL.value), flush=True)
-    if _OUT.value:
-        with open(_OUT.value, "w") as f:
-            json.dump({"n": _N.value, "trials": _TRIALS.value,
-                       "deltas": [str(delta) for delta in _DELTAS.value],
-                       "variants": results}, f, indent=1)
+    write_json(_OUT.value, {"n": _N.value, "trials": _TRIALS.value,
+                            "deltas": [str(delta) for delta in _DELTAS.value],
+                            "variants": results})
 
 
 if __name__ == "__main__":

@@ -17,14 +17,13 @@ steps leave it and at its closed-form optimum after them (``+ exact head``;
 ``eval_head="exact"``, at β = ``eval_head_kl_weight``: 1 since 2026-12-06, the learner's
 ``kl_weight`` before), whichever head the model was meta-trained with.
 """
-import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from experiments.cli import define_number_list, run
+from experiments.cli import define_number_list, run, write_json
 from experiments.wheel_bandit import (finished_run_config, meta_train_all, play_memory,
                                       validation_key, with_head)
 from metabayes.bandit.agents import arm_rewards
@@ -109,11 +108,9 @@ def main(argv):
                           f"{row['quadrant_inside']:6.2f} / {row['quadrant_outside']:5.1f}, arm 0 "
                           f"{row['arm0_inside']:.2f}; right {row['right_inside']:.0%} / "
                           f"{row['right_outside']:.0%}", flush=True)
-    if _OUT.value:
-        with open(_OUT.value, "w") as f:
-            json.dump({"delta": _DELTA.value, "pulls": _PULLS.value,
-                       "exploration": _EXPLORATION.value, "per_arm": memory.per_arm,
-                       "rows": results}, f, indent=1)
+    write_json(_OUT.value, {"delta": _DELTA.value, "pulls": _PULLS.value,
+                            "exploration": _EXPLORATION.value, "per_arm": memory.per_arm,
+                            "rows": results})
 
 
 if __name__ == "__main__":   # flags exist only when run as a program, so modules import freely

@@ -22,14 +22,13 @@ close to the circle is δ not yet found. Inside, wrong pulls that gather just in
 are a smooth fit of the quadrant arm's jump from 1 to 50 at δ: it already predicts more than
 arm 0's 1.2 before the circle.
 """
-import json
 
 import jax
 import numpy as np
 from absl import flags
 
 from benchmarks.wheel_bandit_variants import PLAY_HEAD, VARIANTS, check_variants, with_variant
-from experiments.cli import run
+from experiments.cli import run, write_json
 from experiments.wheel_bandit import (evaluation_key, make_agents, meta_train_all,
                                       finished_run_config, validation_key)
 from metabayes.bandit.agents import play, sample_problem
@@ -99,12 +98,9 @@ def main(argv):
               f"{r['outside_regret_per_pull']:.3f} (wrong {r['outside_wrong_share']:.2%}); by "
               f"angle {r['outside_mistakes_by_angle']}, by distance "
               f"{r['outside_mistakes_by_distance']}", flush=True)
-    if _OUT.value:
-        with open(_OUT.value, "w") as f:
-            json.dump({"delta": _DELTA.value, "n": _N.value, "variant": _VARIANT.value,
-                       "problems": _PROBLEMS.value,
-                       "eval_inner_steps": config.eval_inner_steps, "agents": results}, f,
-                      indent=1)
+    write_json(_OUT.value, {"delta": _DELTA.value, "n": _N.value, "variant": _VARIANT.value,
+                            "problems": _PROBLEMS.value,
+                            "eval_inner_steps": config.eval_inner_steps, "agents": results})
 
 
 if __name__ == "__main__":   # flags exist only when run as a program, so modules import freely

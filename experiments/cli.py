@@ -7,6 +7,8 @@ library object from one (the test-time learner's `inner_steps` is ``--config.eva
 ``metabayes.errors.options_set_by``).
 """
 import contextlib
+import json
+import os
 import re
 import sys
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
@@ -101,6 +103,15 @@ def define_number_list(name: str, default: Sequence, help: str, number: type = i
     """``flags.DEFINE_list`` whose items are ``number``s (``NumberListParser``)."""
     return flags.DEFINE(NumberListParser(number, lower_bound, upper_bound), name, default, help,
                         serializer=flags.CsvListSerializer(","))
+
+
+def write_json(path: Optional[str], results: Mapping) -> None:
+    """Write a run's ``results`` to ``path`` as indented JSON, making its folder; with no path
+    (an unset ``--out``) nothing."""
+    if path:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(results, f, indent=1)
 
 
 def is_users_error(error: BaseException) -> bool:

@@ -192,6 +192,23 @@ def test_fit_history_pulls_the_quadrant_arm():
     assert uniform.sum() == pytest.approx(1_000) and np.all(np.abs(uniform - 200) < 50)
 
 
+def test_capacity_fit_is_exact_where_the_wheel_is_constant():
+    """``benchmarks.wheel_bandit_capacity.fit_wheel`` fits the wheel's expected rewards at δ:
+    at δ = 1 every context is inside, the rewards are constant (1.2 for arm 0, 1.0 for the
+    rest), and a network fits them exactly, so the squared error goes to 0 and every greedy arm
+    is arm 0; at δ = 0.5 the jump from 1 to 50 stays in the error."""
+    from benchmarks.wheel_bandit_capacity import fit_wheel
+    from benchmarks.wheel_bandit_fit import fit_scores
+    model = ArmRewardMLP(hidden=(8,))
+    contexts = sample_contexts(jax.random.PRNGKey(1), 1_000)
+    fit = jax.jit(fit_wheel, static_argnums=(0, 2, 3))
+    params, losses = fit(model, 1.0, 400, 64, 0.03, jax.random.PRNGKey(0))
+    assert float(losses[-20:].mean()) < 1e-3
+    scores = fit_scores(model.apply(params, contexts, method=model.arm_rewards), contexts, 1.0)
+    assert scores["right_inside"] == 1.0 and np.isnan(scores["right_outside"])
+    assert float(fit(model, 0.5, 400, 64, 0.03, jax.random.PRNGKey(0))[1][-20:].mean()) > 1.0
+
+
 def test_adaptation_errors_by_history_length_by_hand():
     """``benchmarks.wheel_bandit_adaptation.by_length``: the mean error overall and per bin of
     history lengths [lo, hi), None for an empty bin."""
