@@ -12,7 +12,6 @@ from metabayes.xla_flags import set_default_xla_flag
 
 set_default_xla_flag("xla_force_host_platform_device_count", "8")   # before jax's backend starts
 
-
 import jax  # noqa: E402
 import optax  # noqa: E402
 from absl import flags  # noqa: E402
