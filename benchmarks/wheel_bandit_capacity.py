@@ -2,17 +2,17 @@ r"""How well the wheel-bandit network can place the disc at all (issue 19): each
 ``--hidden`` is fitted by least squares to the wheel's expected rewards at one δ, with fresh
 contexts every step (no history, no meta-learning, no prior), and its greedy arms are scored.
 
-    python -m benchmarks.wheel_bandit_capacity --hidden=100x100,200x200,400x400,100x100x100 \
+    python -m benchmarks.wheel_bandit_capacity \
+        --hidden=100x100,200x200,400x400,100x100x100,100x100x100x100 \
         --out=benchmarks/results/wheel_bandit_capacity.json
 
-This bounds what any agent playing that network can do: a meta-learner adapts its weights on
-noisy pulls of a few arms, so it fits the wheel no better than a network trained on every arm's
-mean reward everywhere. The loss is the mean squared error over the 5 arms at ``--batch``
-contexts a step, Adam with a cosine decay from ``--learning_rate``, ``--steps`` steps from the
-network's initialisation (``ArmRewardMLP``, LeCun normal, as the meta-learners' θ starts). The
-fitted network is scored on 20,000 other contexts (``wheel_bandit_fit.fit_scores``): the share
-inside the disc whose greedy arm is arm 0 is what Table 1's δ ≤ 0.95 columns turn on at long
-horizons (docs/wheel_bandit.md).
+An agent playing that network adapts its weights on noisy pulls of the arms it chose, so it is
+not expected to fit the wheel better than a network trained on every arm's mean reward
+everywhere. The loss is the mean squared error over the 5 arms at ``--batch`` contexts a step,
+Adam with a cosine decay from ``--learning_rate``, ``--steps`` steps from ``ArmRewardMLP``'s
+initialisation (LeCun normal). The fitted network is scored on 20,000 other contexts
+(``wheel_bandit_fit.fit_scores``): the share inside the disc whose greedy arm is arm 0 is what
+Table 1's δ ≤ 0.95 columns turn on at long horizons (docs/wheel_bandit.md).
 """
 import re
 import time
