@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 from absl import flags
 
-from benchmarks.wheel_bandit_fit import fit_scores
+from benchmarks.wheel_bandit_fit import describe_fit, fit_scores
 from experiments.cli import define_number_list, run, write_json
 from metabayes.bandit.episodes import ArmRewardMLP
 from metabayes.bandit.wheel import CONTEXT_DIM, mean_rewards, sample_contexts
@@ -58,8 +58,9 @@ def main(argv):
     del argv
     fit = jax.jit(fit_wheel, static_argnums=(0, 2, 3))
     contexts = sample_contexts(jax.random.PRNGKey(_SEED.value + 1), SCORE_CONTEXTS)
-    print(f"{_STEPS.value} steps of {_BATCH.value} contexts; share of greedy arms optimal inside "
-          "/ outside the disc, and the last 1% of steps' mean squared error", flush=True)
+    print(f"{_STEPS.value} steps of {_BATCH.value} contexts; predicted reward of the quadrant arm "
+          "inside (truth 1.0) / outside (50), arm 0 inside (1.2); share of greedy arms optimal "
+          "inside / outside; the last 1% of steps' mean squared error", flush=True)
     rows = []
     for architecture in _HIDDEN.value:
         model = ArmRewardMLP(hidden=tuple(int(width) for width in architecture.split("x")))
@@ -73,8 +74,7 @@ def main(argv):
                    "final_mse": float(losses[-max(1, _STEPS.value // 100):].mean()),
                    "seconds": time.perf_counter() - start}
             rows.append(row)
-            print(f"{architecture:>14} δ = {delta:<5}: right {row['right_inside']:6.1%} / "
-                  f"{row['right_outside']:6.2%}, quadrant arm inside {row['quadrant_inside']:.2f}, "
+            print(f"{architecture:>15} δ = {delta:<5}: {describe_fit(row)}; "
                   f"MSE {row['final_mse']:.2f} ({row['seconds']:.0f} s)", flush=True)
     write_json(_OUT.value, {"steps": _STEPS.value, "batch": _BATCH.value,
                             "learning_rate": _LEARNING_RATE.value, "seed": _SEED.value,

@@ -46,6 +46,14 @@ def fit_scores(rewards: jax.Array, contexts: jax.Array, delta: float) -> dict:
             "right_outside": mean(right[~inside])}
 
 
+def describe_fit(scores: dict) -> str:
+    """``fit_scores`` in one line: the quadrant arm's predicted reward inside / outside, arm 0's
+    inside, and the shares of greedy arms right inside / outside."""
+    return (f"quadrant {scores['quadrant_inside']:6.2f} / {scores['quadrant_outside']:5.1f}, "
+            f"arm 0 {scores['arm0_inside']:.2f}; right {scores['right_inside']:6.1%} / "
+            f"{scores['right_outside']:6.2%}")
+
+
 def agent_history(key: jax.Array, delta: float, pulls: int, per_arm: int,
                   exploration: float = 0.05):
     """The reservoirs (``per_arm`` per arm) of ``pulls`` pulls of the quadrant arm, or of a
@@ -104,10 +112,8 @@ def main(argv):
                                learner.model, refit(adapted).mean, contexts), contexts,
                                _DELTA.value)}
                     results.append(row)
-                    print(f"{algorithm} {row['step_size']:>13} K = {k:3d}: quadrant "
-                          f"{row['quadrant_inside']:6.2f} / {row['quadrant_outside']:5.1f}, arm 0 "
-                          f"{row['arm0_inside']:.2f}; right {row['right_inside']:.0%} / "
-                          f"{row['right_outside']:.0%}", flush=True)
+                    print(f"{algorithm} {row['step_size']:>13} K = {k:3d}: "
+                          f"{describe_fit(row)}", flush=True)
     write_json(_OUT.value, {"delta": _DELTA.value, "pulls": _PULLS.value,
                             "exploration": _EXPLORATION.value, "per_arm": memory.per_arm,
                             "rows": results})
