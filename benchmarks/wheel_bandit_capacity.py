@@ -14,6 +14,7 @@ initialisation (LeCun normal). The fitted network is scored on 20,000 other cont
 (``wheel_bandit_fit.fit_scores``): the share inside the disc whose greedy arm is arm 0 is what
 Table 1's δ ≤ 0.95 columns turn on at long horizons (docs/wheel_bandit.md).
 """
+import functools
 import re
 import time
 
@@ -24,6 +25,7 @@ from absl import flags
 
 from benchmarks.wheel_bandit_fit import describe_fit, fit_scores
 from experiments.cli import define_number_list, run, write_json
+from metabayes.bandit.agents import arm_rewards
 from metabayes.bandit.episodes import ArmRewardMLP
 from metabayes.bandit.wheel import CONTEXT_DIM, mean_rewards, sample_contexts
 
@@ -31,17 +33,18 @@ ARCHITECTURE = re.compile(r"^[1-9]\d*(x[1-9]\d*)*$")   # "100x100": two hidden l
 SCORE_CONTEXTS = 20_000
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2, 3))
 def fit_wheel(model: ArmRewardMLP, delta: float, steps: int, batch: int, learning_rate: float,
               key: jax.Array):
     """``model``'s params fitted to the wheel's expected rewards at δ (contexts [batch, 2] ->
     [batch, 5], squared error), and the loss of each step [steps]."""
     init_key, data_key = jax.random.split(key)
-    params = model.init(init_key, jnp.zeros((1, CONTEXT_DIM)), method=model.arm_rewards)
+    params = model.init(init_key, jnp.zeros((1, CONTEXT_DIM)), method=model.arm_rewards)["params"]
     optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
 
     def loss(params, contexts):
-        predicted = model.apply(params, contexts, method=model.arm_rewards)
-        return jnp.mean(jnp.square(predicted - mean_rewards(contexts, delta)))
+        return jnp.mean(jnp.square(arm_rewards(model, params, contexts)
+                                   - mean_rewards(contexts, delta)))
 
     def step(state, step_key):
         params, opt_state = state
@@ -56,7 +59,6 @@ def fit_wheel(model: ArmRewardMLP, delta: float, steps: int, batch: int, learnin
 
 def main(argv):
     del argv
-    fit = jax.jit(fit_wheel, static_argnums=(0, 2, 3))
     contexts = sample_contexts(jax.random.PRNGKey(_SEED.value + 1), SCORE_CONTEXTS)
     print(f"{_STEPS.value} steps of {_BATCH.value} contexts; predicted reward of the quadrant arm "
           "inside (truth 1.0) / outside (50), arm 0 inside (1.2); share of greedy arms optimal "
@@ -66,10 +68,9 @@ def main(argv):
         model = ArmRewardMLP(hidden=tuple(int(width) for width in architecture.split("x")))
         for delta in _DELTAS.value:
             start = time.perf_counter()
-            params, losses = fit(model, delta, _STEPS.value, _BATCH.value, _LEARNING_RATE.value,
-                                 jax.random.PRNGKey(_SEED.value))
-            scores = fit_scores(model.apply(params, contexts, method=model.arm_rewards),
-                                contexts, delta)
+            params, losses = fit_wheel(model, delta, _STEPS.value, _BATCH.value,
+                                       _LEARNING_RATE.value, jax.random.PRNGKey(_SEED.value))
+            scores = fit_scores(arm_rewards(model, params, contexts), contexts, delta)
             row = {"hidden": architecture, "delta": delta, **scores,
                    "final_mse": float(losses[-max(1, _STEPS.value // 100):].mean()),
                    "seconds": time.perf_counter() - start}

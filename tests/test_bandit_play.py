@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import metabayes as mb
-from metabayes.bandit.agents import MetaAgent, play, play_trials, readapt_now
+from metabayes.bandit.agents import MetaAgent, arm_rewards, play, play_trials, readapt_now
 from metabayes.bandit.episodes import ArmRewardMLP
 from metabayes.bandit.history import ArmReservoir, RecentWindow, support_pulls
 from metabayes.bandit.neural_linear import NeuralLinear, blr_posterior
@@ -201,12 +201,11 @@ def test_capacity_fit_is_exact_where_the_wheel_is_constant():
     from benchmarks.wheel_bandit_fit import fit_scores
     model = ArmRewardMLP(hidden=(8,))
     contexts = sample_contexts(jax.random.PRNGKey(1), 1_000)
-    fit = jax.jit(fit_wheel, static_argnums=(0, 2, 3))
-    params, losses = fit(model, 1.0, 400, 64, 0.03, jax.random.PRNGKey(0))
+    params, losses = fit_wheel(model, 1.0, 400, 64, 0.03, jax.random.PRNGKey(0))
     assert float(losses[-20:].mean()) < 1e-3
-    scores = fit_scores(model.apply(params, contexts, method=model.arm_rewards), contexts, 1.0)
+    scores = fit_scores(arm_rewards(model, params, contexts), contexts, 1.0)
     assert scores["right_inside"] == 1.0 and np.isnan(scores["right_outside"])
-    assert float(fit(model, 0.5, 400, 64, 0.03, jax.random.PRNGKey(0))[1][-20:].mean()) > 1.0
+    assert float(fit_wheel(model, 0.5, 400, 64, 0.03, jax.random.PRNGKey(0))[1][-20:].mean()) > 1.0
 
 
 def test_adaptation_errors_by_history_length_by_hand():
