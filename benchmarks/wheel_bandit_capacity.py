@@ -11,8 +11,9 @@ not expected to fit the wheel better than a network trained on every arm's mean 
 everywhere. The loss is the mean squared error over the 5 arms at ``--batch`` contexts a step,
 Adam with a cosine decay from ``--learning_rate``, ``--steps`` steps from ``ArmRewardMLP``'s
 initialisation (LeCun normal). The fitted network is scored on 20,000 other contexts
-(``wheel_bandit_fit.fit_scores``): the share inside the disc whose greedy arm is arm 0 is what
-Table 1's δ ≤ 0.95 columns turn on at long horizons (docs/wheel_bandit.md).
+(``wheel_bandit_fit.fit_scores``): the share inside the disc whose greedy arm is arm 0, and
+the regret of acting greedily on the fit, normalised as Table 1 is, against which Table 1's
+long-horizon columns are read (docs/wheel_bandit.md).
 """
 import functools
 import re

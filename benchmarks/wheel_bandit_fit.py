@@ -12,10 +12,11 @@ and MAML's play learners adapt on it with K of ``--steps`` inner steps, at the p
 (``eval_inner_lr``) and at meta-training's (``inner_lr``). The adapted mean network is scored
 on 4,000 fresh contexts (``fit_scores``): its predicted reward of the quadrant arm inside the
 disc (truth 1.0) and outside (50), of arm 0 inside (1.2), and the share of contexts, inside and
-outside, whose greedy arm is the optimal one. ABML's rows are scored with the head as the K
-steps leave it and at its closed-form optimum after them (``+ exact head``;
-``eval_head="exact"``, at β = ``eval_head_kl_weight``: 1 since 2026-12-06, the learner's
-``kl_weight`` before), whichever head the model was meta-trained with.
+outside, whose greedy arm is the optimal one, and the expected regret per pull of acting
+greedily on it. ABML's rows are scored with the head as the K steps leave it and at its
+closed-form optimum after them (``+ exact head``; ``eval_head="exact"``, at
+β = ``eval_head_kl_weight``: 1 since 2026-12-06, the learner's ``kl_weight`` before),
+whichever head the model was meta-trained with.
 """
 
 import jax
@@ -29,29 +30,40 @@ from experiments.wheel_bandit import (finished_run_config, meta_train_all, play_
 from metabayes.bandit.agents import arm_rewards
 from metabayes.bandit.episodes import pulled_rewards
 from metabayes.bandit.history import subsample_pulls
-from metabayes.bandit.wheel import NUM_ARMS, optimal_arms, quadrant_arms, sample_contexts
+from metabayes.bandit.wheel import (NUM_ARMS, mean_rewards, optimal_arms, quadrant_arms,
+                                    sample_contexts)
 
 
 def fit_scores(rewards: jax.Array, contexts: jax.Array, delta: float) -> dict:
     """A network's predicted ``rewards`` [B, 5] at ``contexts`` [B, 2] against the wheel at δ:
     the mean predicted reward of the quadrant arm inside (‖x‖ ≤ δ) and outside, of arm 0
-    inside, and the share of contexts inside and outside whose greedy arm is optimal."""
+    inside, the share of contexts inside and outside whose greedy arm is optimal, and the
+    expected regret per pull of acting greedily on ``rewards`` (all of it, and the part from
+    contexts inside the disc), also normalised so that Uniform's = 100, as Table 1 is."""
     rewards, contexts = np.asarray(rewards), np.asarray(contexts)
     inside = np.linalg.norm(contexts, axis=1) <= delta
     quadrant = np.take_along_axis(rewards, np.asarray(quadrant_arms(contexts))[:, None], 1)[:, 0]
-    right = np.argmax(rewards, axis=1) == np.asarray(optimal_arms(contexts, delta))
+    greedy = np.argmax(rewards, axis=1)
+    right = greedy == np.asarray(optimal_arms(contexts, delta))
+    means = np.asarray(mean_rewards(contexts, delta))
+    regret = means.max(axis=1) - np.take_along_axis(means, greedy[:, None], 1)[:, 0]
+    uniform_regret = means.max(axis=1) - means.mean(axis=1)
     mean = lambda values: float(values.mean()) if values.size else float("nan")
     return {"quadrant_inside": mean(quadrant[inside]), "quadrant_outside": mean(quadrant[~inside]),
             "arm0_inside": mean(rewards[inside, 0]), "right_inside": mean(right[inside]),
-            "right_outside": mean(right[~inside])}
+            "right_outside": mean(right[~inside]), "regret_per_pull": mean(regret),
+            "inside_regret_per_pull": mean(regret * inside),
+            "normalised_regret": 100 * mean(regret) / mean(uniform_regret)}
 
 
 def describe_fit(scores: dict) -> str:
     """``fit_scores`` in one line: the quadrant arm's predicted reward inside / outside, arm 0's
-    inside, and the shares of greedy arms right inside / outside."""
+    inside, the shares of greedy arms right inside / outside, and the greedy regret per pull
+    (of it from inside; normalised)."""
     return (f"quadrant {scores['quadrant_inside']:6.2f} / {scores['quadrant_outside']:5.1f}, "
             f"arm 0 {scores['arm0_inside']:.2f}; right {scores['right_inside']:6.1%} / "
-            f"{scores['right_outside']:6.2%}")
+            f"{scores['right_outside']:6.2%}; regret a pull {scores['regret_per_pull']:.3f} "
+            f"({scores['inside_regret_per_pull']:.3f} inside; {scores['normalised_regret']:.2f})")
 
 
 def agent_history(key: jax.Array, delta: float, pulls: int, per_arm: int,

@@ -14,10 +14,11 @@ otherwise the defaults (``experiments.wheel_bandit.finished_run_config``):
   or a quarter of it (of the run's ``inner_lr``);
 - ``10 steps`` to ``160 steps``: K = 10, 20, 40, 80 or 160 at play, at the default step
   size;
-- ``training reservoir``, ``reservoir 512``: reservoirs of meta-training's ``per_arm`` or of 512
-  pulls per arm at play instead of the default ``play_per_arm``; ``whole reservoir``: every
-  re-adaptation on all its slots, filled or not, instead of the smallest of the
-  ``support_sizes`` that holds the pulls so far (the same function, at its full cost);
+- ``training reservoir``, ``reservoir 512``, ``reservoir 8192``: reservoirs of meta-training's
+  ``per_arm`` or of 512 or 8,192 pulls per arm at play instead of the default
+  ``play_per_arm``; ``whole reservoir``: every re-adaptation on all its slots, filled or not,
+  instead of the smallest of the ``support_sizes`` that holds the pulls so far (the same
+  function, at its full cost);
 - ``warm start``: each re-adaptation starts from the last λ instead of θ (``MetaAgent``);
   ``warm training step``: the same, with K = 5 at the training step size;
 - ``gradient variance``: σ_λ at play by meta-training's rule (σ_λ takes the inner steps)
@@ -72,7 +73,7 @@ VARIANTS = {
     "80 steps": {"eval_inner_steps": 80},
     "160 steps": {"eval_inner_steps": 160},
     "training reservoir": {"play_per_arm": None},
-    "reservoir 512": {"play_per_arm": 512},
+    **{f"reservoir {slots}": {"play_per_arm": slots} for slots in (512, 8192)},
     "whole reservoir": {"smallest_support": None},
     "warm training step": {"warm_start": True, "eval_inner_steps": 5, "eval_inner_lr": None},
     "gradient variance": {"eval_local_variance": "gradient"},

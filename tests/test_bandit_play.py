@@ -168,8 +168,9 @@ def test_regret_sources_split_by_region():
 
 def test_fit_scores_by_hand():
     """``benchmarks.wheel_bandit_fit.fit_scores`` at δ = 0.5: two inside contexts (quadrants 1
-    and 3), one greedy arm wrong (the quadrant's 3.0 over arm 0's 1.2), one right; one outside
-    context, right."""
+    and 3), one greedy arm wrong (the quadrant's 3.0 over arm 0's 1.2: regret 0.2), one right;
+    one outside context, right. Uniform's expected regret: 1.2 - 5.2 / 5 = 0.16 inside and
+    50 - 54.2 / 5 = 39.16 outside."""
     from benchmarks.wheel_bandit_fit import fit_scores
     contexts = jnp.array([[0.1, 0.2], [0.6, 0.5], [-0.1, -0.1]])
     rewards = jnp.array([[1.2, 3.0, 0.0, 0.0, 0.0], [1.2, 40.0, 0.0, 0.0, 0.0],
@@ -177,7 +178,9 @@ def test_fit_scores_by_hand():
     scores = fit_scores(rewards, contexts, 0.5)
     assert scores == pytest.approx({"quadrant_inside": 2.0, "quadrant_outside": 40.0,
                                     "arm0_inside": 1.25, "right_inside": 0.5,
-                                    "right_outside": 1.0})
+                                    "right_outside": 1.0, "regret_per_pull": 0.2 / 3,
+                                    "inside_regret_per_pull": 0.2 / 3,
+                                    "normalised_regret": 100 * 0.2 / (0.16 + 0.16 + 39.16)})
 
 
 def test_fit_history_pulls_the_quadrant_arm():
