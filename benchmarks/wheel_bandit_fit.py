@@ -59,7 +59,7 @@ def fit_scores(rewards: jax.Array, contexts: jax.Array, delta: float) -> dict:
 def describe_fit(scores: dict) -> str:
     """``fit_scores`` in one line: the quadrant arm's predicted reward inside / outside, arm 0's
     inside, the shares of greedy arms right inside / outside, and the greedy regret per pull
-    (of it from inside; normalised)."""
+    (the part from inside; normalised)."""
     return (f"quadrant {scores['quadrant_inside']:6.2f} / {scores['quadrant_outside']:5.1f}, "
             f"arm 0 {scores['arm0_inside']:.2f}; right {scores['right_inside']:6.1%} / "
             f"{scores['right_outside']:6.2%}; regret a pull {scores['regret_per_pull']:.3f} "

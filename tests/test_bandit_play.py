@@ -181,6 +181,10 @@ def test_fit_scores_by_hand():
                                     "right_outside": 1.0, "regret_per_pull": 0.2 / 3,
                                     "inside_regret_per_pull": 0.2 / 3,
                                     "normalised_regret": 100 * 0.2 / (0.16 + 0.16 + 39.16)})
+    outside_wrong = fit_scores(rewards.at[1, 0].set(60.0), contexts, 0.5)   # arm 0: 50 - 1.2
+    assert outside_wrong["right_outside"] == 0.0
+    assert outside_wrong["regret_per_pull"] == pytest.approx((0.2 + 48.8) / 3)
+    assert outside_wrong["inside_regret_per_pull"] == pytest.approx(0.2 / 3)
 
 
 def test_fit_history_pulls_the_quadrant_arm():
