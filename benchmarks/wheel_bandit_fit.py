@@ -27,7 +27,7 @@ from absl import flags
 from experiments.cli import define_number_list, run, write_json
 from experiments.wheel_bandit import (finished_run_config, meta_train_all, play_memory,
                                       validation_key, with_head)
-from metabayes.bandit.agents import arm_rewards
+from metabayes.bandit.agents import arm_rewards, normalised_regret
 from metabayes.bandit.episodes import pulled_rewards
 from metabayes.bandit.history import subsample_pulls
 from metabayes.bandit.wheel import (NUM_ARMS, mean_rewards, optimal_arms, quadrant_arms,
@@ -53,7 +53,7 @@ def fit_scores(rewards: jax.Array, contexts: jax.Array, delta: float) -> dict:
             "arm0_inside": mean(rewards[inside, 0]), "right_inside": mean(right[inside]),
             "right_outside": mean(right[~inside]), "regret_per_pull": mean(regret),
             "inside_regret_per_pull": mean(regret * inside),
-            "normalised_regret": 100 * mean(regret) / mean(uniform_regret)}
+            "normalised_regret": normalised_regret(mean(regret), mean(uniform_regret))}
 
 
 def describe_fit(scores: dict) -> str:
