@@ -17,6 +17,10 @@ is split by where the context lies:
 - outside: the quadrant's arm (50) is optimal; a wrong arm costs ~49. These mistakes are
   counted by the context's angle to the nearest quadrant axis and by its distance outside δ.
 
+Each part is also given on Table 1's scale: in percent of the regret per pull that Uniform
+is expected to have on the same contexts (``metabayes.bandit.agents.normalised_regret``), so
+that the parts add up to a late-regret counterpart of a Table 1 entry.
+
 A mistake close to an axis is a quadrant boundary the network cannot place finely; a mistake
 close to the circle is δ not yet found. Inside, wrong pulls that gather just inside the circle
 are a smooth fit of the quadrant arm's jump from 1 to 50 at δ: it already predicts more than
@@ -24,6 +28,7 @@ arm 0's 1.2 before the circle.
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
@@ -31,8 +36,8 @@ from benchmarks.wheel_bandit_variants import PLAY_HEAD, VARIANTS, check_variants
 from experiments.cli import run, write_json
 from experiments.wheel_bandit import (evaluation_key, make_agents, meta_train_all,
                                       finished_run_config, validation_key)
-from metabayes.bandit.agents import play, sample_problem
-from metabayes.bandit.wheel import NUM_ARMS
+from metabayes.bandit.agents import normalised_regret, play, sample_problem
+from metabayes.bandit.wheel import NUM_ARMS, mean_rewards
 
 ANGLE_BINS = (0.0, 1.0, 2.0, 5.0, 10.0, 45.0)        # degrees to the nearest quadrant axis
 DISTANCE_BINS = (0.0, 0.02, 0.05, 0.1, 0.2, 1.0)     # |‖x‖ − δ|, outside and inside the disc
@@ -43,7 +48,10 @@ def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
     split inside/outside the disc of radius δ; the share of each arm among the inside pulls,
     and of wrong ones by depth inside δ (``DISTANCE_BINS``; None for a bin without pulls);
     the outside mistakes (regret > 1) binned by angle to the nearest axis (``ANGLE_BINS``,
-    degrees) and distance outside δ (``DISTANCE_BINS``)."""
+    degrees) and distance outside δ (``DISTANCE_BINS``); the regret and its two parts in
+    percent of Uniform's expected regret on these contexts (``normalised_*``)."""
+    means = np.asarray(mean_rewards(jnp.asarray(contexts), delta))
+    uniform_regret = float(np.mean(means.max(axis=1) - means.mean(axis=1)))   # per pull
     radius = np.linalg.norm(contexts, axis=1)
     inside = radius <= delta
     mistakes = ~inside & (regrets > 1.0)
@@ -53,14 +61,19 @@ def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
     inside_wrong = regrets[inside] > 0
     depth_bin = np.digitize(delta - radius[inside], DISTANCE_BINS[1:-1])
     wrong_by_depth = [inside_wrong[depth_bin == b] for b in range(len(DISTANCE_BINS) - 1)]
+    inside_regret = float(regrets[inside].sum() / regrets.size)
+    outside_regret = float(regrets[~inside].sum() / regrets.size)
     return {
         "regret_per_pull": float(regrets.mean()),
-        "inside_regret_per_pull": float(regrets[inside].sum() / regrets.size),
+        "normalised_regret": normalised_regret(float(regrets.mean()), uniform_regret),
+        "inside_regret_per_pull": inside_regret,
+        "inside_normalised_regret": normalised_regret(inside_regret, uniform_regret),
         "inside_wrong_share": share(inside_wrong),
         "inside_wrong_share_by_depth": [share(w, empty=None) for w in wrong_by_depth],
         "inside_arm_shares": (np.bincount(arms[inside], minlength=NUM_ARMS)
                               / max(inside.sum(), 1)).tolist(),
-        "outside_regret_per_pull": float(regrets[~inside].sum() / regrets.size),
+        "outside_regret_per_pull": outside_regret,
+        "outside_normalised_regret": normalised_regret(outside_regret, uniform_regret),
         "outside_wrong_share": share(regrets[~inside] > 1.0),
         "outside_mistakes_by_angle": np.histogram(to_axis[mistakes], ANGLE_BINS)[0].tolist(),
         "outside_mistakes_by_distance": np.histogram(radius[mistakes] - delta,
@@ -90,7 +103,9 @@ def main(argv):
         results[name] = regret_sources(contexts[late], np.asarray(arms)[late],
                                        np.asarray(regrets)[late], _DELTA.value)
         r = results[name]
-        print(f"{name}: regret/pull {r['regret_per_pull']:.3f} = inside "
+        print(f"{name}: regret/pull {r['regret_per_pull']:.3f} (Uniform = 100: "
+              f"{r['normalised_regret']:.2f} = {r['inside_normalised_regret']:.2f} inside + "
+              f"{r['outside_normalised_regret']:.2f} outside) = inside "
               f"{r['inside_regret_per_pull']:.3f} (wrong {r['inside_wrong_share']:.1%}, arms "
               f"{np.round(r['inside_arm_shares'], 2).tolist()}; by depth "
               f"{[None if w is None else round(w, 3) for w in r['inside_wrong_share_by_depth']]}) "

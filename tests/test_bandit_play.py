@@ -164,6 +164,14 @@ def test_regret_sources_split_by_region():
     assert sources["inside_wrong_share_by_depth"] == [0.0, None, None, None, 1.0]
     assert sources["outside_mistakes_by_angle"] == [1, 0, 0, 1, 0]
     assert sources["outside_mistakes_by_distance"] == [1, 0, 0, 1, 0]
+    # Uniform's expected regret: 0.16 at each of the two inside contexts, 39.16 at the three
+    # outside ones.
+    uniform = (2 * 0.16 + 3 * 39.16) / 5
+    assert sources["normalised_regret"] == pytest.approx(100 * (0.2 + 2 * 49.0) / 5 / uniform,
+                                                         rel=1e-5)
+    assert sources["inside_normalised_regret"] == pytest.approx(100 * 0.04 / uniform, rel=1e-5)
+    assert sources["outside_normalised_regret"] == pytest.approx(100 * 2 * 49.0 / 5 / uniform,
+                                                                 rel=1e-5)
 
 
 def test_fit_scores_by_hand():
