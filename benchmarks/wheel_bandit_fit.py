@@ -31,7 +31,7 @@ from metabayes.bandit.agents import arm_rewards, normalised_regret
 from metabayes.bandit.episodes import pulled_rewards
 from metabayes.bandit.history import subsample_pulls
 from metabayes.bandit.wheel import (NUM_ARMS, mean_rewards, optimal_arms, quadrant_arms,
-                                    sample_contexts)
+                                    sample_contexts, uniform_regret)
 
 
 def fit_scores(rewards: jax.Array, contexts: jax.Array, delta: float) -> dict:
@@ -47,13 +47,13 @@ def fit_scores(rewards: jax.Array, contexts: jax.Array, delta: float) -> dict:
     right = greedy == np.asarray(optimal_arms(contexts, delta))
     means = np.asarray(mean_rewards(contexts, delta))
     regret = means.max(axis=1) - np.take_along_axis(means, greedy[:, None], 1)[:, 0]
-    uniform_regret = means.max(axis=1) - means.mean(axis=1)
+    uniform = np.asarray(uniform_regret(contexts, delta))
     mean = lambda values: float(values.mean()) if values.size else float("nan")
     return {"quadrant_inside": mean(quadrant[inside]), "quadrant_outside": mean(quadrant[~inside]),
             "arm0_inside": mean(rewards[inside, 0]), "right_inside": mean(right[inside]),
             "right_outside": mean(right[~inside]), "regret_per_pull": mean(regret),
             "inside_regret_per_pull": mean(regret * inside),
-            "normalised_regret": normalised_regret(mean(regret), mean(uniform_regret))}
+            "normalised_regret": normalised_regret(mean(regret), mean(uniform))}
 
 
 def describe_fit(scores: dict) -> str:

@@ -37,7 +37,7 @@ from experiments.cli import run, write_json
 from experiments.wheel_bandit import (evaluation_key, make_agents, meta_train_all,
                                       finished_run_config, validation_key)
 from metabayes.bandit.agents import normalised_regret, play, sample_problem
-from metabayes.bandit.wheel import NUM_ARMS, mean_rewards
+from metabayes.bandit.wheel import NUM_ARMS, uniform_regret
 
 ANGLE_BINS = (0.0, 1.0, 2.0, 5.0, 10.0, 45.0)        # degrees to the nearest quadrant axis
 DISTANCE_BINS = (0.0, 0.02, 0.05, 0.1, 0.2, 1.0)     # |‖x‖ − δ|, outside and inside the disc
@@ -50,8 +50,7 @@ def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
     the outside mistakes (regret > 1) binned by angle to the nearest axis (``ANGLE_BINS``,
     degrees) and distance outside δ (``DISTANCE_BINS``); the regret and its two parts in
     percent of Uniform's expected regret on these contexts (``normalised_*``)."""
-    means = np.asarray(mean_rewards(jnp.asarray(contexts), delta))
-    uniform_regret = float(np.mean(means.max(axis=1) - means.mean(axis=1)))   # per pull
+    uniform_per_pull = float(jnp.mean(uniform_regret(jnp.asarray(contexts), delta)))
     radius = np.linalg.norm(contexts, axis=1)
     inside = radius <= delta
     mistakes = ~inside & (regrets > 1.0)
@@ -65,15 +64,15 @@ def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
     outside_regret = float(regrets[~inside].sum() / regrets.size)
     return {
         "regret_per_pull": float(regrets.mean()),
-        "normalised_regret": normalised_regret(float(regrets.mean()), uniform_regret),
+        "normalised_regret": normalised_regret(float(regrets.mean()), uniform_per_pull),
         "inside_regret_per_pull": inside_regret,
-        "inside_normalised_regret": normalised_regret(inside_regret, uniform_regret),
+        "inside_normalised_regret": normalised_regret(inside_regret, uniform_per_pull),
         "inside_wrong_share": share(inside_wrong),
         "inside_wrong_share_by_depth": [share(w, empty=None) for w in wrong_by_depth],
         "inside_arm_shares": (np.bincount(arms[inside], minlength=NUM_ARMS)
                               / max(inside.sum(), 1)).tolist(),
         "outside_regret_per_pull": outside_regret,
-        "outside_normalised_regret": normalised_regret(outside_regret, uniform_regret),
+        "outside_normalised_regret": normalised_regret(outside_regret, uniform_per_pull),
         "outside_wrong_share": share(regrets[~inside] > 1.0),
         "outside_mistakes_by_angle": np.histogram(to_axis[mistakes], ANGLE_BINS)[0].tolist(),
         "outside_mistakes_by_distance": np.histogram(radius[mistakes] - delta,

@@ -57,6 +57,12 @@ def optimal_arms(contexts: jax.Array, delta) -> jax.Array:
     return jnp.argmax(mean_rewards(contexts, delta), axis=-1).astype(jnp.int32)
 
 
+def uniform_regret(contexts: jax.Array, delta) -> jax.Array:
+    """The expected regret of a uniformly random arm at each context: [n, 2] -> [n]."""
+    means = mean_rewards(contexts, delta)
+    return jnp.max(means, axis=-1) - jnp.mean(means, axis=-1)
+
+
 def sample_rewards(key: jax.Array, contexts: jax.Array, delta) -> jax.Array:
     """Rewards of every arm, mean + N(0, 0.01²): [n, 5]."""
     means = mean_rewards(contexts, delta)
