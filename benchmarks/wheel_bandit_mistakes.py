@@ -28,7 +28,6 @@ arm 0's 1.2 before the circle.
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
@@ -50,7 +49,7 @@ def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
     the outside mistakes (regret > 1) binned by angle to the nearest axis (``ANGLE_BINS``,
     degrees) and distance outside δ (``DISTANCE_BINS``); the regret and its two parts in
     percent of Uniform's expected regret on these contexts (``normalised_*``)."""
-    uniform_per_pull = float(jnp.mean(uniform_regret(jnp.asarray(contexts), delta)))
+    uniform_per_pull = float(np.mean(uniform_regret(contexts, delta)))
     radius = np.linalg.norm(contexts, axis=1)
     inside = radius <= delta
     mistakes = ~inside & (regrets > 1.0)
@@ -60,11 +59,12 @@ def regret_sources(contexts: np.ndarray, arms: np.ndarray, regrets: np.ndarray,
     inside_wrong = regrets[inside] > 0
     depth_bin = np.digitize(delta - radius[inside], DISTANCE_BINS[1:-1])
     wrong_by_depth = [inside_wrong[depth_bin == b] for b in range(len(DISTANCE_BINS) - 1)]
+    total_regret = float(regrets.mean())
     inside_regret = float(regrets[inside].sum() / regrets.size)
     outside_regret = float(regrets[~inside].sum() / regrets.size)
     return {
-        "regret_per_pull": float(regrets.mean()),
-        "normalised_regret": normalised_regret(float(regrets.mean()), uniform_per_pull),
+        "regret_per_pull": total_regret,
+        "normalised_regret": normalised_regret(total_regret, uniform_per_pull),
         "inside_regret_per_pull": inside_regret,
         "inside_normalised_regret": normalised_regret(inside_regret, uniform_per_pull),
         "inside_wrong_share": share(inside_wrong),

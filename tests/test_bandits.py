@@ -17,7 +17,7 @@ from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
 from metabayes.bandit.neural_linear import (NormalInverseGamma, blr_posterior, linear_stats,
                                             sample_nig)
 from metabayes.bandit.wheel import (encode, mean_rewards, optimal_arms, sample_contexts,
-                                    sample_rewards)
+                                    sample_rewards, uniform_regret)
 from helpers import fast_jit
 
 S, B, W = 1.2, 1.0, 50.0   # safe arm 0, base, the wheel's quadrant arm
@@ -128,6 +128,9 @@ def test_uniform_regret_matches_its_expectation_and_normalises_to_100():
     regrets = np.asarray(regrets, np.float64)
     expected = delta ** 2 * (1.2 - 1.04) + (1 - delta ** 2) * (50 - 10.84)
     assert abs(regrets.mean() - expected) < 4 * regrets.std() / math.sqrt(n)
+    # ``uniform_regret`` per context: 1.2 − 1.04 inside the disc, 50 − 10.84 outside.
+    np.testing.assert_allclose(uniform_regret(jnp.array([[0.1, 0.2], [0.6, -0.5]]), delta),
+                               [1.2 - 1.04, 50 - 10.84], rtol=1e-6)
     total = regrets.sum()
     assert normalised_regret(total, total) == pytest.approx(100.0)
     assert normalised_regret(0.25 * total, total) == pytest.approx(25.0)
