@@ -32,8 +32,9 @@ otherwise the defaults (``experiments.wheel_bandit.finished_run_config``):
   solved at β = B instead (``eval_head_kl_weight``; the default's B = 1 makes it the head's
   exact Bayesian posterior given the features); ``exact head anchor=A``: the default's head
   anchored to the K steps' head by A pseudo-pulls per pull where an arm was seldom pulled
-  (``eval_head_anchor``); ``inner steps' head``: the head as the K inner steps leave it
-  (``eval_head="inner_steps"``);
+  (``eval_head_anchor``); ``task prior=T``: the default's head with the meta-training tasks'
+  prior in function space, weighted T (``eval_head_task_prior``); ``inner steps' head``: the
+  head as the K inner steps leave it (``eval_head="inner_steps"``);
 - ``greedy``: ABML acts on the mean of q(φ; λ) instead of a sample of it (Thompson sampling, the
   paper's and the default), as MAML acts: what the sampling costs or gains.
 
@@ -84,6 +85,8 @@ VARIANTS = {
        for beta in (0.3, 3.0, 10.0)},
     **{f"exact head anchor={share:g}": {"eval_head": "exact", "eval_head_anchor": share}
        for share in (0.01, 0.03, 0.1, 0.3)},
+    **{f"task prior={share:g}": {"eval_head": "exact", "eval_head_task_prior": share}
+       for share in (0.01, 0.03, 0.1)},
     "inner steps' head": {"eval_head": "inner_steps"},
     "greedy": {"policy": abml_greedy},
 }

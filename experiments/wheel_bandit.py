@@ -29,7 +29,7 @@ from experiments.configs.wheel_bandit import RESUMABLE_CHANGES, RULES, get_confi
 from experiments.run_config import write_run_config
 from metabayes.bandit.agents import MetaAgent, UniformAgent
 from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
-from metabayes.bandit.exact_head import ExactHead
+from metabayes.bandit.exact_head import ExactHead, task_networks
 from metabayes.bandit.history import ArmReservoir, RecentWindow, support_pulls
 from metabayes.bandit.neural_linear import NeuralLinear
 from metabayes.bandit.trials import kept_curves, play_all, summarise, table
@@ -66,14 +66,15 @@ def bandit_learner(config, algorithm: str) -> mb.MetaLearner:
 
 
 def with_head(learner: mb.MetaLearner, algorithm: str, head, kl_weight=None,
-              anchor_share: float = 0.0) -> mb.MetaLearner:
+              anchor_share: float = 0.0, task_prior_share: float = 0.0) -> mb.MetaLearner:
     """``learner`` with ABML's head ``head`` (``HEADS``; None: "inner_steps"): "exact" refits
     it after the inner steps (``ExactHead``, solving at β = ``kl_weight``, None: the learner's
-    β, anchored to the K steps' head by ``anchor_share``); MAML's is always the inner steps'."""
+    β, anchored to the K steps' head by ``anchor_share`` and to the meta-training tasks by
+    ``task_prior_share``); MAML's is always the inner steps'."""
     exact = head == "exact" and algorithm == "abml"
     beta = learner.kl_weight if kl_weight is None else kl_weight
     return dataclasses.replace(learner, refit=ExactHead(
-        learner.likelihood.noise_std, beta, anchor_share) if exact else None)
+        learner.likelihood.noise_std, beta, anchor_share, task_prior_share) if exact else None)
 
 
 def play_learner(config, algorithm: str, learner: mb.MetaLearner) -> mb.MetaLearner:
@@ -83,7 +84,7 @@ def play_learner(config, algorithm: str, learner: mb.MetaLearner) -> mb.MetaLear
     and anchored by ``eval_head_anchor``."""
     head = config.head if config.eval_head is None else config.eval_head
     return with_head(make_evaluator(config, learner), algorithm, head, config.eval_head_kl_weight,
-                     config.eval_head_anchor)
+                     config.eval_head_anchor, config.eval_head_task_prior)
 
 
 def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: bool):
@@ -155,15 +156,34 @@ def finished_run_config(workdir: str) -> ml_collections.ConfigDict:
     return config
 
 
+def train_key(config) -> jax.Array:
+    """The key of meta-training: algorithm a's is fold_in(key, ALGORITHMS.index(a))."""
+    return jax.random.split(jax.random.PRNGKey(config.seed))[0]
+
+
+def play_task_networks(config, algorithm: str, learner: mb.MetaLearner, params):
+    """The networks of ``task_prior_tasks`` meta-training episodes, adapted as in meta-training,
+    that the play ``learner``'s exact head takes as its prior in function space; None unless it
+    has one (``eval_head_task_prior`` > 0)."""
+    if not (config.eval_head_task_prior > 0 and isinstance(learner.refit, ExactHead)):
+        return None
+    key = jax.random.fold_in(train_key(config), len(ALGORITHMS))   # not an algorithm's stream
+    episodes_key, adapt_key = jax.random.split(key)
+    tasks, _ = sample_episodes(episodes_key, config.task_prior_tasks, per_arm=config.per_arm,
+                               num_query=config.query, max_pulls=config.max_pulls,
+                               pool=config.pool)
+    return jax.jit(task_networks, static_argnums=0)(bandit_learner(config, algorithm), params,
+                                                     tasks.support, adapt_key)
+
+
 def meta_train_all(config, workdir: str, progress: bool = False):
     """``meta_train`` every algorithm of the config: ({algorithm: (learner, params)},
     {algorithm: train seconds}, {algorithm: history})."""
-    train_key = jax.random.split(jax.random.PRNGKey(config.seed))[0]
     learners, seconds, histories = {}, {}, {}
     for algorithm in config.algorithms:
         learner, params, seconds[algorithm], histories[algorithm] = meta_train(
-            config, algorithm, workdir, jax.random.fold_in(train_key, ALGORITHMS.index(algorithm)),
-            progress)
+            config, algorithm, workdir,
+            jax.random.fold_in(train_key(config), ALGORITHMS.index(algorithm)), progress)
         learners[algorithm] = (learner, params)
     return learners, seconds, histories
 
@@ -196,7 +216,8 @@ def make_agents(config, learners) -> dict:
                           readapt_every=config.readapt_every,
                           readapt_growth=config.readapt_growth,
                           warm_start=config.warm_start)
-        agents[algorithm.upper()] = (agent, lambda key, a=agent, p=params: a.init(p))
+        networks = play_task_networks(config, algorithm, learner, params)
+        agents[algorithm.upper()] = (agent, lambda key, a=agent, p=params, t=networks: a.init(p, t))
     return agents
 
 

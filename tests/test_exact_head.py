@@ -10,7 +10,7 @@ import pytest
 
 import metabayes as mb
 from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
-from metabayes.bandit.exact_head import ExactHead
+from metabayes.bandit.exact_head import ExactHead, task_networks
 from metabayes.bandit.history import weighted_support
 from metabayes.bandit.wheel import INPUT_DIM, NUM_ARMS, sample_contexts
 from metabayes.likelihoods import Gaussian
@@ -44,14 +44,29 @@ def head_column(head: dict, arm: int) -> np.ndarray:
     return np.append(head["kernel"][:, arm], head["bias"][arm])
 
 
-@pytest.mark.parametrize("anchor_share", [0.0, 0.4])
-def test_head_is_the_tempered_bayesian_linear_posterior(x64, anchor_share):
+def networks(seeds) -> dict:
+    """MODEL's params for each seed, stacked: [len(seeds), ...]."""
+    inits = [MODEL.init(jax.random.PRNGKey(seed), jnp.zeros((1, INPUT_DIM)))["params"]
+             for seed in seeds]
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *inits)
+
+
+@pytest.mark.parametrize("anchor_share,task_prior_share", [(0.0, 0.0), (0.4, 0.0), (0.0, 0.7),
+                                                           (0.4, 0.7)])
+def test_head_is_the_tempered_bayesian_linear_posterior(x64, anchor_share, task_prior_share):
     """Each arm's head is N(m, diag(P)⁻¹) of the regression on the mean network's features,
     every pull written out w times, noise variance β s² and prior N(μ_θ, σ_θ²); the hidden
     layers keep λ. With an anchor κ, every slot also stands for κ w pseudo-pulls of every
-    arm whose targets are the K steps' head's predictions."""
+    arm whose targets are the K steps' head's predictions. With the tasks' prior κ_T, every
+    slot adds κ_T w observations of every arm's reward with the tasks' mean prediction m and
+    variance v + s² (v across the task networks), untempered."""
     prior, local, support, (contexts, arms, weights, rewards) = problem()
-    refit = ExactHead(NOISE_STD, KL_WEIGHT, anchor_share)(MODEL, prior, local, support)
+    tasks = networks([7, 8, 9])
+    refit = ExactHead(NOISE_STD, KL_WEIGHT, anchor_share, task_prior_share)(
+        MODEL, prior, local, support, tasks)
+    task_predictions = np.stack([np.asarray(MODEL.apply(
+        {"params": jax.tree_util.tree_map(lambda leaf: leaf[j], tasks)}, jnp.asarray(contexts),
+        method="arm_rewards")) for j in range(3)])                         # [3, R, A]
     features = np.asarray(MODEL.apply({"params": local.mean}, jnp.asarray(contexts),
                                       method="features"))
     design = np.concatenate([features, np.ones((len(contexts), 1))], axis=1)
@@ -63,10 +78,14 @@ def test_head_is_the_tempered_bayesian_linear_posterior(x64, anchor_share):
         prior_mean = head_column(prior.mean["head"], arm)
         prior_var = np.exp(2 * head_column(prior.log_sigma["head"], arm))
         noise_var = KL_WEIGHT * NOISE_STD ** 2
+        task_precision = task_prior_share * weights / (
+            task_predictions[:, :, arm].var(axis=0) + NOISE_STD ** 2)       # [R]
+        task_targets = task_predictions[:, :, arm].mean(axis=0)
         precision = (z.T @ z + design.T @ (pseudo_weights[:, None] * design)) / noise_var \
-            + np.diag(1 / prior_var)
+            + design.T @ (task_precision[:, None] * design) + np.diag(1 / prior_var)
         mean = np.linalg.solve(precision, (z.T @ y + design.T @ (pseudo_weights * pseudo_targets))
-                               / noise_var + prior_mean / prior_var)
+                               / noise_var + design.T @ (task_precision * task_targets)
+                               + prior_mean / prior_var)
         np.testing.assert_allclose(refit.mean["head"]["kernel"][:, arm], mean[:-1], rtol=1e-9)
         np.testing.assert_allclose(refit.mean["head"]["bias"][arm], mean[-1], rtol=1e-9)
         np.testing.assert_allclose(np.exp(-2 * refit.log_sigma["head"]["kernel"][:, arm]),
@@ -87,6 +106,36 @@ def test_a_large_anchor_gives_back_the_inner_steps_head(x64):
         assert np.max(np.abs(unanchored.mean["head"][name] - local.mean["head"][name])) > 0.1
         np.testing.assert_allclose(anchored.mean["head"][name], local.mean["head"][name],
                                    atol=1e-6)
+
+
+def test_tasks_that_agree_with_the_inner_steps_give_back_their_head(x64):
+    """κ_T → ∞ with task networks that all equal λ's mean network (v = 0): the tasks' prior
+    outweighs the data and p(φ | θ), and the head is v_K; without the networks it is refused."""
+    prior, local, support, _ = problem(seed=5)   # as above: every feature is live on it
+    agreeing = jax.tree_util.tree_map(lambda leaf: jnp.stack([leaf, leaf]), local.mean)
+    head = ExactHead(NOISE_STD, KL_WEIGHT, task_prior_share=1e9)
+    for name in ("kernel", "bias"):
+        np.testing.assert_allclose(head(MODEL, prior, local, support, agreeing).mean["head"][name],
+                                   local.mean["head"][name], atol=1e-6)
+    with pytest.raises(ValueError, match="task_networks"):
+        head(MODEL, prior, local, support)
+
+
+def test_task_networks_are_each_episodes_adapted_mean_network(x64):
+    """``task_networks`` (vmapped over the M episodes) == the learner's ``adapt`` on each
+    episode in turn, with the j-th of M split keys."""
+    config = tiny_config(algorithms=("abml",))
+    learner = wheel_bandit.bandit_learner(config, "abml")
+    supports = sample_episodes(jax.random.PRNGKey(2), num_problems=3, per_arm=config.per_arm,
+                               num_query=config.query, max_pulls=500, pool=config.pool)[0].support
+    params = perturb(learner.init_params(jax.random.PRNGKey(4), supports[0][0]), 0.1, 5)
+    key = jax.random.PRNGKey(8)
+    stacked = task_networks(learner, params, supports, key)
+    for j, task_key in enumerate(jax.random.split(key, 3)):
+        one = learner.adapt(params, params.q_theta.mean,
+                            jax.tree_util.tree_map(lambda leaf: leaf[j], supports), task_key).mean
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a[j], b, rtol=1e-9),
+                               stacked, one)
 
 
 def test_head_mean_zeroes_the_local_objectives_gradient(x64):
@@ -125,18 +174,60 @@ def test_abml_agent_refits_its_head_after_its_inner_steps(head, eval_head, head_
     assert config.kl_weight != 1.0   # so that a β left at the learner's shows
     assert abml.learner.refit == (exact if refits else None) and maml.learner.refit is None
     params = abml.learner.init_params(jax.random.PRNGKey(0), jnp.zeros((8, INPUT_DIM)))
-    state = abml.init(params)
+    updated, inner_steps, support = first_readaptation(abml, abml.init(params), params)
+    theta = params.q_theta.mean
+    expected = exact(abml.learner.model, theta, inner_steps, support) if refits else inner_steps
+    assert_trees_close(updated.posterior, expected)
+
+
+def first_readaptation(agent, state, params):
+    """``agent``'s state after one pull that it re-adapts on (``readapt_every`` = 1), and its K
+    inner steps alone on the same support set with the same key: (state, λ^K, support)."""
     context, arm, reward, key = jnp.array([0.3, -0.4]), jnp.array(4), jnp.array(50.0), \
         jax.random.PRNGKey(1)
-    updated = abml.update(state, 1, context, arm, reward, key)
-    memory = abml.memory.record(state.memory, context, arm, reward, jax.random.split(key)[0])
-    support = abml.memory.support(memory, abml.memory.support_sizes()[0])
-    theta = params.q_theta.mean
-    inner_steps = dataclasses.replace(abml.learner, refit=None).adapt(
-        params, theta, support, jax.random.split(key)[1])
-    expected = exact(abml.learner.model, theta, inner_steps, support) if refits else inner_steps
+    updated = agent.update(state, 1, context, arm, reward, key)
+    memory = agent.memory.record(state.memory, context, arm, reward, jax.random.split(key)[0])
+    support = agent.memory.support(memory, agent.memory.support_sizes()[0])
+    inner_steps = dataclasses.replace(agent.learner, refit=None).adapt(
+        params, params.q_theta.mean, support, jax.random.split(key)[1])
+    return updated, inner_steps, support
+
+
+def assert_trees_close(actual, expected):
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                           updated.posterior, expected)
+                           actual, expected)
+
+
+def test_abml_agent_refits_with_its_task_networks():
+    """With ``eval_head_task_prior`` > 0 ABML's agent holds ``task_prior_tasks`` adapted
+    meta-training networks in its state, and a re-adaptation is the K inner steps followed by
+    the exact head with them as its prior in function space (which moves the head)."""
+    config = tiny_config(eval_head="exact", eval_head_task_prior=1e3, task_prior_tasks=3,
+                         algorithms=("abml",), readapt_every=1)
+    learner = wheel_bandit.bandit_learner(config, "abml")
+    params = learner.init_params(jax.random.PRNGKey(0), jnp.zeros((8, INPUT_DIM)))
+    play = wheel_bandit.play_learner(config, "abml", learner)
+    agent, init = wheel_bandit.make_agents(config, {"abml": (play, params)})["ABML"]
+    state = init(jax.random.PRNGKey(2))
+    expected_networks = wheel_bandit.play_task_networks(config, "abml", play, params)
+    assert jax.tree_util.tree_leaves(state.task_networks)[0].shape[0] == 3
+    jax.tree_util.tree_map(np.testing.assert_array_equal, state.task_networks, expected_networks)
+    updated, inner_steps, support = first_readaptation(agent, state, params)
+    theta = params.q_theta.mean
+    expected = play.refit(play.model, theta, inner_steps, support, expected_networks)
+    assert_trees_close(updated.posterior, expected)
+    without = dataclasses.replace(play.refit, task_prior_share=0.0)(play.model, theta,
+                                                                     inner_steps, support)
+    assert np.max(np.abs(without.mean["head"]["kernel"] - expected.mean["head"]["kernel"])) > 1e-3
+
+
+def test_short_run_plays_with_the_task_prior(tmp_path):
+    """A run with the tasks' prior on the exact head plays to finite regrets."""
+    config = tiny_config(algorithms=("abml",), eval_head_task_prior=0.1, task_prior_tasks=4)
+    config.neural_linear.enabled = False
+    results = wheel_bandit.train_and_evaluate(config, str(tmp_path), progress=False)
+    assert all(np.isfinite(results["agents"]["ABML"][str(d)]["normalised"]["mean"])
+               for d in config.deltas)
 
 
 def test_meta_gradient_through_the_exact_head_matches_finite_differences(x64):
@@ -173,3 +264,5 @@ def test_exact_head_needs_a_positive_kl_weight():
         ExactHead(1.0, 0.0)
     with pytest.raises(ValueError, match="anchor_share"):
         ExactHead(1.0, 1.0, -0.1)
+    with pytest.raises(ValueError, match="task_prior_share"):
+        ExactHead(1.0, 1.0, 0.0, -0.1)

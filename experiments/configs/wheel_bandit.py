@@ -77,6 +77,14 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   10.33 (3.47): δ = 0.5 falls and δ ≥ 0.95 rises, as with a larger β. On Table 1's model
   (n = 80,000, the first validation trial's last 40,000 pulls, K = 20) likewise: δ = 0.5 0.30
   → 0.30 / 0.26, δ = 0.95 1.21 → 1.65 / 1.88 at κ = 0.01 / 0.1. Off.
+  ``eval_head_task_prior`` = 0: κ_T > 0 gives the head a prior in function space from
+  ``task_prior_tasks`` meta-training episodes' adapted networks (``metabayes.bandit.
+  exact_head``). On a 3,000-step model (validation, n = 20,000, 3 trials, K = 5) κ_T = 0.03 /
+  0.1 gave 0.51 / 1.00 / 2.13 / 3.56 / 10.67 (3.57) and 0.47 / 0.96 / 2.16 / 3.59 / 11.77
+  (3.79) against 0.69 / 1.00 / 2.32 / 3.67 / 10.69 (3.67), at 1.4× the play time; at
+  n = 80,000 (the last 40,000 pulls of one validation trial) 0.71 → 0.73 at δ = 0.5 and
+  2.60 → 2.96 at δ = 0.95, the near-axis mistakes unchanged. Off; not played on Table 1's
+  12,000-step model (docs/wheel_bandit.md).
 - ``policy.abml`` = "thompson", the paper's: ABML acts on a sample of q(φ; λ). "greedy" acts on
   its mean, as MAML acts. On Table 1's ABML (12,000 CPU steps, K = 20, exact head) greedy had
   the lower mean on the validation problems (n = 20,000, 3 trials): 0.27 / 0.32 / 0.83 / 1.27 /
@@ -191,6 +199,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_head = ml_collections.FieldReference("exact", field_type=str)   # None: ``head``
     c.eval_head_kl_weight = ml_collections.FieldReference(1.0, field_type=float)   # None: β
     c.eval_head_anchor = 0.0             # κ: anchor to the K steps' head (exact head): docstring
+    c.eval_head_task_prior = 0.0         # κ_T: the tasks' prior (exact head): docstring
+    c.task_prior_tasks = 32              # M episodes whose adapted networks make that prior
     c.outer_kl = ml_collections.config_dict.placeholder(str)    # None: summed; docstring
     del c["meta_sgd"]                    # per algorithm instead: module docstring
     c.meta_sgd = ml_collections.ConfigDict(dict(abml=True, maml=False))
@@ -237,7 +247,8 @@ RULES = {
     "readapt_growth": number(0.0), "warm_start": BOOLEAN,
     "head": optional(one_of(*HEADS)), "eval_head": optional(one_of(*HEADS)),
     "eval_head_kl_weight": optional(positive()),
-    "eval_head_anchor": number(0.0),
+    "eval_head_anchor": number(0.0), "eval_head_task_prior": number(0.0),
+    "task_prior_tasks": integer(2),
     "outer_kl": optional(one_of("per_point")), "curve_points": integer(1),
     "meta_sgd": {algorithm: BOOLEAN for algorithm in ALGORITHMS},
     "policy": {algorithm: one_of(*POLICIES) for algorithm in ALGORITHMS},
@@ -258,6 +269,6 @@ RESUMABLE_CHANGES = ("algorithms", "steps", "log_every", "checkpoint_every", "ke
                      "readapt_growth", "warm_start", "curve_points",
                      "eval_inner_steps", "eval_inner_lr", "eval_samples", "eval_batch_norm",
                      "eval_local_variance", "eval_head", "eval_head_kl_weight",
-                     "eval_head_anchor",
+                     "eval_head_anchor", "eval_head_task_prior", "task_prior_tasks",
                      *(f"policy.{algorithm}" for algorithm in ALGORITHMS),
                      "force_resume", *(f"neural_linear.{key}" for key in RULES["neural_linear"]))

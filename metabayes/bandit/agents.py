@@ -17,7 +17,7 @@ and δ values, jitted once per agent.
 """
 import dataclasses
 import functools
-from typing import NamedTuple, Tuple, Union
+from typing import NamedTuple, Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +85,7 @@ class MetaAgentState(NamedTuple):
     params: MetaParams
     posterior: MeanFieldGaussian
     memory: PyTree
+    task_networks: Optional[PyTree] = None   # the head's prior in function space, if any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +117,10 @@ class MetaAgent:
             raise ValueError(f"`readapt_every` must be an integer >= 1, "
                              f"got {self.readapt_every!r}")
 
-    def init(self, params: MetaParams) -> MetaAgentState:
-        return MetaAgentState(params, params.q_theta.mean, self.memory.init())
+    def init(self, params: MetaParams, task_networks: Optional[PyTree] = None) -> MetaAgentState:
+        """``task_networks``: ``metabayes.bandit.exact_head.task_networks``, passed to the
+        learner's ``refit`` at every re-adaptation (an ``ExactHead`` with a task prior)."""
+        return MetaAgentState(params, params.q_theta.mean, self.memory.init(), task_networks)
 
     def act(self, state: MetaAgentState, context, key):
         weights = (state.posterior.sample(key) if self.policy == "thompson"
@@ -128,19 +131,22 @@ class MetaAgent:
         record_key, adapt_key = jax.random.split(key)
         memory = self.memory.record(state.memory, context, arm, reward, record_key)
         sizes = self.memory.support_sizes()
+        learner = (self.learner if state.task_networks is None else dataclasses.replace(
+            self.learner, refit=functools.partial(self.learner.refit,
+                                                  task_networks=state.task_networks)))
 
         def adapt_on(rows):
             def adapt():
                 theta, support = state.params.q_theta.mean, self.memory.support(memory, rows)
-                return self.learner.adapt(state.params, theta, support, adapt_key,
-                                          state.posterior if self.warm_start else None)
+                return learner.adapt(state.params, theta, support, adapt_key,
+                                     state.posterior if self.warm_start else None)
             return adapt
 
         posterior = jax.lax.cond(
             readapt_now(step, self.readapt_every, self.readapt_growth),
             lambda: jax.lax.switch(first_size_at_least(sizes, step), list(map(adapt_on, sizes))),
             lambda: state.posterior)
-        return MetaAgentState(state.params, posterior, memory)
+        return MetaAgentState(state.params, posterior, memory, state.task_networks)
 
 
 def sample_problem(key: jax.Array, delta, num_steps: int):
