@@ -10,7 +10,10 @@ XLA:CPU: the MLP cases in float64 (MAML's in float32 too), the Conv4 case in flo
 the jitted train step.
 float64 must agree to 1e-9 (any change to the mathematics shows far above that); float32 to
 2e-5 of each gradient leaf's scale, the rounding noise of reordered float32 sums through a
-second-order inner loop. Rerecording is for a deliberate change of the mathematics, said so in
+second-order inner loop. A leaf that is zero but for rounding (below 1e-5 of the largest
+gradient entry: the Conv4's biases in front of batch norm) is held to the whole gradient's
+scale: on an Intel Xeon host its float32 noise differed from the recorded AMD EPYC values by
+2.6e-7 of that scale, over the 2e-7 its own floor allowed. Rerecording is for a deliberate change of the mathematics, said so in
 its commit.
 """
 import pathlib
@@ -28,6 +31,7 @@ from helpers import capture_gradient, train_step_loss_and_gradient, two_task_bat
 
 RECORDED = pathlib.Path(__file__).parent / "data" / "train_step_regression.npz"
 TOLERANCE = {"float64": 1e-9, "float32": 2e-5}
+ROUNDING_ZERO = 1e-5   # a leaf below this share of the gradient's scale is zero but for rounding
 
 
 def _mlp_learner(algorithm, **options):
@@ -90,8 +94,13 @@ def test_train_step_equals_the_recorded_values(name, precision):
     scale = max(np.max(np.abs(e)) for e in expected)
     for i, (actual, want) in enumerate(zip(grads, expected)):
         assert actual.shape == want.shape, f"leaf {i}: shape {actual.shape} != {want.shape}"
-        np.testing.assert_allclose(actual, want, rtol=tolerance,
-                                   atol=tolerance * max(np.max(np.abs(want)), 1e-2 * scale),
+        leaf_scale = np.max(np.abs(want))
+        # A leaf zero but for rounding (a bias in front of batch norm, whose gradient vanishes
+        # analytically) has no scale of its own: its entries are the rounding noise of sums of
+        # the step's magnitudes, which differs between CPUs, so the whole gradient's scale.
+        leaf_scale = scale if leaf_scale < ROUNDING_ZERO * scale else max(leaf_scale,
+                                                                           1e-2 * scale)
+        np.testing.assert_allclose(actual, want, rtol=tolerance, atol=tolerance * leaf_scale,
                                    err_msg=f"gradient leaf {i}")
 
 
