@@ -13,8 +13,8 @@ float64 must agree to 1e-9 (any change to the mathematics shows far above that);
 second-order inner loop. A leaf that is zero but for rounding (below 1e-5 of the largest
 gradient entry: the Conv4's biases in front of batch norm) is held to the whole gradient's
 scale: on an Intel Xeon host its float32 noise differed from the recorded AMD EPYC values by
-2.6e-7 of that scale, over the 2e-7 its own floor allowed. Rerecording is for a deliberate change of the mathematics, said so in
-its commit.
+2.6e-7 of that scale, over the 2e-7 its own floor allowed. Rerecording is for a deliberate
+change of the mathematics, said so in its commit.
 """
 import pathlib
 import time
