@@ -35,6 +35,9 @@ otherwise the defaults (``experiments.wheel_bandit.finished_run_config``):
   (``eval_head_anchor``); ``task prior=T``: the default's head with the meta-training tasks'
   prior in function space, weighted T (``eval_head_task_prior``); ``inner steps' head``: the
   head as the K inner steps leave it (``eval_head="inner_steps"``);
+- ``body steps=B``: no inner steps; each re-adaptation takes B Adam steps on the hidden layers
+  through the exact head from the last λ's (``warm_start``, ``eval_body_steps``;
+  ``metabayes.bandit.profile_steps``), i.e. keeps training the network on the history;
 - ``greedy``: ABML acts on the mean of q(φ; λ) instead of a sample of it (Thompson sampling, the
   paper's and the default), as MAML acts: what the sampling costs or gains.
 
@@ -88,6 +91,8 @@ VARIANTS = {
     **{f"task prior={share:g}": {"eval_head": "exact", "eval_head_task_prior": share}
        for share in (0.01, 0.03, 0.1)},
     "inner steps' head": {"eval_head": "inner_steps"},
+    **{f"body steps={steps}": {"eval_head": "exact", "warm_start": True, "eval_inner_steps": 0,
+                               "eval_body_steps": steps} for steps in (5, 20, 60)},
     "greedy": {"policy": abml_greedy},
 }
 

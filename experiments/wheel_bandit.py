@@ -32,6 +32,7 @@ from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
 from metabayes.bandit.exact_head import ExactHead, task_networks
 from metabayes.bandit.history import ArmReservoir, RecentWindow, support_pulls
 from metabayes.bandit.neural_linear import NeuralLinear
+from metabayes.bandit.profile_steps import ProfileSteps
 from metabayes.bandit.trials import kept_curves, play_all, summarise, table
 from metabayes.bandit.wheel import INPUT_DIM, NUM_ARMS
 from metabayes.training.checkpointing import Checkpointer
@@ -41,8 +42,12 @@ from metabayes.evaluation.plotting import plot_regret
 from metabayes.training import fit
 
 def check_settings(config: ml_collections.ConfigDict) -> None:
-    """Every key against its rule (``RULES``)."""
+    """Every key against its rule (``RULES``), and ``eval_body_steps`` against ABML's head."""
     check_config(config, RULES)
+    head = config.head if config.eval_head is None else config.eval_head
+    if config.eval_body_steps and "abml" in config.algorithms and head != "exact":
+        raise ValueError(f"--config.eval_body_steps={config.eval_body_steps} needs ABML's exact "
+                         f"head at play (--config.eval_head=exact), got {head!r}")
 
 
 def bandit_learner(config, algorithm: str) -> mb.MetaLearner:
@@ -66,25 +71,32 @@ def bandit_learner(config, algorithm: str) -> mb.MetaLearner:
 
 
 def with_head(learner: mb.MetaLearner, algorithm: str, head, kl_weight=None,
-              anchor_share: float = 0.0, task_prior_share: float = 0.0) -> mb.MetaLearner:
+              anchor_share: float = 0.0, task_prior_share: float = 0.0, body_steps: int = 0,
+              body_lr: float = 1e-3) -> mb.MetaLearner:
     """``learner`` with ABML's head ``head`` (``HEADS``; None: "inner_steps"): "exact" refits
     it after the inner steps (``ExactHead``, solving at β = ``kl_weight``, None: the learner's
     β, anchored to the K steps' head by ``anchor_share`` and to the meta-training tasks by
-    ``task_prior_share``); MAML's is always the inner steps'."""
-    exact = head == "exact" and algorithm == "abml"
+    ``task_prior_share``), after ``body_steps`` Adam steps at ``body_lr`` on the hidden layers
+    through it if > 0 (``ProfileSteps``); MAML's is always the inner steps'."""
+    if head != "exact" or algorithm != "abml":
+        return dataclasses.replace(learner, refit=None)
     beta = learner.kl_weight if kl_weight is None else kl_weight
-    return dataclasses.replace(learner, refit=ExactHead(
-        learner.likelihood.noise_std, beta, anchor_share, task_prior_share) if exact else None)
+    refit = ExactHead(learner.likelihood.noise_std, beta, anchor_share, task_prior_share)
+    if body_steps:
+        refit = ProfileSteps(refit, body_steps, body_lr)
+    return dataclasses.replace(learner, refit=refit)
 
 
 def play_learner(config, algorithm: str, learner: mb.MetaLearner) -> mb.MetaLearner:
     """The learner ``algorithm`` plays with: ``learner`` with ``eval_inner_steps`` at
     ``eval_inner_lr``, σ_λ by ``eval_local_variance``, and the head by ``eval_head`` (None: as
-    meta-trained), an exact one solved at β = ``eval_head_kl_weight`` (None: ``kl_weight``)
-    and anchored by ``eval_head_anchor``."""
+    meta-trained), an exact one solved at β = ``eval_head_kl_weight`` (None: ``kl_weight``),
+    anchored by ``eval_head_anchor`` and ``eval_head_task_prior``, after ``eval_body_steps``
+    steps on the hidden layers through it (ABML's; MAML's head is always the inner steps')."""
     head = config.head if config.eval_head is None else config.eval_head
     return with_head(make_evaluator(config, learner), algorithm, head, config.eval_head_kl_weight,
-                     config.eval_head_anchor, config.eval_head_task_prior)
+                     config.eval_head_anchor, config.eval_head_task_prior,
+                     config.eval_body_steps, config.eval_body_lr)
 
 
 def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: bool):
@@ -165,7 +177,7 @@ def play_task_networks(config, algorithm: str, learner: mb.MetaLearner, params):
     """The networks of ``task_prior_tasks`` meta-training episodes, adapted as in meta-training,
     that the play ``learner``'s exact head takes as its prior in function space; None unless it
     has one (``eval_head_task_prior`` > 0)."""
-    if not (config.eval_head_task_prior > 0 and isinstance(learner.refit, ExactHead)):
+    if not (config.eval_head_task_prior > 0 and learner.refit is not None):   # ABML's exact head
         return None
     key = jax.random.fold_in(train_key(config), len(ALGORITHMS))   # not an algorithm's stream
     episodes_key, adapt_key = jax.random.split(key)

@@ -85,6 +85,15 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   n = 80,000 (the last 40,000 pulls of one validation trial) 0.71 → 0.73 at δ = 0.5 and
   2.60 → 2.96 at δ = 0.95, the near-axis mistakes unchanged. Off; not played on Table 1's
   12,000-step model (docs/wheel_bandit.md).
+  ``eval_body_steps`` = 0, ``eval_body_lr`` = 1e-3: B > 0 Adam steps on the hidden layers
+  through the exact head after the inner steps (``metabayes.bandit.profile_steps``); with
+  ``warm_start`` and ``eval_inner_steps`` = 0 (the variant ``body steps=B``) the network keeps
+  training on the history from the last re-adaptation's. Their σ_λ is not refit, so play them
+  greedy. On the 3,000-step model above (validation, n = 20,000, 3 trials, greedy) B = 20 gave
+  0.55 / 0.71 / 1.04 / 1.48 / 7.06 (2.17) against 0.62 / 0.96 / 2.29 / 3.45 / 10.01 (3.47) at
+  7.3× the play time (4.69 s per 1,000 pulls); at n = 80,000 (last 40,000 pulls of one
+  validation trial) 0.77 → 0.25 at δ = 0.5, 2.68 → 0.55 at 0.95, 8.29 → 1.88 at 0.99. Off
+  until played on Table 1's model (docs/wheel_bandit.md).
 - ``policy.abml`` = "thompson", the paper's: ABML acts on a sample of q(φ; λ). "greedy" acts on
   its mean, as MAML acts. On Table 1's ABML (12,000 CPU steps, K = 20, exact head) greedy had
   the lower mean on the validation problems (n = 20,000, 3 trials): 0.27 / 0.32 / 0.83 / 1.27 /
@@ -201,6 +210,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_head_anchor = 0.0             # κ: anchor to the K steps' head (exact head): docstring
     c.eval_head_task_prior = 0.0         # κ_T: the tasks' prior (exact head): docstring
     c.task_prior_tasks = 32              # M episodes whose adapted networks make that prior
+    c.eval_body_steps = 0                # Adam steps on the hidden layers through the exact head
+    c.eval_body_lr = 1e-3                # their step size: docstring
     c.outer_kl = ml_collections.config_dict.placeholder(str)    # None: summed; docstring
     del c["meta_sgd"]                    # per algorithm instead: module docstring
     c.meta_sgd = ml_collections.ConfigDict(dict(abml=True, maml=False))
@@ -248,7 +259,7 @@ RULES = {
     "head": optional(one_of(*HEADS)), "eval_head": optional(one_of(*HEADS)),
     "eval_head_kl_weight": optional(positive()),
     "eval_head_anchor": number(0.0), "eval_head_task_prior": number(0.0),
-    "task_prior_tasks": integer(2),
+    "task_prior_tasks": integer(2), "eval_body_steps": integer(0), "eval_body_lr": positive(),
     "outer_kl": optional(one_of("per_point")), "curve_points": integer(1),
     "meta_sgd": {algorithm: BOOLEAN for algorithm in ALGORITHMS},
     "policy": {algorithm: one_of(*POLICIES) for algorithm in ALGORITHMS},
@@ -270,5 +281,6 @@ RESUMABLE_CHANGES = ("algorithms", "steps", "log_every", "checkpoint_every", "ke
                      "eval_inner_steps", "eval_inner_lr", "eval_samples", "eval_batch_norm",
                      "eval_local_variance", "eval_head", "eval_head_kl_weight",
                      "eval_head_anchor", "eval_head_task_prior", "task_prior_tasks",
+                     "eval_body_steps", "eval_body_lr",
                      *(f"policy.{algorithm}" for algorithm in ALGORITHMS),
                      "force_resume", *(f"neural_linear.{key}" for key in RULES["neural_linear"]))

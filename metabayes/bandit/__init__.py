@@ -1,7 +1,8 @@
 """The wheel bandit of ABML's Table 1: the environment (``wheel``), the meta-training episodes
 and network (``episodes``), what an agent keeps of its pulls (``history``), the agents and the
-play loop (``agents``), the NeuralLinear baseline (``neural_linear``) and Table 1's protocol
-(``trials``)."""
+play loop (``agents``), the head at its closed-form optimum (``exact_head``) and the steps on
+the hidden layers through it (``profile_steps``), the NeuralLinear baseline
+(``neural_linear``) and Table 1's protocol (``trials``)."""
 from metabayes.xla_flags import set_default_xla_flag
 
 # XLA:CPU's concurrency-optimised scheduler deadlocks (0% CPU, forever) some runs of the vmapped
