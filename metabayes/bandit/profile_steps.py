@@ -10,9 +10,10 @@ also moves the hidden layers' means μ_h, by ``steps`` Adam steps on the profile
 the local objective at the mean network (σ_λ → 0: MAP of the weights under p(φ | θ), tempered
 by β), per pull (divided by Σ w_ra) so that one step size serves any history. ``head*`` is
 ``ExactHead``'s solve, whose minimand is ℓ / β, so by the envelope theorem ∇ℓ* is ∂ℓ/∂μ_h at
-the solved head (tested); the gradient is taken through the solve, which is the same thing and
-stays right with an anchored head. The head is then solved once more on the moved features,
-and σ_λ is as it came in.
+the solved head (tested); the gradient is taken through the solve, which is the same thing,
+and with an anchored head (whose solve minimises another objective) still ℓ's total derivative.
+The head is then solved once more on the moved features; the hidden layers' σ_λ is as it came
+in.
 
 An agent (``MetaAgent``) that re-adapts from its last λ (``warm_start``) with no inner steps
 and these steps keeps training its network on the whole history's reservoir, from θ at its
