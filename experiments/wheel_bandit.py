@@ -44,10 +44,15 @@ from metabayes.training import fit
 def check_settings(config: ml_collections.ConfigDict) -> None:
     """Every key against its rule (``RULES``), and ``eval_body_steps`` against ABML's head."""
     check_config(config, RULES)
-    head = config.head if config.eval_head is None else config.eval_head
+    head = play_head(config)
     if config.eval_body_steps and "abml" in config.algorithms and head != "exact":
         raise ValueError(f"--config.eval_body_steps={config.eval_body_steps} needs ABML's exact "
                          f"head at play (--config.eval_head=exact), got {head!r}")
+
+
+def play_head(config) -> str:
+    """ABML's head at play: ``eval_head``, or (None) the one it was meta-trained with."""
+    return config.head if config.eval_head is None else config.eval_head
 
 
 def bandit_learner(config, algorithm: str) -> mb.MetaLearner:
@@ -93,10 +98,9 @@ def play_learner(config, algorithm: str, learner: mb.MetaLearner) -> mb.MetaLear
     meta-trained), an exact one solved at β = ``eval_head_kl_weight`` (None: ``kl_weight``),
     anchored by ``eval_head_anchor`` and ``eval_head_task_prior``, after ``eval_body_steps``
     steps on the hidden layers through it (ABML's; MAML's head is always the inner steps')."""
-    head = config.head if config.eval_head is None else config.eval_head
-    return with_head(make_evaluator(config, learner), algorithm, head, config.eval_head_kl_weight,
-                     config.eval_head_anchor, config.eval_head_task_prior,
-                     config.eval_body_steps, config.eval_body_lr)
+    return with_head(make_evaluator(config, learner), algorithm, play_head(config),
+                     config.eval_head_kl_weight, config.eval_head_anchor,
+                     config.eval_head_task_prior, config.eval_body_steps, config.eval_body_lr)
 
 
 def meta_train(config, algorithm: str, workdir: str, key: jax.Array, progress: bool):

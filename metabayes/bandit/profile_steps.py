@@ -31,7 +31,7 @@ import optax
 
 from metabayes.bandit.exact_head import HEAD, ExactHead
 from metabayes.bandit.wheel import CONTEXT_DIM
-from metabayes.posterior import MeanFieldGaussian, PyTree
+from metabayes.posterior import MeanFieldGaussian, PyTree, tree_sum
 
 
 def local_map_objective(model, prior: MeanFieldGaussian, mean: PyTree, support,
@@ -42,9 +42,9 @@ def local_map_objective(model, prior: MeanFieldGaussian, mean: PyTree, support,
     inputs, targets = support
     residuals = targets - model.apply({"params": mean}, inputs)            # √w (y − f) [R, 1]
     fit = jnp.sum(jnp.square(residuals)) / (2 * noise_std ** 2)
-    penalty = sum(jax.tree_util.tree_leaves(jax.tree_util.tree_map(
+    penalty = tree_sum(jax.tree_util.tree_map(
         lambda m, m0, log_s: jnp.sum(jnp.square(m - m0) * jnp.exp(-2 * log_s)) / 2,
-        mean, prior.mean, prior.log_sigma)))
+        mean, prior.mean, prior.log_sigma))
     pulls = jnp.sum(jnp.square(inputs[:, CONTEXT_DIM:]))
     return (fit + kl_weight * penalty) / jnp.maximum(pulls, 1.0)
 
