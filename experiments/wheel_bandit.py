@@ -44,10 +44,16 @@ from metabayes.training import fit
 def check_settings(config: ml_collections.ConfigDict) -> None:
     """Every key against its rule (``RULES``), and ``eval_body_steps`` against ABML's head."""
     check_config(config, RULES)
+    if not (config.eval_body_steps and "abml" in config.algorithms):
+        return
     head = play_head(config)
-    if config.eval_body_steps and "abml" in config.algorithms and head != "exact":
+    if head != "exact":
         raise ValueError(f"--config.eval_body_steps={config.eval_body_steps} needs ABML's exact "
                          f"head at play (--config.eval_head=exact), got {head!r}")
+    if config.eval_head_anchor or config.eval_head_task_prior:
+        raise ValueError(f"--config.eval_body_steps={config.eval_body_steps} needs the unanchored "
+                         f"exact head (--config.eval_head_anchor=0 --config.eval_head_task_prior"
+                         f"=0), got {config.eval_head_anchor} and {config.eval_head_task_prior}")
 
 
 def play_head(config) -> str:

@@ -28,18 +28,17 @@ def with_hidden(local, hidden):
 
 
 def test_profile_gradient_is_the_partial_at_the_solved_head(x64):
-    """Envelope theorem: the head solves min over the head of ℓ, so ∇ℓ* in the hidden layers
-    (through the solve) == ∂ℓ/∂μ_h with the head held at its solve; and both == central
-    differences of ℓ* along a random direction. Fails if ``local_map_objective`` is not the
-    objective ``ExactHead`` minimises (e.g. without β on the prior's term)."""
+    """Envelope theorem: the head solves min over the head of ℓ, so the gradient the steps take
+    (``profile_gradient``: ∂ℓ/∂μ_h with the head held at its solve) == ∇ℓ* in the hidden
+    layers through the solve; and both == central differences of ℓ* along a random direction.
+    Fails if ``local_map_objective`` is not the objective ``ExactHead`` minimises (e.g. without
+    β on the prior's term)."""
     prior, local, support, _ = problem(seed=4)
     steps = ProfileSteps(ExactHead(NOISE_STD, KL_WEIGHT), steps=1, learning_rate=1e-3)
     hidden = hidden_of(local.mean)
     profile = lambda h: steps.profile_objective(MODEL, prior, local, h, support)
     through = jax.grad(profile)(hidden)
-    head = steps.solved(MODEL, prior, local, hidden, support, None).mean[HEAD]
-    partial = jax.grad(lambda h: local_map_objective(MODEL, prior, {**h, HEAD: head}, support,
-                                                     KL_WEIGHT, NOISE_STD))(hidden)
+    partial = steps.profile_gradient(MODEL, prior, local, hidden, support)
     scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree_util.tree_leaves(through))
     assert scale > 1e-2
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-9 * scale),
@@ -114,7 +113,9 @@ def test_abml_agent_keeps_training_its_network_through_the_head():
 
 
 def test_body_steps_need_the_exact_head_and_name_their_flags(tmp_path):
-    """Refused before any work: steps without ABML's exact head, and bad values."""
+    """Refused before any work: steps without ABML's exact head or with an anchored one (whose
+    solve does not minimise ℓ, so the envelope theorem does not give the gradient), and bad
+    values."""
     for overrides, message in [
             ({"eval_head": "inner_steps", "eval_body_steps": 2}, "eval_body_steps=2 needs"),
             ({"eval_body_steps": -1}, "^`eval_body_steps` must be"),
@@ -123,6 +124,14 @@ def test_body_steps_need_the_exact_head_and_name_their_flags(tmp_path):
             wheel_bandit.train_and_evaluate(tiny_config(**overrides), str(tmp_path),
                                             progress=False)
         assert not os.listdir(tmp_path)
+    for anchor in ({"eval_head_anchor": 0.1}, {"eval_head_task_prior": 0.1}):
+        with pytest.raises(ValueError, match="eval_body_steps=2 needs the unanchored exact head"):
+            wheel_bandit.train_and_evaluate(tiny_config(eval_head="exact", eval_body_steps=2,
+                                                        **anchor), str(tmp_path), progress=False)
+        assert not os.listdir(tmp_path)
+    for anchored in (ExactHead(1.0, 1.0, anchor_share=0.1), ExactHead(1.0, 1.0, 0.0, 0.1)):
+        with pytest.raises(ValueError, match="minimises ℓ"):
+            ProfileSteps(anchored, 1, 1e-3)
     with pytest.raises(ValueError, match="steps"):
         ProfileSteps(ExactHead(1.0, 1.0), 0, 1e-3)
     with pytest.raises(ValueError, match="learning_rate"):

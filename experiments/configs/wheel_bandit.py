@@ -91,9 +91,11 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   training on the history from the last re-adaptation's. Their σ_λ is not refit, so play them
   greedy. On the 3,000-step model above (validation, n = 20,000, 3 trials, greedy) B = 20 gave
   0.55 / 0.71 / 1.04 / 1.48 / 7.06 (2.17) against 0.62 / 0.96 / 2.29 / 3.45 / 10.01 (3.47) at
-  7.3× the play time (4.69 s per 1,000 pulls); at n = 80,000 (last 40,000 pulls of one
-  validation trial) 0.77 → 0.25 at δ = 0.5, 2.68 → 0.55 at 0.95, 8.29 → 1.88 at 0.99. Off
-  until played on Table 1's model (docs/wheel_bandit.md).
+  7.3× the play time (4.69 s per 1,000 pulls, the gradient through the head's solve; with the
+  head held, the envelope theorem's gradient since 2026-12-08: 0.58 / 0.70 / 1.04 / 1.54 /
+  7.27 (2.23) at 2.01 s); at n = 80,000 (last 40,000 pulls of one validation trial, through
+  the solve) 0.77 → 0.25 at δ = 0.5, 2.68 → 0.55 at 0.95, 8.29 → 1.88 at 0.99. Off until
+  played on Table 1's model (docs/wheel_bandit.md).
 - ``policy.abml`` = "thompson", the paper's: ABML acts on a sample of q(φ; λ). "greedy" acts on
   its mean, as MAML acts. On Table 1's ABML (12,000 CPU steps, K = 20, exact head) greedy had
   the lower mean on the validation problems (n = 20,000, 3 trials): 0.27 / 0.32 / 0.83 / 1.27 /
