@@ -96,8 +96,12 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   7.27 (2.23) at 2.01 s); at n = 80,000 (last 40,000 pulls of one validation trial, through
   the solve) 0.77 → 0.25 at δ = 0.5, 2.68 → 0.55 at 0.95, 8.29 → 1.88 at 0.99. On a 12,000-step
   model (Xeon, 2026-12-08; validation, n = 20,000, 3 trials) 0.59 / 0.31 / 0.53 / 0.94 / 4.21
-  (1.32) against K = 20's 0.23 / 0.32 / 0.79 / 1.45 / 4.55 (1.47), at the same play time. Off
-  until played on Table 1's problems (docs/wheel_bandit.md).
+  (1.32) against K = 20's 0.23 / 0.32 / 0.79 / 1.45 / 4.55 (1.47), at the same play time, so
+  Table 1 plays them (2026-12-08): at n = 80,000 0.23 / 0.25 / 0.45 / 0.61 / 2.75 against
+  K = 20's 0.26 / 0.30 / 0.67 / 1.40 / 3.80 (greedy), at n = 2,000 0.54 / 0.61 / 0.93 / 1.60 /
+  6.22 against 0.23 / 0.46 / 1.04 / 1.83 / 6.38: the early pulls cost more. Off by default:
+  the hidden layers become a point estimate trained on the history, not the paper's amortised
+  q(φ; λ(S)) (docs/wheel_bandit.md).
 - ``policy.abml`` = "thompson", the paper's: ABML acts on a sample of q(φ; λ). "greedy" acts on
   its mean, as MAML acts. On Table 1's ABML (12,000 CPU steps, K = 20, exact head) greedy had
   the lower mean on the validation problems (n = 20,000, 3 trials): 0.27 / 0.32 / 0.83 / 1.27 /
