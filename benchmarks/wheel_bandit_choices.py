@@ -22,7 +22,8 @@ import os
 from absl import flags
 
 from benchmarks.wheel_bandit_plot import check_per_pull, define_per_pull
-from benchmarks.wheel_bandit_variants import PLAY_HEAD, VARIANTS, check_variants, with_variant
+from benchmarks.wheel_bandit_variants import (PLAY_HEAD, PLAY_SETTINGS, VARIANTS, check_variants,
+                                             with_variant)
 from experiments.cli import define_number_list, run, write_json
 from experiments.wheel_bandit import (finished_run_config, make_agents, meta_train_all,
                                       validation_key)
@@ -42,12 +43,6 @@ _META_STEPS = define_number_list("meta_steps", [], "Play the models saved at the
                                  lower_bound=0)
 _PER_PULL = define_per_pull()
 _OUT = flags.DEFINE_string("out", None, "Write the results here (JSON).")
-
-
-# What a variant may change, recorded beside each variant's results.
-PLAY_SETTINGS = ("steps", "eval_inner_steps", "eval_inner_lr", "eval_local_variance", "eval_head",
-                 "eval_head_kl_weight", "eval_head_anchor", "policy", "memory", "play_per_arm",
-                 "smallest_support", "readapt_growth", "warm_start", "step_reference")
 
 
 def variant_config(name: str):

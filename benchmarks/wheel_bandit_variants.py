@@ -38,6 +38,8 @@ otherwise the defaults (``experiments.wheel_bandit.finished_run_config``):
 - ``body steps=B``: no inner steps; each re-adaptation takes B Adam steps on the hidden layers
   through the exact head from the last λ's (``warm_start``, ``eval_body_steps``;
   ``metabayes.bandit.profile_steps``), i.e. keeps training the network on the history;
+  ``body steps=20 after T``: K = 20 from θ up to pull T, then 20 body steps from the last λ
+  (``eval_body_from``, ``metabayes.bandit.agents.HandOver``);
 - ``greedy``: ABML acts on the mean of q(φ; λ) instead of a sample of it (Thompson sampling, the
   paper's and the default), as MAML acts: what the sampling costs or gains.
 
@@ -93,8 +95,16 @@ VARIANTS = {
     "inner steps' head": {"eval_head": "inner_steps"},
     **{f"body steps={steps}": {"eval_head": "exact", "warm_start": True, "eval_inner_steps": 0,
                                "eval_body_steps": steps} for steps in (5, 20, 60)},
+    **{f"body steps=20 after {pull}": {"eval_head": "exact", "eval_inner_steps": 20,
+                                       "eval_body_steps": 20, "eval_body_from": pull}
+       for pull in (1000, 2000, 5000)},
     "greedy": {"policy": abml_greedy},
 }
+
+# What a variant may change, recorded beside each variant's results: the model played and every
+# key some variant sets.
+PLAY_SETTINGS = ("steps", "eval_head", *sorted(
+    {key for settings in VARIANTS.values() for key in settings} - {"eval_head"}))
 
 
 def check_variants(names, flag: str) -> None:

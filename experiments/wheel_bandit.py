@@ -27,7 +27,7 @@ from experiments.cli import run
 import metabayes as mb
 from experiments.configs.wheel_bandit import RESUMABLE_CHANGES, RULES, get_config
 from experiments.run_config import write_run_config
-from metabayes.bandit.agents import MetaAgent, UniformAgent
+from metabayes.bandit.agents import HandOver, MetaAgent, UniformAgent
 from metabayes.bandit.episodes import ArmRewardMLP, sample_episodes
 from metabayes.bandit.exact_head import ExactHead, task_networks
 from metabayes.bandit.history import ArmReservoir, RecentWindow, support_pulls
@@ -44,6 +44,9 @@ from metabayes.training import fit
 def check_settings(config: ml_collections.ConfigDict) -> None:
     """Every key against its rule (``RULES``), and ``eval_body_steps`` against ABML's head."""
     check_config(config, RULES)
+    if config.eval_body_from and not config.eval_body_steps:
+        raise ValueError(f"--config.eval_body_from={config.eval_body_from} hands over to body "
+                         f"steps: it needs --config.eval_body_steps >= 1, got 0")
     if not (config.eval_body_steps and "abml" in config.algorithms):
         return
     head = play_head(config)
@@ -238,6 +241,12 @@ def make_agents(config, learners) -> dict:
                           readapt_every=config.readapt_every,
                           readapt_growth=config.readapt_growth,
                           warm_start=config.warm_start)
+        if config.eval_body_from and isinstance(learner.refit, ProfileSteps):
+            agent = HandOver(dataclasses.replace(agent, learner=dataclasses.replace(
+                                 learner, refit=learner.refit.head)),
+                             dataclasses.replace(agent, learner=learner.replace_inner_steps(0),
+                                                 warm_start=True),
+                             config.eval_body_from)
         networks = play_task_networks(config, algorithm, learner, params)
         agents[algorithm.upper()] = (agent, lambda key, a=agent, p=params, t=networks: a.init(p, t))
     return agents

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from metabayes.bandit.agents import HandOver, MetaAgent
 from metabayes.bandit.exact_head import HEAD, ExactHead
 from metabayes.bandit.history import first_size_at_least
 from metabayes.bandit.profile_steps import ProfileSteps, local_map_objective
@@ -112,6 +113,43 @@ def test_abml_agent_keeps_training_its_network_through_the_head():
                        play.refit(play.model, params.q_theta.mean, from_last, support))
 
 
+def test_hand_over_re_adapts_as_its_first_agent_up_to_its_pull_then_by_body_steps():
+    """With ``eval_body_from`` = 2 ABML's agent is a ``HandOver``: after pulls 1 and 2 it
+    re-adapts as without body steps (K inner steps from θ, exact head), after pull 3 by the body
+    steps alone from the last λ (K = 0, warm); the two differ at every pull, so a swapped or
+    shifted switch fails. MAML, without body steps, stays a plain agent."""
+    config = tiny_config(eval_head="exact", eval_inner_steps=2, eval_body_steps=3,
+                         eval_body_lr=1e-2, eval_body_from=2, readapt_every=1)
+    learners = {}
+    for algorithm in ("abml", "maml"):
+        learner = wheel_bandit.bandit_learner(config, algorithm)
+        learners[algorithm] = (wheel_bandit.play_learner(config, algorithm, learner),
+                               learner.init_params(jax.random.PRNGKey(0),
+                                                   jnp.zeros((8, INPUT_DIM))))
+    agents = wheel_bandit.make_agents(config, learners)
+    assert isinstance(agents["MAML"][0], MetaAgent)
+    agent, init = agents["ABML"]
+    head = ExactHead(config.noise_std, config.eval_head_kl_weight)
+    assert (agent.at, agent.first.learner.inner_steps, agent.first.learner.refit,
+            agent.first.warm_start) == (2, 2, head, False)
+    assert (agent.then.learner.inner_steps, agent.then.learner.refit, agent.then.warm_start) == (
+        0, ProfileSteps(head, 3, 1e-2), True)
+    state = init(jax.random.PRNGKey(1))
+    contexts = jnp.array([[0.3, -0.4], [-0.6, 0.2], [0.1, 0.8]])
+    keys = jax.random.split(jax.random.PRNGKey(2), 3)
+    for step, (context, key) in enumerate(zip(contexts, keys), start=1):
+        pull = (jnp.array(step), context, jnp.array(step % 5), jnp.array(float(step)), key)
+        expected, other = ((agent.first, agent.then) if step <= 2 else
+                           (agent.then, agent.first))
+        want, unwanted = expected.update(state, *pull), other.update(state, *pull)
+        state = jax.jit(agent.update)(state, *pull)
+        assert_trees_close(state.posterior, want.posterior)
+        gaps = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                                      hidden_of(state.posterior.mean),
+                                      hidden_of(unwanted.posterior.mean))
+        assert max(jax.tree_util.tree_leaves(gaps)) > 1e-3
+
+
 def test_body_steps_need_the_exact_head_and_name_their_flags(tmp_path):
     """Refused before any work: steps without ABML's exact head or with an anchored one (whose
     solve does not minimise ℓ, so the envelope theorem does not give the gradient), and bad
@@ -119,7 +157,10 @@ def test_body_steps_need_the_exact_head_and_name_their_flags(tmp_path):
     for overrides, message in [
             ({"eval_head": "inner_steps", "eval_body_steps": 2}, "eval_body_steps=2 needs"),
             ({"eval_body_steps": -1}, "^`eval_body_steps` must be"),
-            ({"eval_body_lr": 0.0}, "^`eval_body_lr` must be")]:
+            ({"eval_body_lr": 0.0}, "^`eval_body_lr` must be"),
+            ({"eval_body_from": 100}, "^--config.eval_body_from=100 hands over to body steps: "
+                                      "it needs --config.eval_body_steps >= 1, got 0$"),
+            ({"eval_body_from": -1}, "^`eval_body_from` must be")]:
         with pytest.raises(ValueError, match=message):
             wheel_bandit.train_and_evaluate(tiny_config(**overrides), str(tmp_path),
                                             progress=False)
@@ -136,12 +177,19 @@ def test_body_steps_need_the_exact_head_and_name_their_flags(tmp_path):
         ProfileSteps(ExactHead(1.0, 1.0), 0, 1e-3)
     with pytest.raises(ValueError, match="learning_rate"):
         ProfileSteps(ExactHead(1.0, 1.0), 1, 0.0)
+    agent = MetaAgent(wheel_bandit.bandit_learner(tiny_config(), "abml"))
+    with pytest.raises(ValueError, match="`at` >= 1"):
+        HandOver(agent, agent, 0)
+    with pytest.raises(ValueError, match="the same policy, memory and model"):
+        HandOver(agent, dataclasses.replace(agent, policy="greedy"), 5)
 
 
-def test_short_run_plays_with_body_steps(tmp_path):
-    """A run whose ABML keeps training its network through the head plays to finite regrets;
-    MAML, whose head is the inner steps', plays as before."""
-    config = tiny_config(eval_head="exact", eval_body_steps=2, warm_start=True)
+@pytest.mark.parametrize("play", [{"warm_start": True}, {"eval_body_from": 6}])
+def test_short_run_plays_with_body_steps(tmp_path, play):
+    """A run whose ABML keeps training its network through the head (from the first pull, or
+    handed over at pull 6) plays to finite regrets; MAML, whose head is the inner steps',
+    plays as before."""
+    config = tiny_config(eval_head="exact", eval_body_steps=2, **play)
     config.neural_linear.enabled = False
     results = wheel_bandit.train_and_evaluate(config, str(tmp_path), progress=False)
     assert all(np.isfinite(results["agents"][name][str(d)]["normalised"]["mean"])

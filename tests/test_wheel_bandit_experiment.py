@@ -159,6 +159,18 @@ def test_variants_compose_with_plus_and_refuse_a_key_set_twice():
             check_variants(names, "variants")
 
 
+def test_choices_record_every_setting_a_variant_changes():
+    """Each variant's results are recorded with the settings it changed: every key where a
+    variant's config differs from the run's is in ``PLAY_SETTINGS`` (the body steps' and the
+    task prior's keys were left out)."""
+    from benchmarks.wheel_bandit_variants import PLAY_SETTINGS, VARIANTS, with_variant
+    config = tiny_config()
+    for name in VARIANTS:
+        varied = with_variant(config, name)
+        changed = {key for key in config.keys() if varied[key] != config[key]}
+        assert changed <= set(PLAY_SETTINGS), (name, changed - set(PLAY_SETTINGS))
+
+
 def test_diagnostics_play_the_meta_learners_the_run_trained(tmp_path):
     """On a run that trained MAML alone, ``benchmarks.wheel_bandit_mistakes`` and
     ``benchmarks.wheel_bandit_fit`` report MAML's numbers (both raised KeyError on 'ABML');

@@ -102,6 +102,10 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   6.22 against 0.23 / 0.46 / 1.04 / 1.83 / 6.38: the early pulls cost more. Off by default:
   the hidden layers become a point estimate trained on the history, not the paper's amortised
   q(φ; λ(S)) (docs/wheel_bandit.md).
+  ``eval_body_from`` = 0: T0 > 0 hands over at pull T0 (``metabayes.bandit.agents.HandOver``):
+  up to it ABML re-adapts as without body steps (``eval_inner_steps`` from θ, or from the last
+  λ with ``warm_start``), after it by B body steps from the last λ with no inner steps. Meant
+  for the early pulls, where the body steps cost more than K steps from θ (above).
 - ``policy.abml`` = "thompson", the paper's: ABML acts on a sample of q(φ; λ). "greedy" acts on
   its mean, as MAML acts. On Table 1's ABML (12,000 CPU steps, K = 20, exact head) greedy had
   the lower mean on the validation problems (n = 20,000, 3 trials): 0.27 / 0.32 / 0.83 / 1.27 /
@@ -220,6 +224,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.task_prior_tasks = 32              # M episodes whose adapted networks make that prior
     c.eval_body_steps = 0                # Adam steps on the hidden layers through the exact head
     c.eval_body_lr = 1e-3                # their step size: docstring
+    c.eval_body_from = 0                 # T0 > 0: as without them up to pull T0: docstring
     c.outer_kl = ml_collections.config_dict.placeholder(str)    # None: summed; docstring
     del c["meta_sgd"]                    # per algorithm instead: module docstring
     c.meta_sgd = ml_collections.ConfigDict(dict(abml=True, maml=False))
@@ -268,6 +273,7 @@ RULES = {
     "eval_head_kl_weight": optional(positive()),
     "eval_head_anchor": number(0.0), "eval_head_task_prior": number(0.0),
     "task_prior_tasks": integer(2), "eval_body_steps": integer(0), "eval_body_lr": positive(),
+    "eval_body_from": integer(0),
     "outer_kl": optional(one_of("per_point")), "curve_points": integer(1),
     "meta_sgd": {algorithm: BOOLEAN for algorithm in ALGORITHMS},
     "policy": {algorithm: one_of(*POLICIES) for algorithm in ALGORITHMS},
@@ -289,6 +295,6 @@ RESUMABLE_CHANGES = ("algorithms", "steps", "log_every", "checkpoint_every", "ke
                      "eval_inner_steps", "eval_inner_lr", "eval_samples", "eval_batch_norm",
                      "eval_local_variance", "eval_head", "eval_head_kl_weight",
                      "eval_head_anchor", "eval_head_task_prior", "task_prior_tasks",
-                     "eval_body_steps", "eval_body_lr",
+                     "eval_body_steps", "eval_body_lr", "eval_body_from",
                      *(f"policy.{algorithm}" for algorithm in ALGORITHMS),
                      "force_resume", *(f"neural_linear.{key}" for key in RULES["neural_linear"]))

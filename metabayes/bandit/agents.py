@@ -13,6 +13,7 @@ and δ values, jitted once per agent.
   support set built from its memory (``metabayes.bandit.history``) on a schedule that thins out
   with time (``readapt_now``), acting by Thompson sampling (one φ ~ q per decision; ABML) or
   greedily on the mean network (MAML).
+- ``HandOver``: one ``MetaAgent``'s re-adaptations up to a pull, another's after it.
 - ``NeuralLinear`` (``metabayes.bandit.neural_linear``) follows the same protocol.
 """
 import dataclasses
@@ -147,6 +148,37 @@ class MetaAgent:
             lambda: jax.lax.switch(first_size_at_least(sizes, step), list(map(adapt_on, sizes))),
             lambda: state.posterior)
         return MetaAgentState(state.params, posterior, memory, state.task_networks)
+
+
+@dataclasses.dataclass(frozen=True)
+class HandOver:
+    """``first`` re-adapts after pulls 1..``at``, ``then`` after every later pull: e.g. K steps
+    from θ while the history is short, then steps from the last λ that keep training the
+    network on it (``metabayes.bandit.profile_steps``). Both must act alike (the same model and
+    policy) on the same memory, so they share one state; ``then`` starts from the λ ``first``
+    left (with ``warm_start``). The pull counter is unbatched, so the switch is a ``lax.cond``
+    that runs one of the two."""
+
+    first: MetaAgent
+    then: MetaAgent
+    at: int
+
+    def __post_init__(self):
+        if not (isinstance(self.at, int) and self.at >= 1):
+            raise ValueError(f"HandOver needs `at` >= 1, got {self.at!r}")
+        if (self.first.policy, self.first.memory, self.first.learner.model) != (
+                self.then.policy, self.then.memory, self.then.learner.model):
+            raise ValueError("HandOver needs two agents with the same policy, memory and model")
+
+    def init(self, params: MetaParams, task_networks: Optional[PyTree] = None) -> MetaAgentState:
+        return self.first.init(params, task_networks)
+
+    def act(self, state: MetaAgentState, context, key):
+        return self.first.act(state, context, key)
+
+    def update(self, state: MetaAgentState, step, context, arm, reward, key) -> MetaAgentState:
+        return jax.lax.cond(step <= self.at, self.first.update, self.then.update,
+                            state, step, context, arm, reward, key)
 
 
 def sample_problem(key: jax.Array, delta, num_steps: int):
