@@ -105,7 +105,13 @@ Play-time settings are chosen on validation problems (``benchmarks.wheel_bandit_
   ``eval_body_from`` = 0: T0 > 0 hands over at pull T0 (``metabayes.bandit.agents.HandOver``):
   up to it ABML re-adapts as without body steps (``eval_inner_steps`` from θ, or from the last
   λ with ``warm_start``), after it by B body steps from the last λ with no inner steps. Meant
-  for the early pulls, where the body steps cost more than K steps from θ (above).
+  for the early pulls, where the body steps cost more than K steps from θ (above). On the
+  12,000-step model (validation, n = 20,000, 3 trials, greedy, K = 20, B = 20) T0 = 2,000 gave
+  0.23 / 0.32 / 0.65 / 1.08 / 4.26 (1.309) against the body steps' from the first pull 1.316
+  and T0 = 5,000's 0.33 / 0.35 / 0.69 / 1.23 / 4.36 (1.391): the lowest mean, by a little.
+  On Table 1's problems at n = 80,000: 0.24 / 0.24 / 0.54 / 0.73 / 2.83, higher than the body
+  steps from the first pull in four columns (fewer re-adaptations train the network); at
+  n = 2,000 K = 20's row to the last digit. Off by default, as the body steps are.
 - ``policy.abml`` = "thompson", the paper's: ABML acts on a sample of q(φ; λ). "greedy" acts on
   its mean, as MAML acts. On Table 1's ABML (12,000 CPU steps, K = 20, exact head) greedy had
   the lower mean on the validation problems (n = 20,000, 3 trials): 0.27 / 0.32 / 0.83 / 1.27 /
