@@ -38,8 +38,8 @@ otherwise the defaults (``experiments.wheel_bandit.finished_run_config``):
 - ``body steps=B``: no inner steps; each re-adaptation takes B Adam steps on the hidden layers
   through the exact head from the last λ's (``warm_start``, ``eval_body_steps``;
   ``metabayes.bandit.profile_steps``), i.e. keeps training the network on the history;
-  ``body steps=20 after T``: K = 20 from θ up to pull T, then 20 body steps from the last λ
-  (``eval_body_from``, ``metabayes.bandit.agents.HandOver``);
+  ``body steps=20 after T`` (T = 2000, 5000): K = 20 from θ up to pull T, then 20 body steps
+  from the last λ (``eval_body_from``, ``metabayes.bandit.agents.HandOver``);
 - ``greedy``: ABML acts on the mean of q(φ; λ) instead of a sample of it (Thompson sampling, the
   paper's and the default), as MAML acts: what the sampling costs or gains.
 
@@ -97,7 +97,7 @@ VARIANTS = {
                                "eval_body_steps": steps} for steps in (5, 20, 60)},
     **{f"body steps=20 after {pull}": {"eval_head": "exact", "eval_inner_steps": 20,
                                        "eval_body_steps": 20, "eval_body_from": pull}
-       for pull in (1000, 2000, 5000)},
+       for pull in (2000, 5000)},
     "greedy": {"policy": abml_greedy},
 }
 

@@ -42,7 +42,8 @@ from metabayes.evaluation.plotting import plot_regret
 from metabayes.training import fit
 
 def check_settings(config: ml_collections.ConfigDict) -> None:
-    """Every key against its rule (``RULES``), and ``eval_body_steps`` against ABML's head."""
+    """Every key against its rule (``RULES``), ``eval_body_from`` against ``eval_body_steps``,
+    and ``eval_body_steps`` against ABML's head."""
     check_config(config, RULES)
     if config.eval_body_from and not config.eval_body_steps:
         raise ValueError(f"--config.eval_body_from={config.eval_body_from} hands over to body "
